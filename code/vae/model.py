@@ -1,0 +1,138 @@
+"""The VAE: a `Sampling` layer, the encoder, the decoder and the `VAE` model that trains them.
+
+Images are (batch, 28, 28, 1) floats in [0, 1]; latent codes are (batch, latent_dim).
+Losses are in nats per image.
+"""
+
+import keras
+import tensorflow as tf
+from keras import layers, ops
+
+from vae.priors import GaussianPrior
+
+IMAGE_SHAPE = (28, 28, 1)
+IMAGE_PIXELS = 28 * 28
+
+
+@keras.saving.register_keras_serializable(package="vae")
+class Sampling(layers.Layer):
+    """The reparameterization trick: z = μ + σ·ε with σ = exp(½ ln σ²) and ε ~ N(0, I).
+
+    Takes [z_mean, z_log_var], each (batch, latent_dim); returns z, (batch, latent_dim).
+    The randomness sits in ε, so gradients flow through μ and σ.
+    """
+
+    def __init__(self, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs):
+        z_mean, z_log_var = inputs
+        epsilon = keras.random.normal(ops.shape(z_mean), dtype=z_mean.dtype, seed=self.seed_generator)
+        return z_mean + ops.exp(0.5 * z_log_var) * epsilon
+
+    def get_config(self):
+        return {**super().get_config(), "seed": self.seed}
+
+
+def build_encoder(latent_dim, seed=None):
+    """28×28×1 → Flatten → Dense 512 relu → Dense 256 relu → (z_mean, z_log_var) → Sampling.
+
+    Outputs [z_mean, z_log_var, z], each (batch, latent_dim). The two heads are
+    kept in float32 even under mixed precision: ln σ² is exponentiated in the KL.
+    """
+    images = keras.Input(shape=IMAGE_SHAPE, name="image")
+    x = layers.Flatten()(images)
+    x = layers.Dense(512, activation="relu")(x)
+    x = layers.Dense(256, activation="relu")(x)
+    z_mean = layers.Dense(latent_dim, name="z_mean", dtype="float32")(x)
+    z_log_var = layers.Dense(latent_dim, name="z_log_var", dtype="float32")(x)
+    z = Sampling(seed=seed, name="z", dtype="float32")([z_mean, z_log_var])
+    return keras.Model(images, [z_mean, z_log_var, z], name="encoder")
+
+
+def build_decoder(latent_dim):
+    """z → Dense 256 relu → Dense 512 relu → Dense 784 sigmoid → 28×28×1.
+
+    The last Dense layer is named "logits" and its sigmoid is a separate layer, so that
+    the training loss can use the logits directly (see `VAE`); the model's output is the
+    sigmoid, the per-pixel Bernoulli mean in [0, 1].
+    """
+    z = keras.Input(shape=(latent_dim,), name="z")
+    x = layers.Dense(256, activation="relu")(z)
+    x = layers.Dense(512, activation="relu")(x)
+    logits = layers.Dense(IMAGE_PIXELS, name="logits", dtype="float32")(x)
+    pixels = layers.Activation("sigmoid", name="pixel_means", dtype="float32")(logits)
+    images = layers.Reshape(IMAGE_SHAPE, name="image")(pixels)
+    return keras.Model(z, images, name="decoder")
+
+
+def reconstruction_loss(images, logits):
+    """Binary cross-entropy summed over the 784 pixels, in nats, shape (batch,).
+
+    Computed from the logits, log σ(l) = −softplus(−l): exact and stable even where
+    a sigmoid output would round to 0 or 1.
+    """
+    targets = ops.reshape(images, (-1, IMAGE_PIXELS))
+    return ops.sum(ops.binary_crossentropy(targets, logits, from_logits=True), axis=-1)
+
+
+class VAE(keras.Model):
+    """Trains an encoder and a decoder by minimizing reconstruction + β·KL (the negative ELBO for β = 1).
+
+    Both terms are in nats per image, averaged over the batch. The KL is the analytic
+    KL(q(z|x) ‖ p(z)) for the given prior (default N(0, I)).
+    """
+
+    def __init__(self, encoder, decoder, prior=None, beta=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder = encoder
+        self.decoder = decoder
+        # The same layers as `decoder`, stopping before the sigmoid: z → logits (batch, 784).
+        self.decoder_logits = keras.Model(decoder.input, decoder.get_layer("logits").output)
+        self.prior = prior if prior is not None else GaussianPrior.standard(encoder.output[0].shape[-1])
+        self.beta = float(beta)
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction")
+        self.kl_tracker = keras.metrics.Mean(name="kl")
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.reconstruction_tracker, self.kl_tracker]
+
+    def call(self, images, training=False):
+        """The reconstruction of `images` through one posterior sample, (batch, 28, 28, 1)."""
+        _, _, z = self.encoder(images, training=training)
+        return self.decoder(z, training=training)
+
+    def compute_losses(self, images, training=False):
+        """Return (loss, reconstruction, kl), each a scalar in nats per image."""
+        z_mean, z_log_var, z = self.encoder(images, training=training)
+        logits = self.decoder_logits(z, training=training)
+        reconstruction = ops.mean(reconstruction_loss(images, logits))
+        kl = ops.mean(self.prior.kl_divergence(z_mean, z_log_var))
+        return reconstruction + self.beta * kl, reconstruction, kl
+
+    def train_step(self, data):
+        images, _, _ = keras.utils.unpack_x_y_sample_weight(data)  # x alone, or (x,) from train_on_batch
+        with tf.GradientTape() as tape:
+            loss, reconstruction, kl = self.compute_losses(images, training=True)
+            # Under mixed precision the optimizer scales the loss to keep small gradients.
+            scaled_loss = self.optimizer.scale_loss(loss)
+        gradients = tape.gradient(scaled_loss, self.trainable_weights)
+        self.optimizer.apply(gradients, self.trainable_weights)
+        return self.update_trackers(images, loss, reconstruction, kl)
+
+    def test_step(self, data):
+        images, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return self.update_trackers(images, *self.compute_losses(images, training=False))
+
+    def update_trackers(self, images, loss, reconstruction, kl):
+        # Weighted by batch size, so an epoch's value is the exact mean over its images
+        # even when the last batch is smaller.
+        batch_size = ops.cast(ops.shape(images)[0], "float32")
+        self.loss_tracker.update_state(loss, sample_weight=batch_size)
+        self.reconstruction_tracker.update_state(reconstruction, sample_weight=batch_size)
+        self.kl_tracker.update_state(kl, sample_weight=batch_size)
+        return {metric.name: metric.result() for metric in self.metrics}

@@ -1,0 +1,105 @@
+"""Priors p(z) over the latent space and their KL divergence to the encoder's posterior.
+
+The encoder's posterior is a diagonal Gaussian q(z|x) = N(μ, diag σ²), given by
+`z_mean` = μ and `z_log_var` = ln σ², each of shape (batch, latent_dim).
+Every KL here is in nats per image, shape (batch,).
+"""
+
+import numpy as np
+from keras import ops
+
+
+def kl_divergence(z_mean, z_log_var):
+    """KL(N(μ, diag σ²) ‖ N(0, I)) = -½ Σᵢ (1 + ln σᵢ² − μᵢ² − σᵢ²), in nats, shape (batch,).
+
+    Always ≥ 0, and 0 only when μ = 0 and σ = 1. (One of our seed tutorials
+    writes this without the leading minus sign, which makes it ≤ 0.)
+    """
+    return -0.5 * ops.sum(1.0 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var), axis=-1)
+
+
+def check_covariance(covariance, latent_dim=None):
+    """Return `covariance` as a float64 (k, k) array, or raise ValueError saying what is wrong.
+
+    A covariance must be finite, square, symmetric and positive definite, and,
+    when `latent_dim` is given, of size latent_dim × latent_dim.
+    """
+    try:
+        sigma = np.array(covariance, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"covariance must be a square matrix of numbers, got {covariance!r}") from error
+    if sigma.ndim != 2 or sigma.shape[0] != sigma.shape[1]:
+        raise ValueError(f"covariance is not square: shape {sigma.shape}")
+    if not np.all(np.isfinite(sigma)):
+        raise ValueError(f"covariance is not finite (it holds inf or nan): {sigma.tolist()}")
+    if latent_dim is not None and sigma.shape[0] != latent_dim:
+        raise ValueError(
+            f"covariance does not match latent_dim: it is {sigma.shape[0]}×{sigma.shape[0]}, "
+            f"latent_dim is {latent_dim}"
+        )
+    if not np.allclose(sigma, sigma.T, rtol=0.0, atol=1e-8):
+        raise ValueError(f"covariance is not symmetric: {sigma.tolist()}")
+    try:
+        np.linalg.cholesky(sigma)
+    except np.linalg.LinAlgError:
+        eigenvalues = np.linalg.eigvalsh(sigma)
+        raise ValueError(
+            f"covariance is not positive definite (eigenvalues {np.round(eigenvalues, 6).tolist()}): "
+            f"{sigma.tolist()}"
+        ) from None
+    return sigma
+
+
+class GaussianPrior:
+    """The prior p(z) = N(0, Σ), kept through its Cholesky factor L (Σ = L Lᵀ, L lower triangular).
+
+    `GaussianPrior.standard(k)` is the usual N(0, I) prior of a VAE.
+    """
+
+    def __init__(self, covariance):
+        self.covariance = check_covariance(covariance)
+        self.latent_dim = self.covariance.shape[0]
+        self.cholesky = np.linalg.cholesky(self.covariance)
+        # ln det Σ = 2 Σᵢ ln Lᵢᵢ
+        self.log_det = 2.0 * float(np.sum(np.log(np.diag(self.cholesky))))
+        # diag(Σ⁻¹)ⱼ = Σᵢ (L⁻¹)ᵢⱼ², with L⁻¹ from one triangular solve L X = I (no explicit inverse of Σ).
+        identity = np.eye(self.latent_dim)
+        cholesky_solve_identity = ops.convert_to_numpy(
+            ops.solve_triangular(self.cholesky, identity, lower=True)
+        )
+        self.precision_diagonal = np.sum(np.square(cholesky_solve_identity), axis=0)
+
+    @classmethod
+    def standard(cls, latent_dim):
+        """The standard normal prior N(0, I) in `latent_dim` dimensions."""
+        return cls(np.eye(latent_dim))
+
+    @property
+    def is_standard(self):
+        return bool(np.array_equal(self.covariance, np.eye(self.latent_dim)))
+
+    @property
+    def correlation(self):
+        """The correlation matrix Σᵢⱼ / √(Σᵢᵢ Σⱼⱼ), shape (k, k)."""
+        scale = np.sqrt(np.diag(self.covariance))
+        return self.covariance / np.outer(scale, scale)
+
+    def kl_divergence(self, z_mean, z_log_var):
+        """KL(N(μ, diag σ²) ‖ N(0, Σ)) in nats, shape (batch,):
+
+        ½ [tr(Σ⁻¹ diag σ²) + μᵀ Σ⁻¹ μ − k + ln det Σ − Σᵢ ln σᵢ²],
+        with μᵀ Σ⁻¹ μ = ‖L⁻¹ μ‖² from a triangular solve. For Σ = I this is `kl_divergence`.
+        """
+        dtype = z_mean.dtype
+        cholesky = ops.cast(self.cholesky, dtype)
+        # Solve L w = μ for every image at once: the right-hand sides are the columns of μᵀ.
+        whitened_mean = ops.solve_triangular(cholesky, ops.transpose(z_mean), lower=True)
+        mahalanobis = ops.sum(ops.square(whitened_mean), axis=0)
+        trace = ops.sum(ops.exp(z_log_var) * ops.cast(self.precision_diagonal, dtype), axis=-1)
+        log_det_ratio = self.log_det - ops.sum(z_log_var, axis=-1)
+        return 0.5 * (trace + mahalanobis - self.latent_dim + log_det_ratio)
+
+    def sample(self, num_samples, seed=None):
+        """Draw prior samples z = L ε with ε ~ N(0, I), as a NumPy array of shape (num_samples, k)."""
+        epsilon = np.random.default_rng(seed).standard_normal((num_samples, self.latent_dim))
+        return epsilon @ self.cholesky.T

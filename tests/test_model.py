@@ -1,0 +1,114 @@
+"""The Sampling layer, the encoder and decoder, the VAE's losses, and saving to .h5."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import run_python
+from vae.model import VAE, Sampling, build_decoder, build_encoder, reconstruction_loss
+from vae.priors import GaussianPrior, kl_divergence
+
+
+def test_sampling_has_the_posterior_mean_and_variance():
+    mu = np.array([[1.5, -2.0, 0.0]], "float32")
+    log_var = np.log(np.array([[0.25, 4.0, 1.0]], "float32"))
+    n = 200_000
+    z = np.asarray(Sampling(seed=1)([np.repeat(mu, n, 0), np.repeat(log_var, n, 0)]))
+    assert z.shape == (n, 3)
+    np.testing.assert_allclose(z.mean(axis=0), mu[0], atol=0.02)
+    np.testing.assert_allclose(z.var(axis=0), np.exp(log_var[0]), rtol=0.02)
+    # Independent coordinates: the covariance is diagonal.
+    assert abs(np.corrcoef(z.T)[0, 1]) < 0.01
+
+
+def test_sampling_draws_fresh_noise_each_call():
+    mu, log_var = np.zeros((4, 2), "float32"), np.zeros((4, 2), "float32")
+    layer = Sampling(seed=3)
+    assert not np.allclose(np.asarray(layer([mu, log_var])), np.asarray(layer([mu, log_var])))
+
+
+@pytest.mark.parametrize("latent_dim", [1, 2, 3])
+def test_encoder_and_decoder_shapes(latent_dim):
+    encoder, decoder = build_encoder(latent_dim), build_decoder(latent_dim)
+    images = np.random.default_rng(0).random((5, 28, 28, 1), dtype="float32")
+    z_mean, z_log_var, z = (np.asarray(t) for t in encoder(images))
+    assert z_mean.shape == z_log_var.shape == z.shape == (5, latent_dim)
+    decoded = np.asarray(decoder(z))
+    assert decoded.shape == (5, 28, 28, 1)
+    assert decoded.min() >= 0 and decoded.max() <= 1
+
+
+def test_architecture_is_the_tutorials():
+    encoder, decoder = build_encoder(2), build_decoder(2)
+    dense = lambda model: [(layer.units, layer.activation.__name__) for layer in model.layers
+                           if isinstance(layer, keras.layers.Dense)]
+    assert dense(encoder) == [(512, "relu"), (256, "relu"), (2, "linear"), (2, "linear")]
+    assert dense(decoder) == [(256, "relu"), (512, "relu"), (784, "linear")]
+    assert decoder.get_layer("pixel_means").activation.__name__ == "sigmoid"
+    assert not any(isinstance(layer, keras.layers.Lambda) for layer in encoder.layers)
+
+
+def test_reconstruction_loss_is_summed_binary_cross_entropy():
+    rng = np.random.default_rng(0)
+    images = rng.random((4, 28, 28, 1)).astype("float32")
+    logits = rng.normal(scale=3, size=(4, 784)).astype("float32")
+    p = 1 / (1 + np.exp(-logits.astype("float64")))
+    x = images.reshape(4, 784)
+    expected = -np.sum(x * np.log(p) + (1 - x) * np.log(1 - p), axis=1)
+    np.testing.assert_allclose(np.asarray(reconstruction_loss(images, logits)), expected, rtol=1e-5)
+
+
+def test_vae_losses_are_reconstruction_plus_beta_kl():
+    keras.utils.set_random_seed(0)
+    encoder, decoder = build_encoder(2), build_decoder(2)
+    vae = VAE(encoder, decoder, beta=0.5)
+    images = np.random.default_rng(1).random((8, 28, 28, 1)).astype("float32")
+    loss, reconstruction, kl = (float(t) for t in vae.compute_losses(images))
+    assert loss == pytest.approx(reconstruction + 0.5 * kl, rel=1e-6)
+    z_mean, z_log_var, _ = encoder(images)
+    assert kl == pytest.approx(float(np.mean(kl_divergence(z_mean, z_log_var))), rel=1e-5)
+    assert isinstance(vae.prior, GaussianPrior) and vae.prior.is_standard
+
+
+def test_a_few_train_steps_lower_the_loss():
+    keras.utils.set_random_seed(0)
+    vae = VAE(build_encoder(2), build_decoder(2))
+    vae.compile(optimizer=keras.optimizers.Adam(1e-3))
+    images = (np.random.default_rng(2).random((256, 28, 28, 1)) > 0.7).astype("float32")
+    first = vae.train_on_batch(images, return_dict=True)["loss"]
+    for _ in range(30):
+        last = vae.train_on_batch(images, return_dict=True)["loss"]
+    assert last < first - 50
+
+
+def test_saved_models_load_in_a_fresh_process_with_the_same_outputs(tmp_path):
+    keras.utils.set_random_seed(0)
+    encoder, decoder = build_encoder(2), build_decoder(2)
+    from vae.saving import save_model
+    save_model(encoder, tmp_path / "encoder.h5")
+    save_model(decoder, tmp_path / "decoder.h5")
+    images = np.random.default_rng(3).random((6, 28, 28, 1)).astype("float32")
+    z = np.random.default_rng(4).normal(size=(6, 2)).astype("float32")
+    np.save(tmp_path / "images.npy", images)
+    np.save(tmp_path / "z.npy", z)
+    z_mean, z_log_var, _ = encoder(images)
+    decoded = decoder(z)
+
+    result = run_python(f"""
+import json, numpy as np, keras
+import vae.model  # registers Sampling
+folder = {str(tmp_path)!r}
+encoder = keras.models.load_model(folder + "/encoder.h5", safe_mode=True)
+decoder = keras.models.load_model(folder + "/decoder.h5", safe_mode=True)
+z_mean, z_log_var, z = encoder(np.load(folder + "/images.npy"))
+np.save(folder + "/z_mean.npy", np.asarray(z_mean)); np.save(folder + "/z_log_var.npy", np.asarray(z_log_var))
+np.save(folder + "/decoded.npy", np.asarray(decoder(np.load(folder + "/z.npy"))))
+print(json.dumps([type(l).__name__ for l in encoder.layers]))
+""")
+    assert result.returncode == 0, result.stderr
+    assert "Sampling" in json.loads(result.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(np.load(tmp_path / "z_mean.npy"), np.asarray(z_mean), atol=1e-6)
+    np.testing.assert_allclose(np.load(tmp_path / "z_log_var.npy"), np.asarray(z_log_var), atol=1e-6)
+    np.testing.assert_allclose(np.load(tmp_path / "decoded.npy"), np.asarray(decoded), atol=1e-6)
