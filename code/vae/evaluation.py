@@ -1,0 +1,26 @@
+"""Evaluation: the test-set loss, and the encoder and decoder applied in large batches."""
+
+import keras
+import numpy as np
+
+from vae.training import EVAL_BATCH_SIZE, batched
+
+
+def evaluate(vae, images):
+    """The loss, reconstruction and KL on `images`, in nats per image, as a dict of floats."""
+    results = vae.evaluate(batched(images, EVAL_BATCH_SIZE), verbose=0, return_dict=True)
+    return {name: float(value) for name, value in results.items()}
+
+
+def encode(encoder, images, batch_size=EVAL_BATCH_SIZE):
+    """The posterior means and log-variances of `images`: two (N, latent_dim) NumPy arrays."""
+    outputs = [encoder(images[i : i + batch_size], training=False) for i in range(0, len(images), batch_size)]
+    z_mean = np.concatenate([keras.ops.convert_to_numpy(z_mean) for z_mean, _, _ in outputs])
+    z_log_var = np.concatenate([keras.ops.convert_to_numpy(z_log_var) for _, z_log_var, _ in outputs])
+    return z_mean, z_log_var
+
+
+def decode(decoder, z):
+    """The decoded images of latent points `z` (N, latent_dim) in one batched call: (N, 28, 28)."""
+    images = decoder(np.asarray(z, dtype="float32"), training=False)
+    return keras.ops.convert_to_numpy(images)[..., 0]

@@ -1,0 +1,140 @@
+"""One script's run from start to finish: check the hyperparameters, load the data, train,
+then evaluate, draw the common figures, save the models and metrics, and print a summary.
+
+The chapter scripts build their own models and draw their own figures in between.
+"""
+
+import platform
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from vae.data import DataError, load_mnist
+from vae.evaluation import evaluate
+from vae.figures import plot_history, plot_reconstructions
+from vae.saving import save_json, save_model
+from vae.training import train
+
+
+class Experiment:
+    """A training run named `name` ("2d", "3d", "correlated"), writing under config.out.
+
+    Creating one checks `config` (before any data is loaded) and seeds every random
+    number generator with config.seed.
+    """
+
+    def __init__(self, config, name, min_latent_dim=1):
+        self.started = time.perf_counter()
+        self.config = config.check(min_latent_dim)
+        self.name = name
+        self.assets_dir = Path(config.out) / "assets"
+        self.models_dir = Path(config.out) / "models"
+        self.written = []
+        self.metrics = {}
+        keras.utils.set_random_seed(config.seed)
+
+    def load_data(self):
+        """MNIST as ((x_train, y_train), (x_test, y_test)), the training set cut to config.train_size."""
+        try:
+            (x_train, y_train), test = load_mnist(self.config.data_dir)
+        except DataError as error:
+            raise SystemExit(f"error: {error}") from None
+        size = self.config.train_size
+        if size is not None and size > len(x_train):
+            raise SystemExit(f"error: train_size is {size}, but the training set has only {len(x_train)} images")
+        return (x_train[:size], y_train[:size]), test
+
+    def train(self, vae, x_train, x_test):
+        """Fit `vae` (x_test is the validation data of every epoch); returns the history dict."""
+        config = self.config
+        history, self.seconds_per_epoch = train(
+            vae, x_train, x_test, config.epochs, config.batch_size, config.learning_rate, seed=config.seed
+        )
+        self.train_images = len(x_train)
+        return history
+
+    def asset(self, filename):
+        """The path of figure `filename` under assets/, remembered for the summary."""
+        return self._remember(self.assets_dir / filename)
+
+    def _remember(self, path):
+        self.written.append(path)
+        return path
+
+    def finish(self, vae, history, x_test, **extra_metrics):
+        """Evaluate on x_test, draw reconstructions and history, save the models and metrics, print a summary.
+
+        `extra_metrics` (JSON-serializable) are added to models/metrics_<name>.json.
+        """
+        name = self.name
+        test = evaluate(vae, x_test)
+        reconstructions = keras.ops.convert_to_numpy(vae(x_test[:10]))
+        plot_reconstructions(x_test[:10], reconstructions, self.asset(f"reconstructions_{name}.png"))
+        plot_history(history, self.asset(f"history_{name}.png"))
+        save_model(vae.encoder, self._remember(self.models_dir / f"encoder_{name}.h5"))
+        save_model(vae.decoder, self._remember(self.models_dir / f"decoder_{name}.h5"))
+
+        config = self.config
+        self.metrics = {
+            "model": name,
+            "test_loss": test["loss"],
+            "test_reconstruction": test["reconstruction"],
+            "test_kl": test["kl"],
+            "train_loss": history["loss"][-1],
+            "val_loss": history["val_loss"][-1],
+            "epochs": config.epochs,
+            "batch_size": config.batch_size,
+            "latent_dim": config.latent_dim,
+            "learning_rate": config.learning_rate,
+            "beta": config.beta,
+            "seed": config.seed,
+            "train_images": self.train_images,
+            "test_images": len(x_test),
+            "seconds_per_epoch": self.seconds_per_epoch,
+            "seconds_training": sum(self.seconds_per_epoch),
+            "seconds_total": time.perf_counter() - self.started,
+            "history": history,
+            "device": _device_name(),
+            "tensorflow_version": tf.__version__,
+            "keras_version": keras.__version__,
+            "numpy_version": np.__version__,
+            **extra_metrics,
+        }
+        save_json(self.metrics, self._remember(self.models_dir / f"metrics_{name}.json"))
+        self.print_summary()
+        return self.metrics
+
+    def print_summary(self):
+        m = self.metrics
+        per_epoch = np.median(m["seconds_per_epoch"])
+        print(
+            f"\nTest set ({m['test_images']:,} images), nats per image: loss {m['test_loss']:.2f} "
+            f"= reconstruction {m['test_reconstruction']:.2f} + {m['beta']:g} × KL {m['test_kl']:.2f}\n"
+            f"Training: {m['epochs']} epochs on {m['train_images']:,} images in {m['seconds_training']:.1f} s "
+            f"(median {per_epoch:.2f} s per epoch, {m['device']}); whole run {m['seconds_total']:.1f} s\n"
+            f"Wrote {len(self.written)} files:"
+        )
+        for path in self.written:
+            print(f"  {path}")
+
+
+def _device_name():
+    """'GPU: <name>' when TensorFlow sees a GPU, else 'CPU: <processor>'."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        return f"GPU: {details.get('device_name', gpus[0].name)}"
+    return f"CPU: {platform.processor() or platform.machine()} ({_cpu_model()})"
+
+
+def _cpu_model():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()

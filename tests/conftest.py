@@ -1,0 +1,35 @@
+"""Shared test helpers: where the real data is, and how to run a chapter script as a reader would."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CODE_DIR = REPO_ROOT / "code"
+
+
+def real_data_dir():
+    """The folder with the real MNIST: $VAE_DATA_DIR, else ../shared/data beside the repository."""
+    folder = Path(os.environ.get("VAE_DATA_DIR") or REPO_ROOT.parent / "shared" / "data")
+    if not (folder / "mnist").is_dir() and not list(folder.glob("*idx*")):
+        pytest.fail(f"real MNIST not found in {folder}: set VAE_DATA_DIR to a folder holding it")
+    return folder
+
+
+def run_script(script, *args, timeout=600, env_extra=None):
+    """Run `python code/<script> args...` in a fresh process; return the CompletedProcess."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env_extra or {})}
+    return subprocess.run(
+        [sys.executable, str(CODE_DIR / script), *map(str, args)],
+        capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO_ROOT,
+    )
+
+
+def run_python(code, timeout=300):
+    """Run a Python snippet in a fresh process with code/ on the path; return the CompletedProcess."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(CODE_DIR)}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=REPO_ROOT)
