@@ -103,6 +103,7 @@ def test_prior_samples_have_covariance_sigma():
 @pytest.mark.parametrize("covariance, latent_dim, message", [
     ([[1.0, 0.4, 0.1], [0.4, 0.5, 0.2]], None, "not square"),
     ([1.0, 0.5], None, "not square"),
+    ([[1.0, 0.4], [0.4]], None, "not square: its rows have lengths"),
     ([[1.0, 0.0], [0.0, 1.0]], 3, "does not match latent_dim"),
     ([[1.0, 0.4], [0.3, 0.5]], 2, "not symmetric"),
     ([[1.0, 2.0], [2.0, 1.0]], 2, "not positive definite"),

@@ -45,6 +45,8 @@ def check_run(out, name, figures, latent_dim):
     assert metrics["test_loss"] == pytest.approx(
         metrics["test_reconstruction"] + metrics["beta"] * metrics["test_kl"], rel=1e-4)
     assert 80 < metrics["test_loss"] < 400 and metrics["test_kl"] > 0
+    encodings = np.load(out / "models" / f"test_encodings_{name}.npz")
+    assert encodings["z_mean"].shape == (10000, latent_dim) and encodings["labels"].shape == (10000,)
     return metrics
 
 
@@ -55,3 +57,49 @@ def test_vae_2d_end_to_end(tmp_path):
     check_run(tmp_path, "2d", ["Clusters2D.png", "latent2D.png"], latent_dim=2)
     assert "Test set (10,000 images)" in result.stdout
     assert str(tmp_path / "models" / "metrics_2d.json") in result.stdout
+
+
+def test_vae_3d_end_to_end(tmp_path):
+    result = run_script("vae_3d.py", "--train-size", 2000, "--epochs", 2, "--out", tmp_path,
+                        env_extra={"VAE_DATA_DIR": str(real_data_dir())})
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = ["Clusters3D.png", "2D3DClusters.png", "3DLatent1.png", "3DLatent2.png", "3DLatent3.png",
+               "latent_variance_3d.png"]
+    metrics = check_run(tmp_path, "3d", figures, latent_dim=3)
+    assert len(metrics["latent_variance"]) == len(metrics["mean_posterior_variance"]) == 3
+    encodings = np.load(tmp_path / "models" / "test_encodings_3d.npz")
+    np.testing.assert_allclose(encodings["z_mean"].var(axis=0), metrics["latent_variance"], rtol=1e-4)
+
+
+def test_vae_correlated_end_to_end(tmp_path):
+    result = run_script("vae_correlated.py", "--train-size", 2000, "--epochs", 2, "--out", tmp_path,
+                        "--prior-cov", "1.0,0.4;0.4,0.5", env_extra={"VAE_DATA_DIR": str(real_data_dir())})
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = ["ClustersCorrelated.png", "KLAdapted.png", "covariance_matrix.png"]
+    metrics = check_run(tmp_path, "correlated", figures, latent_dim=2)
+    assert metrics["prior_covariance"] == [[1.0, 0.4], [0.4, 0.5]]
+    assert metrics["prior_correlation"] == pytest.approx(0.4 / np.sqrt(0.5))
+    z_mean = np.load(tmp_path / "models" / "test_encodings_correlated.npz")["z_mean"]
+    np.testing.assert_allclose(metrics["encoded_covariance"], np.cov(z_mean.T), rtol=1e-4)
+    assert metrics["encoded_correlation"] == pytest.approx(np.corrcoef(z_mean.T)[0, 1], rel=1e-4)
+
+
+def test_vae_correlated_refuses_prior_of_the_wrong_size(tmp_path):
+    result = run_script("vae_correlated.py", "--prior-cov", "1,0,0;0,1,0;0,0,1", "--out", tmp_path)
+    assert result.returncode == 2
+    assert "prior_cov: covariance does not match latent_dim: it is 3×3, latent_dim is 2" in result.stderr
+
+
+@pytest.mark.parametrize("prior_cov, message", [
+    ("1.0,0.4;0.3,0.5", "not symmetric"),
+    ("1.0,2.0;2.0,1.0", "not positive definite"),
+    
+    ("1.0,0.4;0.4", "not square"),
+    ("1.0,nan;nan,1.0", "not finite"),
+])
+def test_vae_correlated_refuses_bad_prior_before_loading_data(tmp_path, prior_cov, message):
+    result = run_script("vae_correlated.py", "--prior-cov", prior_cov, "--out", tmp_path,
+                        env_extra={"VAE_DATA_DIR": str(tmp_path / "missing")})
+    assert result.returncode == 2, result.stderr
+    assert f"prior_cov: covariance is {message}" in result.stderr
+    assert "Traceback" not in result.stderr

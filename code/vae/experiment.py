@@ -15,7 +15,7 @@ import tensorflow as tf
 from vae.data import DataError, load_mnist
 from vae.evaluation import evaluate
 from vae.figures import plot_history, plot_reconstructions
-from vae.saving import save_json, save_model
+from vae.saving import save_encodings, save_json, save_model
 from vae.training import train
 
 
@@ -64,8 +64,9 @@ class Experiment:
         self.written.append(path)
         return path
 
-    def finish(self, vae, history, x_test, **extra_metrics):
-        """Evaluate on x_test, draw reconstructions and history, save the models and metrics, print a summary.
+    def finish(self, vae, history, x_test, y_test, z_mean, **extra_metrics):
+        """Evaluate on x_test, draw reconstructions and history, save the models, the test
+        encodings (z_mean, labels) and the metrics, and print a summary.
 
         `extra_metrics` (JSON-serializable) are added to models/metrics_<name>.json.
         """
@@ -76,6 +77,7 @@ class Experiment:
         plot_history(history, self.asset(f"history_{name}.png"))
         save_model(vae.encoder, self._remember(self.models_dir / f"encoder_{name}.h5"))
         save_model(vae.decoder, self._remember(self.models_dir / f"decoder_{name}.h5"))
+        save_encodings(z_mean, y_test, self._remember(self.models_dir / f"test_encodings_{name}.npz"))
 
         config = self.config
         self.metrics = {

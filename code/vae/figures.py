@@ -102,19 +102,20 @@ def plot_prior_manifold(decoder, path, cholesky, grid_size=20, limit=2.5, title=
     The grid of digits then has the prior's shape: tilted and stretched like N(0, L Lᵀ).
     """
     cholesky = np.asarray(cholesky)
-    epsilon = latent_grid(grid_size, limit)
+    epsilon = latent_grid(grid_size, limit)  # ε0, ε1 on the grid; any further ε are 0
+    epsilon = np.hstack([epsilon, np.zeros((len(epsilon), len(cholesky) - 2))])
     z = epsilon @ cholesky.T
     digits = decode(decoder, z)
 
     # Each digit is drawn as a small square tile centered on its z, sized to the grid's spacing.
     spacing = 2 * limit / (grid_size - 1)
-    tile = 0.95 * spacing * min(np.linalg.norm(cholesky, axis=0).min(), np.abs(np.diag(cholesky)).min())
+    tile = 0.95 * spacing * np.abs(np.diag(cholesky)[:2]).min()
     figure, ax = plt.subplots(figsize=(9, 8))
     for (z0, z1), digit in zip(z, digits):
         ax.imshow(digit, cmap="gray_r", vmin=0, vmax=1, interpolation="antialiased",
                   extent=(z0 - tile / 2, z0 + tile / 2, z1 - tile / 2, z1 + tile / 2))
     _prior_ellipses(ax, cholesky @ cholesky.T, color="tab:red")
-    corners = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1], [-1, -1]]) * limit @ cholesky.T
+    corners = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1], [-1, -1]]) * limit @ cholesky[:2, :2].T
     ax.plot(corners[:, 0], corners[:, 1], color="tab:blue", linewidth=1, label="grid |ε| ≤ %.1f" % limit)
     ax.legend(loc="upper left")
     margin = tile

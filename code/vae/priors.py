@@ -24,6 +24,9 @@ def check_covariance(covariance, latent_dim=None):
     A covariance must be finite, square, symmetric and positive definite, and,
     when `latent_dim` is given, of size latent_dim × latent_dim.
     """
+    rows = list(covariance) if isinstance(covariance, (list, tuple)) else None
+    if rows and all(isinstance(row, (list, tuple)) for row in rows) and len({len(row) for row in rows}) > 1:
+        raise ValueError(f"covariance is not square: its rows have lengths {[len(row) for row in rows]}")
     try:
         sigma = np.array(covariance, dtype=np.float64)
     except (TypeError, ValueError) as error:

@@ -11,6 +11,8 @@ import logging
 import os
 from pathlib import Path
 
+import numpy as np
+
 
 @contextlib.contextmanager
 def atomic_path(path):
@@ -54,3 +56,10 @@ def save_json(data, path):
     """Write `data` as indented JSON to `path`, atomically."""
     with atomic_path(path) as temporary:
         temporary.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def save_encodings(z_mean, labels, path):
+    """Save the test images' posterior means (N, latent_dim) float32 and labels (N,) uint8 as .npz."""
+    with atomic_path(path) as temporary:
+        with open(temporary, "wb") as file:
+            np.savez_compressed(file, z_mean=np.asarray(z_mean, "float32"), labels=np.asarray(labels, "uint8"))
