@@ -38,7 +38,7 @@ def main(config):
     plot_manifold(decoder, experiment.asset("latent2D.png"), config.grid_size, config.grid_limit,
                   fixed=[0.0] * (config.latent_dim - 2))
 
-    experiment.finish(vae, history, x_test)
+    experiment.finish(vae, history, x_test, y_test, z_mean)
 
 
 if __name__ == "__main__":

@@ -217,6 +217,7 @@ def plot_latent_variance(z_mean, z_log_var, path):
     for x, value in zip(np.r_[dims - 0.2, dims + 0.2], np.r_[between, within]):
         ax.annotate(f"{value:.3g}", (x, value), ha="center", va="bottom", fontsize=9)
     ax.set_xticks(dims, [f"z{d}" for d in dims])
+    ax.set_ylim(0, 1.5 * max(1.0, between.max(), within.max()))  # headroom for the legend
     ax.set_ylabel("variance")
     ax.set_title("Which latent dimensions does the model use?")
     ax.legend()

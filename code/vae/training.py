@@ -54,14 +54,15 @@ class EpochTimer(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self._start)
 
 
-def train(vae, x_train, x_val, epochs, batch_size, learning_rate, seed=None, verbose="auto", callbacks=()):
+def train(vae, x_train, x_val, epochs, batch_size, learning_rate, seed=None, verbose="auto", callbacks=(),
+          jit_compile=True, steps_per_execution=STEPS_PER_EXECUTION):
     """Compile and fit `vae` on `x_train`, validating on `x_val` after every epoch.
 
     Returns (history, seconds_per_epoch): history maps "loss", "reconstruction", "kl"
     and their "val_" twins to one value per epoch, in nats per image.
     """
     steps_per_epoch = -(-len(x_train) // batch_size)
-    compile_vae(vae, learning_rate, steps_per_execution=min(STEPS_PER_EXECUTION, steps_per_epoch))
+    compile_vae(vae, learning_rate, jit_compile, min(steps_per_execution, steps_per_epoch))
     timer = EpochTimer()
     history = vae.fit(
         batched(x_train, batch_size, shuffle=True, seed=seed),
