@@ -18,10 +18,11 @@ The output depends on the inputs only: building twice gives byte-identical files
 
 Markup understood in tutorial.md, besides Markdown:
     $...$ and $$...$$              LaTeX math (MathML at build time)
-    {{ 2d.test_loss | .2f }}       a value from models/metrics_2d.json (or a derived one, see
-                                   `derived_facts`), formatted; filters: a format spec, `abs`,
-                                   `word:neg:pos` (the first word if the value is < 0, else the second),
-                                   `tex` (keep "-" rather than the typographic minus, inside math)
+    {{ 2d.test_loss | .2f }}       a value from models/metrics_2d.json, or one derived from the metrics
+                                   (see `derived_facts`), or vae_3d.NAME, a constant of code/vae_3d.py;
+                                   filters, applied in turn: a format spec (formats), `abs`, `word:neg:pos`
+                                   (the first word if the value is < 0, else the second), `tex` (keep "-",
+                                   not the typographic minus "−", for use inside math)
     [[fig latent2D]]               a link "Figure N" to that figure
     ::: figure NAME.png ... :::    a figure with a caption (body: `alt: ...` line, then the caption)
     ::: figure-row A.png B.png ... one figure of several images (`sub: a | b | c` line for their labels)
@@ -46,6 +47,8 @@ import struct
 import sys
 from pathlib import Path
 
+import numpy as np
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PAGE_DIR = REPO_ROOT / "page"
 
@@ -55,6 +58,7 @@ MODELS = {
     "3d": "3-D latent space",
     "correlated": "correlated prior",
 }
+SHORT_NAMES = {"2d": "2-D", "3d": "3-D", "correlated": "correlated"}  # the tables' row headers
 EXPLORER_DIR = "assets/explorer"
 EXPLORER_POINTS = 3000  # test encodings drawn in each explorer
 DIGIT_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
@@ -69,9 +73,8 @@ class BuildError(Exception):
 class Inputs:
     """The input files under `root`, remembering every one that is missing."""
 
-    def __init__(self, root, allow_missing=False):
+    def __init__(self, root):
         self.root = Path(root)
-        self.allow_missing = allow_missing
         self.missing = []
 
     def path(self, relative):
@@ -112,8 +115,6 @@ def derived_facts(metrics):
         m["minutes_training"] = m["seconds_training"] / 60
         m["minutes_total"] = m["seconds_total"] / 60
         if "prior_covariance" in m:
-            import numpy as np
-
             sigma = np.asarray(m["prior_covariance"], dtype=np.float64)
             m["prior_cholesky"] = np.linalg.cholesky(sigma).tolist()
             m["prior_log_det"] = float(np.linalg.slogdet(sigma)[1])
@@ -129,6 +130,21 @@ def derived_facts(metrics):
             for key in ("loss", "reconstruction", "kl")
         }
     return facts
+
+
+def script_constants(inputs, relative):
+    """The module-level `NAME = literal` constants of a script (e.g. SLICES in code/vae_3d.py), or {}."""
+    path = inputs.path(relative)
+    if path is None:
+        return {}
+    constants = {}
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                constants[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                pass
+    return constants
 
 
 def lookup(facts, dotted):
@@ -177,9 +193,11 @@ def fill_placeholders(text, facts, metrics):
             return format_value(lookup(facts, path), filters)
         except KeyError:
             model = path.split(".")[0]
-            if (model in MODELS and metrics.get(model) is None) or (model.startswith("diff") and model not in facts):
+            if ((model in MODELS and metrics.get(model) is None) or (model.startswith("diff") and model not in facts)
+                    or (model == "vae_3d" and not facts["vae_3d"])):
                 return MISSING  # its metrics file is missing: the build reports that below
-            raise BuildError(f"page/tutorial.md: {{{{ {path} }}}} names no metric (see models/metrics_*.json)")
+            raise BuildError(f"page/tutorial.md: {{{{ {path} }}}} names no value "
+                             "(see models/metrics_*.json and `derived_facts`)")
 
     return PLACEHOLDER.sub(replace, text)
 
@@ -441,23 +459,23 @@ class Page:
         rows = []
         for name, title in MODELS.items():
             m = self.metrics[name]
-
-            def cell(key, spec=".2f"):
-                if m is None:
-                    return f'<td class="num missing-value">{MISSING}</td>'
-                return f'<td class="num" data-metric="{name}.{key}">{format_value(m[key], [spec])}</td>'
-
             quoted = seed.get(name, ("—", "—", "—"))
+
+            def cell(key, spec, quote=None):
+                value = (f'<span class="missing-value">{MISSING}</span>' if m is None else
+                         f'<span data-metric="{name}.{key}">{format_value(m[key], [spec])}</span>')
+                if quote is not None:
+                    value += f'<span class="seed-value">seed ~{html.escape(quote)}</span>'
+                return f'<td class="num">{value}</td>'
+
             rows.append(
-                f'<tr><th scope="row">{html.escape(title)}</th>{cell("latent_dim", "d")}'
-                f'{cell("test_loss")}{cell("test_reconstruction")}{cell("test_kl")}'
-                + "".join(f'<td class="num seed">~{html.escape(value)}</td>' for value in quoted)
-                + "</tr>"
+                f'<tr><th scope="row">{SHORT_NAMES[name]}</th>{cell("latent_dim", "d")}'
+                f'{cell("test_loss", ".2f", quoted[0])}{cell("test_reconstruction", ".2f", quoted[1])}'
+                f'{cell("test_kl", ".2f", quoted[2])}</tr>'
             )
         return f"""<div class="table-wrap"><table class="results" id="results-table">
 <thead>
-<tr><th scope="col" rowspan="2">Model</th><th scope="col" rowspan="2"><i>k</i></th><th scope="colgroup" colspan="3">This page's models (test set, nats per image)</th><th scope="colgroup" colspan="3" class="seed">Seed tutorial's report</th></tr>
-<tr><th scope="col">loss</th><th scope="col">reconstruction</th><th scope="col">KL</th><th scope="col" class="seed">loss</th><th scope="col" class="seed">reconstruction</th><th scope="col" class="seed">KL</th></tr>
+<tr><th scope="col">Model</th><th scope="col"><i>k</i></th><th scope="col" class="num">test loss</th><th scope="col" class="num">recon&shy;struction</th><th scope="col" class="num">KL</th></tr>
 </thead>
 <tbody>
 {chr(10).join(rows)}
@@ -469,7 +487,7 @@ class Page:
         for name, title in MODELS.items():
             m = self.metrics[name]
             if m is None:
-                rows.append(f'<tr><th scope="row">{html.escape(title)}</th>'
+                rows.append(f'<tr><th scope="row">{SHORT_NAMES[name]}</th>'
                             f'<td colspan="6" class="missing-value">{MISSING} models/metrics_{name}.json</td></tr>')
                 continue
             facts = self.facts[name]
@@ -482,12 +500,12 @@ class Page:
                 ("seconds_per_epoch_median", format_value(facts["seconds_per_epoch_median"], [".1f"])),
             ]
             rows.append(
-                f'<tr><th scope="row">{html.escape(title)}</th>'
+                f'<tr><th scope="row">{SHORT_NAMES[name]}</th>'
                 + "".join(f'<td class="num" data-metric="{name}.{key}">{text}</td>' for key, text in cells)
-                + f'<td data-metric="{name}.device">{html.escape(m["device"])}</td></tr>'
+                + f'<td class="device" data-metric="{name}.device">{html.escape(m["device"])}</td></tr>'
             )
         return f"""<div class="table-wrap"><table class="runs" id="runs-table">
-<thead><tr><th scope="col">Model</th><th scope="col">epochs</th><th scope="col">batch</th><th scope="col">learning rate</th><th scope="col">β</th><th scope="col">training (s)</th><th scope="col">median s / epoch</th><th scope="col">device</th></tr></thead>
+<thead><tr><th scope="col">Model</th><th scope="col" class="num">epochs</th><th scope="col" class="num">batch</th><th scope="col" class="num">learning rate</th><th scope="col" class="num">β</th><th scope="col" class="num">training (s)</th><th scope="col" class="num">s per epoch (median)</th><th scope="col">device</th></tr></thead>
 <tbody>
 {chr(10).join(rows)}
 </tbody>
@@ -526,7 +544,6 @@ def export_decoder(path, latent_dim):
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
-    import numpy as np
 
     sys.path.insert(0, str(REPO_ROOT / "code"))
     import vae.model  # noqa: F401  (registers the custom layers)
@@ -570,8 +587,6 @@ def round_up_half(value):
 
 def explorer_data(inputs, name, metrics):
     """The data of one model's explorer, or None if its decoder or encodings are missing."""
-    import numpy as np
-
     decoder = inputs.path(f"models/decoder_{name}.h5")
     encodings = inputs.path(f"models/test_encodings_{name}.npz")
     if decoder is None or encodings is None or metrics is None:
@@ -648,9 +663,10 @@ def build(root=REPO_ROOT, allow_missing=False):
 
     Raises BuildError naming every missing input, unless `allow_missing`.
     """
-    inputs = Inputs(root, allow_missing)
+    inputs = Inputs(root)
     metrics = load_metrics(inputs)
     facts = derived_facts(metrics)
+    facts["vae_3d"] = script_constants(inputs, "code/vae_3d.py")
     explorers = {name: explorer_data(inputs, name, metrics[name]) for name in MODELS}
 
     source = (PAGE_DIR / "tutorial.md").read_text()
@@ -719,7 +735,7 @@ def stale_files(outputs, out_dir):
     if explorer_dir.is_dir():
         for path in sorted(explorer_dir.iterdir()):
             relative = f"{EXPLORER_DIR}/{path.name}"
-            if relative not in outputs:
+            if relative not in outputs and not path.name.startswith("."):
                 stale.append((relative, "not written by the build (left over)"))
     return stale
 
@@ -741,14 +757,18 @@ def write_outputs(outputs, out_dir):
         if path.is_file() and path.read_bytes() == content:
             continue
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.partial")
-        temporary.write_bytes(content)
-        os.replace(temporary, path)
+        # Written beside it, then renamed over it: never a half-written page (.gitignore has .*.partial.*).
+        temporary = path.with_name(f".{path.stem}.partial{path.suffix}")
+        try:
+            temporary.write_bytes(content)
+            os.replace(temporary, path)
+        finally:
+            temporary.unlink(missing_ok=True)
         written.append(relative)
     explorer_dir = out_dir / EXPLORER_DIR
     if explorer_dir.is_dir():
         for path in sorted(explorer_dir.iterdir()):
-            if f"{EXPLORER_DIR}/{path.name}" not in outputs and path.suffix == ".js":
+            if f"{EXPLORER_DIR}/{path.name}" not in outputs and path.suffix == ".js" and not path.name.startswith("."):
                 path.unlink()
                 written.append(f"{EXPLORER_DIR}/{path.name} (removed)")
     return written

@@ -1,0 +1,340 @@
+// The latent explorers: each decodes the point under the pointer with the trained decoder,
+// in plain JavaScript, from the weights in assets/explorer/<model>.js (window.VAE_MODELS).
+// No libraries, no network. window.vaeExplorer exposes the decoder and each explorer's state.
+(function () {
+  "use strict";
+
+  var DIGIT_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+                      "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+  var MODELS = window.VAE_MODELS || {};
+  var networks = {};
+  var explorers = {};
+
+  // base64 of little-endian float32 values → Float32Array
+  function floats(base64) {
+    var binary = atob(base64);
+    var bytes = new Uint8Array(binary.length);
+    for (var i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+    var view = new DataView(bytes.buffer);
+    var values = new Float32Array(bytes.length / 4);
+    for (var j = 0; j < values.length; j++) values[j] = view.getFloat32(4 * j, true);
+    return values;
+  }
+
+  function network(name) {
+    if (!networks[name]) {
+      var model = MODELS[name];
+      if (!model) throw new Error("no explorer data for model " + name + " (assets/explorer/" + name + ".js)");
+      networks[name] = model.layers.map(function (layer) {
+        return { inputs: layer["in"], outputs: layer.out, activation: layer.activation,
+                 kernel: floats(layer.kernel), bias: floats(layer.bias) };
+      });
+    }
+    return networks[name];
+  }
+
+  // The decoder: Dense layers (kernel is inputs × outputs, row-major), relu / sigmoid,
+  // accumulated in float64. Returns the 784 pixel probabilities of the 28×28 digit.
+  function decode(name, z) {
+    var layers = network(name);
+    var x = Float64Array.from(z);
+    if (x.length !== layers[0].inputs) {
+      throw new Error("model " + name + " takes " + layers[0].inputs + " latent values, got " + x.length);
+    }
+    for (var l = 0; l < layers.length; l++) {
+      var layer = layers[l], n = layer.outputs, kernel = layer.kernel;
+      var y = new Float64Array(n);
+      for (var j = 0; j < n; j++) y[j] = layer.bias[j];
+      for (var i = 0; i < layer.inputs; i++) {
+        var xi = x[i];
+        if (xi === 0) continue;
+        var row = i * n;
+        for (var k = 0; k < n; k++) y[k] += xi * kernel[row + k];
+      }
+      if (layer.activation === "relu") {
+        for (var r = 0; r < n; r++) if (y[r] < 0) y[r] = 0;
+      } else if (layer.activation === "sigmoid") {
+        for (var s = 0; s < n; s++) y[s] = 1 / (1 + Math.exp(-y[s]));
+      }
+      x = y;
+    }
+    return x;
+  }
+
+  function formatNumber(value) {
+    return value.toFixed(2).replace("-", "\u2212");
+  }
+
+  function Explorer(root) {
+    var self = this;
+    this.root = root;
+    this.name = root.getAttribute("data-model");
+    this.model = MODELS[this.name];
+    this.plane = root.querySelector(".explorer-plane");
+    this.digit = root.querySelector(".explorer-digit");
+    this.readout = root.querySelector(".explorer-z");
+    this.slider = root.querySelector(".explorer-slice");
+    this.sliceReadout = root.querySelector(".explorer-slice-value");
+    this.extent = this.model.view.extent;
+    this.z = new Array(this.model.latent_dim).fill(0);
+    this.pixels = null;
+    this.pressed = false;
+
+    var count = this.model.points.count;
+    var zs = floats(this.model.points.z);
+    this.points = [];
+    for (var p = 0; p < count; p++) {
+      var point = { z: Array.prototype.slice.call(zs, p * this.model.latent_dim, (p + 1) * this.model.latent_dim),
+                    label: +this.model.points.labels.charAt(p) };
+      this.points.push(point);
+    }
+    if (this.model.prior_covariance) {
+      var s = this.model.prior_covariance;  // Σ = L Lᵀ for the (z0, z1) block
+      var l00 = Math.sqrt(s[0][0]), l10 = s[1][0] / l00, l11 = Math.sqrt(s[1][1] - l10 * l10);
+      this.cholesky = [[l00, 0], [l10, l11]];
+    }
+
+    this.layer = document.createElement("canvas");  // the points, redrawn only on resize or slice change
+    this.digitContext = this.digit.getContext("2d");
+    this.digitImage = this.digitContext.createImageData(28, 28);
+
+    root.querySelector(".explorer-live").hidden = false;
+    var hint = root.querySelector(".explorer-hint");
+    if (hint && window.matchMedia && window.matchMedia("(hover: none)").matches) {
+      hint.textContent = "Drag or tap on the plane to decode that point.";
+    }
+
+    this.plane.addEventListener("pointerdown", function (event) {
+      self.pressed = true;
+      if (self.plane.setPointerCapture) self.plane.setPointerCapture(event.pointerId);
+      self.setFromEvent(event);
+      event.preventDefault();
+    });
+    this.plane.addEventListener("pointermove", function (event) {
+      if (event.pointerType === "mouse" || self.pressed) self.setFromEvent(event);
+    });
+    ["pointerup", "pointercancel"].forEach(function (type) {
+      self.plane.addEventListener(type, function () { self.pressed = false; });
+    });
+    this.plane.addEventListener("keydown", function (event) {
+      var step = event.shiftKey ? 0.5 : 0.1;
+      var moves = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, step], ArrowDown: [0, -step] };
+      var move = moves[event.key];
+      if (!move) return;
+      var z = self.z.slice();
+      z[0] = self.clamp(z[0] + move[0]);
+      z[1] = self.clamp(z[1] + move[1]);
+      self.setZ(z);
+      event.preventDefault();
+    });
+    if (this.slider) {
+      this.slider.addEventListener("input", function () {
+        var z = self.z.slice();
+        z[2] = parseFloat(self.slider.value);
+        self.setZ(z, true);
+      });
+    }
+    if (window.ResizeObserver) {
+      new ResizeObserver(function () { self.resize(); }).observe(this.plane);
+    } else {
+      window.addEventListener("resize", function () { self.resize(); });
+    }
+    this.resize();
+    this.setZ(this.z, true);
+  }
+
+  Explorer.prototype.clamp = function (value) {
+    return Math.max(-this.extent, Math.min(this.extent, value));
+  };
+
+  // latent (z0, z1) ↔ canvas pixels (CSS pixels, from the canvas' top left)
+  Explorer.prototype.toCanvas = function (z0, z1) {
+    var size = this.cssSize;
+    return [(z0 + this.extent) / (2 * this.extent) * size, (this.extent - z1) / (2 * this.extent) * size];
+  };
+  Explorer.prototype.toLatent = function (x, y) {
+    var size = this.cssSize;
+    return [this.clamp(x / size * 2 * this.extent - this.extent), this.clamp(this.extent - y / size * 2 * this.extent)];
+  };
+
+  Explorer.prototype.setFromEvent = function (event) {
+    var rect = this.plane.getBoundingClientRect();
+    var latent = this.toLatent(event.clientX - rect.left, event.clientY - rect.top);
+    var z = this.z.slice();
+    z[0] = latent[0];
+    z[1] = latent[1];
+    this.setZ(z);
+  };
+
+  Explorer.prototype.setZ = function (z, sliceChanged) {
+    this.z = z.slice();
+    if (sliceChanged) {
+      if (this.slider && this.slider.value !== String(z[2])) this.slider.value = z[2];
+      if (this.sliceReadout) this.sliceReadout.textContent = formatNumber(z[2]);
+      this.drawPoints();
+    }
+    this.pixels = decode(this.name, this.z);
+    this.drawDigit();
+    this.drawPlane();
+    this.readout.textContent = "z = (" + this.z.map(formatNumber).join(", ") + ")";
+  };
+
+  Explorer.prototype.resize = function () {
+    var rect = this.plane.getBoundingClientRect();
+    var size = Math.max(1, Math.round(rect.width));
+    var ratio = window.devicePixelRatio || 1;
+    this.cssSize = size;
+    this.ratio = ratio;
+    this.plane.width = this.layer.width = Math.round(size * ratio);
+    this.plane.height = this.layer.height = Math.round(size * ratio);
+    this.drawPoints();
+    this.drawPlane();
+  };
+
+  // The static layer: grid, axes, test encodings colored by digit, prior ellipses.
+  Explorer.prototype.drawPoints = function () {
+    if (!this.cssSize) return;
+    var context = this.layer.getContext("2d"), size = this.cssSize, self = this;
+    context.setTransform(this.ratio, 0, 0, this.ratio, 0, 0);
+    context.fillStyle = "#ffffff";
+    context.fillRect(0, 0, size, size);
+
+    context.lineWidth = 1;
+    context.font = "11px system-ui, sans-serif";
+    context.fillStyle = "#6b7280";
+    for (var tick = -Math.floor(this.extent); tick <= this.extent; tick++) {
+      var at = this.toCanvas(tick, tick);
+      context.strokeStyle = tick === 0 ? "#b8bcc6" : "#eceef2";
+      context.beginPath();
+      context.moveTo(at[0], 0); context.lineTo(at[0], size);
+      context.moveTo(0, at[1]); context.lineTo(size, at[1]);
+      context.stroke();
+      if (tick !== 0 && Math.abs(tick) < this.extent) {
+        context.textAlign = "center"; context.textBaseline = "bottom";
+        context.fillText(String(tick).replace("-", "\u2212"), at[0], size - 3);
+        context.textAlign = "left"; context.textBaseline = "middle";
+        context.fillText(String(tick).replace("-", "\u2212"), 4, at[1]);
+      }
+    }
+    context.textAlign = "right"; context.textBaseline = "bottom";
+    context.fillText("z\u2080 \u2192", size - 4, size - 16);
+    context.textAlign = "left"; context.textBaseline = "top";
+    context.fillText("\u2191 z\u2081", 18, 4);
+
+    var slice = this.model.latent_dim >= 3 ? this.z[2] : null;
+    var order = this.points;
+    if (slice !== null) {
+      order = this.points.slice().sort(function (a, b) {
+        return Math.abs(b.z[2] - slice) - Math.abs(a.z[2] - slice);
+      });
+    }
+    var radius = size < 360 ? 1.5 : 2;
+    order.forEach(function (point) {
+      var alpha = 0.55;
+      if (slice !== null) {
+        var distance = (point.z[2] - slice) / 0.4;
+        alpha = 0.05 + 0.75 * Math.exp(-distance * distance);
+      }
+      var xy = self.toCanvas(point.z[0], point.z[1]);
+      context.globalAlpha = alpha;
+      context.fillStyle = DIGIT_COLORS[point.label];
+      context.beginPath();
+      context.arc(xy[0], xy[1], radius, 0, 2 * Math.PI);
+      context.fill();
+    });
+    context.globalAlpha = 1;
+
+    if (this.cholesky) {
+      var L = this.cholesky;
+      [1, 2].forEach(function (k) {
+        context.beginPath();
+        for (var step = 0; step <= 128; step++) {
+          var t = step / 128 * 2 * Math.PI, e0 = k * Math.cos(t), e1 = k * Math.sin(t);
+          var xy = self.toCanvas(L[0][0] * e0, L[1][0] * e0 + L[1][1] * e1);
+          if (step === 0) context.moveTo(xy[0], xy[1]); else context.lineTo(xy[0], xy[1]);
+        }
+        context.setLineDash(k === 1 ? [] : [6, 4]);
+        context.lineWidth = 2;
+        context.strokeStyle = "#111111";
+        context.stroke();
+      });
+      context.setLineDash([]);
+    }
+  };
+
+  // The plane: the static layer plus a marker at the chosen z.
+  Explorer.prototype.drawPlane = function () {
+    if (!this.cssSize) return;
+    var context = this.plane.getContext("2d");
+    context.setTransform(1, 0, 0, 1, 0, 0);
+    context.drawImage(this.layer, 0, 0);
+    context.setTransform(this.ratio, 0, 0, this.ratio, 0, 0);
+    var xy = this.toCanvas(this.z[0], this.z[1]);
+    context.lineWidth = 2;
+    context.strokeStyle = "#ffffff";
+    context.beginPath(); context.arc(xy[0], xy[1], 7, 0, 2 * Math.PI); context.stroke();
+    context.lineWidth = 1.5;
+    context.strokeStyle = "#111111";
+    context.beginPath(); context.arc(xy[0], xy[1], 7, 0, 2 * Math.PI); context.stroke();
+    context.beginPath();
+    context.moveTo(xy[0] - 11, xy[1]); context.lineTo(xy[0] - 4, xy[1]);
+    context.moveTo(xy[0] + 4, xy[1]); context.lineTo(xy[0] + 11, xy[1]);
+    context.moveTo(xy[0], xy[1] - 11); context.lineTo(xy[0], xy[1] - 4);
+    context.moveTo(xy[0], xy[1] + 4); context.lineTo(xy[0], xy[1] + 11);
+    context.stroke();
+  };
+
+  // The digit, ink dark on white like the figures: gray = 255 (1 − p), rounded.
+  Explorer.prototype.drawDigit = function () {
+    var data = this.digitImage.data;
+    for (var i = 0; i < 784; i++) {
+      var gray = Math.round(255 * (1 - this.pixels[i]));
+      data[4 * i] = data[4 * i + 1] = data[4 * i + 2] = gray;
+      data[4 * i + 3] = 255;
+    }
+    this.digitContext.putImageData(this.digitImage, 0, 0);
+  };
+
+  function explorer(name) {
+    var found = explorers[name];
+    if (!found) throw new Error("no explorer for model " + name);
+    return found;
+  }
+
+  window.vaeExplorer = {
+    models: function () { return Object.keys(explorers); },
+    // The decoder of `name` at latent point z: an array of 784 pixel probabilities (row-major 28×28).
+    decode: function (name, z) { return Array.from(decode(name, z)); },
+    // Decode z in the explorer (as a pointer would), and draw it.
+    setZ: function (name, z) { var e = explorer(name); e.setZ(z, e.model.latent_dim >= 3); return this.state(name); },
+    // The explorer's last decoded point: z, the pixel probabilities, the digit canvas' gray levels.
+    state: function (name) {
+      var e = explorer(name);
+      var drawn = e.digitContext.getImageData(0, 0, 28, 28).data;
+      var gray = [];
+      for (var i = 0; i < 784; i++) gray.push(drawn[4 * i]);
+      return { z: e.z.slice(), pixels: Array.from(e.pixels), drawn: gray, extent: e.extent };
+    },
+    // Where latent (z0, z1) is on the plane canvas, in CSS pixels from its top left.
+    toCanvas: function (name, z0, z1) { return explorer(name).toCanvas(z0, z1); },
+    // The plane canvas' RGBA pixel at CSS position (x, y).
+    planePixel: function (name, x, y) {
+      var e = explorer(name);
+      return Array.from(e.plane.getContext("2d").getImageData(Math.round(x * e.ratio), Math.round(y * e.ratio), 1, 1).data);
+    }
+  };
+
+  var roots = document.querySelectorAll(".explorer[data-model]");
+  for (var r = 0; r < roots.length; r++) {
+    var name = roots[r].getAttribute("data-model");
+    if (!roots[r].querySelector(".explorer-live")) continue;
+    if (!MODELS[name]) {
+      var note = document.createElement("p");
+      note.className = "missing-input";
+      note.textContent = "The explorer's data (assets/explorer/" + name + ".js) did not load.";
+      roots[r].insertBefore(note, roots[r].firstChild);
+      continue;
+    }
+    explorers[name] = new Explorer(roots[r]);
+  }
+})();
