@@ -30,7 +30,7 @@ import tensorflow as tf  # noqa: E402
 from keras import ops  # noqa: E402
 
 from vae.data import load_mnist  # noqa: E402
-from vae.experiment import _device_name  # noqa: E402
+from vae.experiment import device_name  # noqa: E402
 from vae.model import VAE, build_decoder, build_encoder  # noqa: E402
 from vae.training import EpochTimer, train  # noqa: E402
 
@@ -96,6 +96,8 @@ def main():
     parser.add_argument("--epochs", type=int, default=4, help="epochs per measurement (the first is dropped)")
     parser.add_argument("--levers", action="store_true", help="also time each lever separately")
     parser.add_argument("--data-dir", default=None, help="MNIST folder (default: $VAE_DATA_DIR)")
+    parser.add_argument("--save", action="store_true",
+                        help="also write the result to benchmarks/train_speed.json (quoted by the README)")
     args = parser.parse_args()
     if args.epochs < 2:
         parser.error("--epochs must be ≥ 2: the first epoch compiles and is not counted")
@@ -118,7 +120,7 @@ def main():
 
     epoch_s, val_loss = run_project(x_train, x_test, args.epochs)
     baseline_s, baseline_val_loss = run_baseline(x_train, x_test, args.epochs)
-    print(json.dumps({
+    result = {
         "epoch_s": round(epoch_s, 3),
         "baseline_epoch_s": round(baseline_s, 3),
         "speedup": round(baseline_s / epoch_s, 2),
@@ -129,11 +131,14 @@ def main():
         "peak_gflops": round(peak, 1),
         "fraction_of_peak": round(gflop / epoch_s / peak, 3),
         "val_loss_after": {"epochs": args.epochs, "project": round(val_loss, 2), "baseline": round(baseline_val_loss, 2)},
-        "device": _device_name(),
+        "device": device_name(),
         "cores": os.cpu_count(),
         "tensorflow": tf.__version__,
         "python": platform.python_version(),
-    }))
+    }
+    print(json.dumps(result))
+    if args.save:
+        (Path(__file__).parent / "train_speed.json").write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

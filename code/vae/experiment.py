@@ -12,6 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from vae import STARTED
 from vae.data import DataError, load_mnist
 from vae.evaluation import evaluate
 from vae.figures import plot_history, plot_reconstructions
@@ -27,7 +28,6 @@ class Experiment:
     """
 
     def __init__(self, config, name, min_latent_dim=1):
-        self.started = time.perf_counter()
         self.config = config.check(min_latent_dim)
         self.name = name
         self.assets_dir = Path(config.out) / "assets"
@@ -97,9 +97,9 @@ class Experiment:
             "test_images": len(x_test),
             "seconds_per_epoch": self.seconds_per_epoch,
             "seconds_training": sum(self.seconds_per_epoch),
-            "seconds_total": time.perf_counter() - self.started,
+            "seconds_total": time.perf_counter() - STARTED,  # the whole script, imports included
             "history": history,
-            "device": _device_name(),
+            "device": device_name(),
             "tensorflow_version": tf.__version__,
             "keras_version": keras.__version__,
             "numpy_version": np.__version__,
@@ -116,14 +116,16 @@ class Experiment:
             f"\nTest set ({m['test_images']:,} images), nats per image: loss {m['test_loss']:.2f} "
             f"= reconstruction {m['test_reconstruction']:.2f} + {m['beta']:g} × KL {m['test_kl']:.2f}\n"
             f"Training: {m['epochs']} epochs on {m['train_images']:,} images in {m['seconds_training']:.1f} s "
-            f"(median {per_epoch:.2f} s per epoch, {m['device']}); whole run {m['seconds_total']:.1f} s\n"
+            f"(median {per_epoch:.2f} s per epoch, {m['device']})\n"
+            f"Whole run {m['seconds_total']:.1f} s, of which {m['seconds_total'] - m['seconds_training']:.1f} s "
+            f"outside training (imports, data, evaluation, figures, saving)\n"
             f"Wrote {len(self.written)} files:"
         )
         for path in self.written:
             print(f"  {path}")
 
 
-def _device_name():
+def device_name():
     """'GPU: <name>' when TensorFlow sees a GPU, else 'CPU: <processor>'."""
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:

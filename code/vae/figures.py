@@ -178,7 +178,7 @@ def plot_clusters_3d(z_mean, labels, path):
     figure = plt.figure(figsize=(8, 7))
     ax = figure.add_subplot(projection="3d")
     points = ax.scatter(z_mean[:, 0], z_mean[:, 1], z_mean[:, 2], c=labels, cmap=DIGIT_COLORS,
-                        norm=DIGIT_NORM, s=2, alpha=0.5, linewidths=0, rasterized=True)
+                        norm=DIGIT_NORM, s=5, alpha=0.75, linewidths=0, rasterized=True)
     ax.view_init(elev=elevation, azim=azimuth)
     ax.set_xlabel("z0")
     ax.set_ylabel("z1")
