@@ -2,7 +2,7 @@
 
 What makes it fast (measured in benchmarks/train_speed.py, see benchmarks/README.md):
 XLA compilation of the train step, many steps per call into TensorFlow, and the
-data kept as tensors and batched by index, so no time goes to copying or to Python.
+data kept as one tensor and batched by index, with tf.data's autotuning threads off.
 """
 
 import time
@@ -24,20 +24,24 @@ def compile_vae(vae, learning_rate, jit_compile=True, steps_per_execution=STEPS_
     return vae
 
 
-def batched(images, batch_size, shuffle=False, seed=None):
+def batched(images, batch_size, shuffle=False, seed=None, autotune=False):
     """A tf.data pipeline of (batch, 28, 28, 1) batches of `images`, gathered by index.
 
     The images stay one tensor in memory; only the indices are shuffled, each epoch anew.
+    tf.data's autotuning is off by default: on a machine with few cores its helper threads
+    compete with the training step for them (benchmarks/README.md has the numbers).
     """
     images = tf.convert_to_tensor(images)
     indices = tf.data.Dataset.range(images.shape[0])
     if shuffle:
         indices = indices.shuffle(images.shape[0], seed=seed, reshuffle_each_iteration=True)
-    return (
-        indices.batch(batch_size)
-        .map(lambda index: tf.gather(images, index), num_parallel_calls=tf.data.AUTOTUNE)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    batches = indices.batch(batch_size).map(lambda index: tf.gather(images, index))
+    if autotune:
+        return batches.prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    options.experimental_optimization.apply_default_optimizations = False
+    return batches.with_options(options)
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -55,7 +59,7 @@ class EpochTimer(keras.callbacks.Callback):
 
 
 def train(vae, x_train, x_val, epochs, batch_size, learning_rate, seed=None, verbose="auto", callbacks=(),
-          jit_compile=True, steps_per_execution=STEPS_PER_EXECUTION):
+          jit_compile=True, steps_per_execution=STEPS_PER_EXECUTION, autotune=False):
     """Compile and fit `vae` on `x_train`, validating on `x_val` after every epoch.
 
     Returns (history, seconds_per_epoch): history maps "loss", "reconstruction", "kl"
@@ -65,7 +69,7 @@ def train(vae, x_train, x_val, epochs, batch_size, learning_rate, seed=None, ver
     compile_vae(vae, learning_rate, jit_compile, min(steps_per_execution, steps_per_epoch))
     timer = EpochTimer()
     history = vae.fit(
-        batched(x_train, batch_size, shuffle=True, seed=seed),
+        batched(x_train, batch_size, shuffle=True, seed=seed, autotune=autotune),
         validation_data=batched(x_val, EVAL_BATCH_SIZE),
         epochs=epochs,
         shuffle=False,  # the pipeline shuffles
