@@ -99,3 +99,12 @@ def test_help_lists_every_flag():
     for flag in ["--epochs", "--batch-size", "--learning-rate", "--latent-dim", "--beta", "--seed",
                  "--train-size", "--data-dir", "--out"]:
         assert flag in result.stdout
+
+
+def test_script_refuses_an_output_folder_it_cannot_create(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = run_script("vae_2d.py", "--epochs", "1", "--out", blocker / "sub",
+                        env_extra={"VAE_DATA_DIR": str(tmp_path / "missing")})
+    assert result.returncode == 1
+    assert "error: out: cannot create" in result.stderr and "Traceback" not in result.stderr

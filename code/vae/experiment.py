@@ -4,6 +4,7 @@ then evaluate, draw the common figures, save the models and metrics, and print a
 The chapter scripts build their own models and draw their own figures in between.
 """
 
+import os
 import platform
 import time
 from pathlib import Path
@@ -32,6 +33,14 @@ class Experiment:
         self.name = name
         self.assets_dir = Path(config.out) / "assets"
         self.models_dir = Path(config.out) / "models"
+        # Fail now, not after training, if the results cannot be written.
+        for folder in [self.assets_dir, self.models_dir]:
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise SystemExit(f"error: out: cannot create {folder}: {error.strerror}") from None
+            if not os.access(folder, os.W_OK):
+                raise SystemExit(f"error: out: {folder} is not writable")
         self.written = []
         self.metrics = {}
         keras.utils.set_random_seed(config.seed)
