@@ -108,3 +108,16 @@ def test_script_refuses_an_output_folder_it_cannot_create(tmp_path):
                         env_extra={"VAE_DATA_DIR": str(tmp_path / "missing")})
     assert result.returncode == 1
     assert "error: out: cannot create" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_interrupted_run_with_other_hyperparameters_is_not_resumed(tmp_path, capsys):
+    from vae.experiment import Experiment
+
+    config = dataclasses.replace(DEFAULTS, out=str(tmp_path))
+    progress = tmp_path / "models" / ".interrupted_2d"
+    Experiment(config, "2d")._resume_or_start_over(progress)
+    (progress / "backup").mkdir()
+    Experiment(dataclasses.replace(config, epochs=50), "2d")._resume_or_start_over(progress)
+    assert "Resuming" in capsys.readouterr().out and (progress / "backup").exists()
+    Experiment(dataclasses.replace(config, learning_rate=1e-4), "2d")._resume_or_start_over(progress)
+    assert "Starting over" in capsys.readouterr().out and not (progress / "backup").exists()

@@ -103,3 +103,40 @@ def test_vae_correlated_refuses_bad_prior_before_loading_data(tmp_path, prior_co
     assert result.returncode == 2, result.stderr
     assert f"prior_cov: covariance is {message}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_killed_run_keeps_earlier_files_and_resumes_from_its_last_finished_epoch(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import CODE_DIR
+
+    earlier = tmp_path / "models" / "metrics_2d.json"
+    earlier.parent.mkdir(parents=True)
+    earlier.write_text('{"from": "an earlier run"}')
+    args = ["--train-size", "2000", "--epochs", "12", "--out", str(tmp_path)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "VAE_DATA_DIR": str(real_data_dir())}
+    progress = tmp_path / "models" / ".interrupted_2d"
+    process = subprocess.Popen([sys.executable, str(CODE_DIR / "vae_2d.py"), *args], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    log = progress / "epochs.csv"
+    while process.poll() is None and time.monotonic() < deadline:
+        if log.exists() and len(log.read_text().splitlines()) >= 3:  # header and two epochs
+            break
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert (progress / "backup").is_dir(), "the killed run left no backup to resume from"
+    assert earlier.read_text() == '{"from": "an earlier run"}'  # nothing saved before was lost
+
+    result = run_script("vae_2d.py", *args, env_extra={"VAE_DATA_DIR": str(real_data_dir())})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Resuming an interrupted run after its epoch" in result.stdout
+    metrics = json.loads(earlier.read_text())
+    assert len(metrics["history"]["loss"]) == len(metrics["seconds_per_epoch"]) == 12
+    assert metrics["history"]["loss"][-1] < metrics["history"]["loss"][0]
+    assert not progress.exists()

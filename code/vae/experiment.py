@@ -4,8 +4,12 @@ then evaluate, draw the common figures, save the models and metrics, and print a
 The chapter scripts build their own models and draw their own figures in between.
 """
 
+import csv
+import dataclasses
+import json
 import os
 import platform
+import shutil
 import time
 from pathlib import Path
 
@@ -57,13 +61,44 @@ class Experiment:
         return (x_train[:size], y_train[:size]), test
 
     def train(self, vae, x_train, x_test):
-        """Fit `vae` (x_test is the validation data of every epoch); returns the history dict."""
+        """Fit `vae` (x_test is the validation data of every epoch); returns the history dict,
+        one list per metric with one value per epoch (nats per image; "seconds" per epoch).
+
+        Every finished epoch is backed up (Keras' BackupAndRestore) and logged (CSVLogger) in
+        models/.interrupted_<name>/. If the run is killed, the next run with the same
+        hyperparameters resumes from the last finished epoch; a finished run removes the folder.
+        """
         config = self.config
-        history, self.seconds_per_epoch = train(
-            vae, x_train, x_test, config.epochs, config.batch_size, config.learning_rate, seed=config.seed
-        )
+        progress = self.models_dir / f".interrupted_{self.name}"
+        self._resume_or_start_over(progress)
+        log = progress / "epochs.csv"
+        callbacks = [  # the log first: an epoch logged but not backed up is simply run again
+            keras.callbacks.CSVLogger(log, append=True),
+            # double_checkpoint keeps the previous epoch's backup too, for a run killed mid-write.
+            keras.callbacks.BackupAndRestore(progress / "backup", double_checkpoint=True),
+        ]
+        train(vae, x_train, x_test, config.epochs, config.batch_size, config.learning_rate,
+              seed=config.seed, callbacks=callbacks)
+        history = _read_epoch_log(log)
+        shutil.rmtree(progress)
+        self.seconds_per_epoch = history.pop("seconds")
         self.train_images = len(x_train)
         return history
+
+    def _resume_or_start_over(self, progress):
+        """Keep an interrupted run's backup only if it had the same hyperparameters (epochs aside)."""
+        settings = {**dataclasses.asdict(self.config), "epochs": None, "name": self.name}
+        saved = progress / "config.json"
+        if progress.exists():
+            log = progress / "epochs.csv"
+            finished = len(_read_epoch_log(log)["loss"]) if log.exists() else 0
+            if saved.exists() and json.loads(saved.read_text()) == json.loads(json.dumps(settings)):
+                print(f"Resuming an interrupted run after its epoch {finished} (backup in {progress})")
+                return
+            print(f"Starting over: the interrupted run in {progress} had other hyperparameters")
+            shutil.rmtree(progress)
+        progress.mkdir(parents=True)
+        save_json(settings, saved)
 
     def asset(self, filename):
         """The path of figure `filename` under assets/, remembered for the summary."""
@@ -132,6 +167,16 @@ class Experiment:
         )
         for path in self.written:
             print(f"  {path}")
+
+
+def _read_epoch_log(path):
+    """The CSVLogger file as {column: [value per epoch]}, keeping the last row of an epoch run twice."""
+    rows = {}
+    with open(path, newline="") as file:
+        for row in csv.DictReader(file):
+            rows[int(row.pop("epoch"))] = row
+    columns = next(iter(rows.values())).keys() if rows else []
+    return {column: [float(rows[epoch][column]) for epoch in sorted(rows)] for column in columns}
 
 
 def device_name():

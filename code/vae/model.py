@@ -96,6 +96,9 @@ class VAE(keras.Model):
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction")
         self.kl_tracker = keras.metrics.Mean(name="kl")
+        # The encoder and decoder are built functional models and the VAE adds no weights of its
+        # own, so it is built too (BackupAndRestore and saving weights need a built model).
+        self.built = True
 
     @property
     def metrics(self):

@@ -45,35 +45,31 @@ def batched(images, batch_size, shuffle=False, seed=None, autotune=False):
 
 
 class EpochTimer(keras.callbacks.Callback):
-    """Records the wall-clock seconds of every epoch (training and validation) in `seconds`."""
-
-    def __init__(self):
-        super().__init__()
-        self.seconds = []
+    """Adds the wall-clock seconds of every epoch (training and validation) to its logs, as
+    "seconds", so that the history and the callbacks after this one (CSVLogger) record it."""
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self._start)
+        logs["seconds"] = time.perf_counter() - self._start
 
 
 def train(vae, x_train, x_val, epochs, batch_size, learning_rate, seed=None, verbose="auto", callbacks=(),
           jit_compile=True, steps_per_execution=STEPS_PER_EXECUTION, autotune=False):
     """Compile and fit `vae` on `x_train`, validating on `x_val` after every epoch.
 
-    Returns (history, seconds_per_epoch): history maps "loss", "reconstruction", "kl"
-    and their "val_" twins to one value per epoch, in nats per image.
+    Returns the history: "loss", "reconstruction", "kl" and their "val_" twins, in nats per
+    image, and "seconds", each a list with one value per epoch run.
     """
     steps_per_epoch = -(-len(x_train) // batch_size)
     compile_vae(vae, learning_rate, jit_compile, min(steps_per_execution, steps_per_epoch))
-    timer = EpochTimer()
     history = vae.fit(
         batched(x_train, batch_size, shuffle=True, seed=seed, autotune=autotune),
         validation_data=batched(x_val, EVAL_BATCH_SIZE),
         epochs=epochs,
         shuffle=False,  # the pipeline shuffles
-        callbacks=[timer, *callbacks],
+        callbacks=[EpochTimer(), *callbacks],
         verbose=verbose,
     )
-    return {name: [float(v) for v in values] for name, values in history.history.items()}, timer.seconds
+    return {name: [float(v) for v in values] for name, values in history.history.items()}
