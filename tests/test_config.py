@@ -121,3 +121,7 @@ def test_an_interrupted_run_with_other_hyperparameters_is_not_resumed(tmp_path, 
     assert "Resuming" in capsys.readouterr().out and (progress / "backup").exists()
     Experiment(dataclasses.replace(config, learning_rate=1e-4), "2d")._resume_or_start_over(progress)
     assert "Starting over" in capsys.readouterr().out and not (progress / "backup").exists()
+
+    (progress / "epochs.csv").write_text("epoch,loss\n0,200\n1,180\n2,170\n")
+    Experiment(dataclasses.replace(config, learning_rate=1e-4, epochs=3), "2d")._resume_or_start_over(progress)
+    assert "Starting over" in capsys.readouterr().out and not (progress / "epochs.csv").exists()

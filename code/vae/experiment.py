@@ -86,16 +86,18 @@ class Experiment:
         return history
 
     def _resume_or_start_over(self, progress):
-        """Keep an interrupted run's backup only if it had the same hyperparameters (epochs aside)."""
+        """Keep an interrupted run's backup only if it had the same hyperparameters and fewer
+        finished epochs than this run asks for (the number of epochs may be raised)."""
         settings = {**dataclasses.asdict(self.config), "epochs": None, "name": self.name}
         saved = progress / "config.json"
         if progress.exists():
             log = progress / "epochs.csv"
             finished = len(_read_epoch_log(log)["loss"]) if log.exists() else 0
-            if saved.exists() and json.loads(saved.read_text()) == json.loads(json.dumps(settings)):
+            same = saved.exists() and json.loads(saved.read_text()) == json.loads(json.dumps(settings))
+            if same and finished < self.config.epochs:
                 print(f"Resuming an interrupted run after its epoch {finished} (backup in {progress})")
                 return
-            print(f"Starting over: the interrupted run in {progress} had other hyperparameters")
+            print(f"Starting over: the interrupted run in {progress} had other hyperparameters or more epochs")
             shutil.rmtree(progress)
         progress.mkdir(parents=True)
         save_json(settings, saved)
