@@ -14,10 +14,8 @@ assets/latent_variance_3d.png, assets/reconstructions_3d.png, assets/history_3d.
 models/encoder_3d.h5, models/decoder_3d.h5 and models/metrics_3d.json.
 """
 
-import numpy as np
-
 from vae.config import Config, parse_flags
-from vae.evaluation import encode
+from vae.evaluation import encode, latent_usage
 from vae.experiment import Experiment
 from vae.figures import (plot_clusters_3d, plot_latent_variance, plot_manifold,
                          plot_pairwise_projections)
@@ -46,11 +44,12 @@ def main(config):
                       fixed=[z2] + [0.0] * (config.latent_dim - 3), title=f"Decoded (z0, z1) slice at z2 = {z2:+.1f}")
 
     # Which dimensions carry information? Spread of μ across images against the posterior's own σ².
-    plot_latent_variance(z_mean, z_log_var, experiment.asset("latent_variance_3d.png"))
+    latent_variance, mean_posterior_variance = latent_usage(z_mean, z_log_var)
+    plot_latent_variance(latent_variance, mean_posterior_variance, experiment.asset("latent_variance_3d.png"))
 
     experiment.finish(vae, history, x_test, y_test, z_mean,
-                      latent_variance=z_mean.var(axis=0).tolist(),
-                      mean_posterior_variance=np.exp(z_log_var).mean(axis=0).tolist())
+                      latent_variance=latent_variance.tolist(),
+                      mean_posterior_variance=mean_posterior_variance.tolist())
 
 
 if __name__ == "__main__":

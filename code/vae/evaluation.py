@@ -24,3 +24,10 @@ def decode(decoder, z):
     """The decoded images of latent points `z` (N, latent_dim) in one batched call: (N, 28, 28)."""
     images = decoder(np.asarray(z, dtype="float32"), training=False)
     return keras.ops.convert_to_numpy(images)[..., 0]
+
+
+def latent_usage(z_mean, z_log_var):
+    """Per latent dimension, two (latent_dim,) arrays: the variance of z_mean over the images
+    (how far the code moves between them) and the mean posterior variance exp(z_log_var)
+    (how unsure each code is). A dimension in use has the first ≫ the second."""
+    return z_mean.var(axis=0), np.exp(z_log_var).mean(axis=0)

@@ -201,15 +201,14 @@ def plot_pairwise_projections(z_mean, labels, path):
     save_figure(figure, path)
 
 
-def plot_latent_variance(z_mean, z_log_var, path):
-    """Per latent dimension: the variance of z_mean over the test set (how much the code
-    moves between images) and the mean posterior variance exp(z_log_var) (how unsure it is).
+def plot_latent_variance(between, within, path):
+    """Per latent dimension: `between`, the variance of z_mean over the test set (how much the
+    code moves between images), beside `within`, the mean posterior variance E[σ²] (how unsure
+    it is); both from `evaluation.latent_usage`.
 
     A dimension in use has Var[z_mean] ≫ E[σ²]; an unused one has Var[z_mean] ≈ 0 and E[σ²] ≈ 1.
     """
-    between = z_mean.var(axis=0)
-    within = np.exp(z_log_var).mean(axis=0)
-    dims = np.arange(z_mean.shape[1])
+    dims = np.arange(len(between))
     figure, ax = plt.subplots(figsize=(6.5, 4.5))
     ax.bar(dims - 0.2, between, width=0.4, label="Var[z_mean] over test images")
     ax.bar(dims + 0.2, within, width=0.4, label="mean posterior variance E[σ²]")
