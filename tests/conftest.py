@@ -19,13 +19,16 @@ def real_data_dir():
     return folder
 
 
+def script_command(script, *args, env_extra=None):
+    """The command line and environment that run `python code/<script> args...` as a reader would."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env_extra or {})}
+    return [sys.executable, str(CODE_DIR / script), *map(str, args)], env
+
+
 def run_script(script, *args, timeout=600, env_extra=None):
     """Run `python code/<script> args...` in a fresh process; return the CompletedProcess."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env_extra or {})}
-    return subprocess.run(
-        [sys.executable, str(CODE_DIR / script), *map(str, args)],
-        capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO_ROOT,
-    )
+    command, env = script_command(script, *args, env_extra=env_extra)
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO_ROOT)
 
 
 def run_python(code, timeout=300):

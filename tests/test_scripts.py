@@ -106,22 +106,20 @@ def test_vae_correlated_refuses_bad_prior_before_loading_data(tmp_path, prior_co
 
 
 def test_a_killed_run_keeps_earlier_files_and_resumes_from_its_last_finished_epoch(tmp_path):
-    import os
     import signal
     import subprocess
-    import sys
     import time
 
-    from conftest import CODE_DIR
+    from conftest import script_command
 
     earlier = tmp_path / "models" / "metrics_2d.json"
     earlier.parent.mkdir(parents=True)
     earlier.write_text('{"from": "an earlier run"}')
     args = ["--train-size", "2000", "--epochs", "12", "--out", str(tmp_path)]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "VAE_DATA_DIR": str(real_data_dir())}
+    data = {"VAE_DATA_DIR": str(real_data_dir())}
     progress = tmp_path / "models" / ".interrupted_2d"
-    process = subprocess.Popen([sys.executable, str(CODE_DIR / "vae_2d.py"), *args], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command, env = script_command("vae_2d.py", *args, env_extra=data)
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     log = progress / "epochs.csv"
     while process.poll() is None and time.monotonic() < deadline:
@@ -133,7 +131,7 @@ def test_a_killed_run_keeps_earlier_files_and_resumes_from_its_last_finished_epo
     assert (progress / "backup").is_dir(), "the killed run left no backup to resume from"
     assert earlier.read_text() == '{"from": "an earlier run"}'  # nothing saved before was lost
 
-    result = run_script("vae_2d.py", *args, env_extra={"VAE_DATA_DIR": str(real_data_dir())})
+    result = run_script("vae_2d.py", *args, env_extra=data)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Resuming an interrupted run after its epoch" in result.stdout
     metrics = json.loads(earlier.read_text())
