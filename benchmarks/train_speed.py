@@ -32,8 +32,10 @@ from keras import ops  # noqa: E402
 from vae.data import load_mnist  # noqa: E402
 from vae.experiment import device_name  # noqa: E402
 from vae.model import VAE, build_decoder, build_encoder  # noqa: E402
+from vae.saving import save_json  # noqa: E402
 from vae.training import EpochTimer, train  # noqa: E402
 
+SCRIPTS_SETTINGS = "XLA, 64 steps per call"  # the lever that vae.training.train uses by default
 LAYERS_2D = [(784, 512), (512, 256), (256, 2), (256, 2), (2, 256), (256, 512), (512, 784)]
 
 
@@ -112,14 +114,19 @@ def main():
             ("no XLA, 64 steps per call", dict(jit_compile=False, steps_per_execution=64)),
             ("XLA, 1 step per call", dict(jit_compile=True, steps_per_execution=1)),
             ("XLA, 64 steps per call, tf.data autotuning on", dict(steps_per_execution=64, autotune=True)),
-            ("XLA, 64 steps per call", dict(jit_compile=True, steps_per_execution=64)),
+            (SCRIPTS_SETTINGS, {}),  # train()'s defaults: what the scripts use
             ("XLA, a whole epoch per call", dict(jit_compile=True, steps_per_execution=10_000)),
         ]:
             seconds, val_loss = run_project(x_train, x_test, args.epochs, **settings)
             levers.append({"lever": name, "epoch_s": round(seconds, 3), "val_loss": round(val_loss, 2)})
             print(json.dumps(levers[-1]), flush=True)
 
-    epoch_s, val_loss = run_project(x_train, x_test, args.epochs)
+    # The project's number is the scripts' configuration: measured once, among the levers if they ran.
+    scripts_lever = next((lever for lever in levers if lever["lever"] == SCRIPTS_SETTINGS), None)
+    if scripts_lever:
+        epoch_s, val_loss = scripts_lever["epoch_s"], scripts_lever["val_loss"]
+    else:
+        epoch_s, val_loss = run_project(x_train, x_test, args.epochs)
     baseline_s, baseline_val_loss = run_baseline(x_train, x_test, args.epochs)
     result = {
         "epoch_s": round(epoch_s, 3),
@@ -140,7 +147,7 @@ def main():
     }
     print(json.dumps(result))
     if args.save:
-        (Path(__file__).parent / "train_speed.json").write_text(json.dumps(result, indent=2) + "\n")
+        save_json(result, Path(__file__).parent / "train_speed.json")
 
 
 if __name__ == "__main__":
