@@ -107,10 +107,19 @@ def raises_data_error(*parts):
     return pytest.raises(DataError, match=".*".join(re.escape(str(p)) for p in parts))
 
 
+# The repository's own data folder, data/ (it holds MNIST in data/mnist/).
+REPO_DATA_DIR = data.REPO_DATA_DIR
+
+
 @pytest.fixture(autouse=True)
-def no_env_data_dir(monkeypatch):
-    """Tests start without VAE_DATA_DIR; the ones that need it set it themselves."""
+def no_data_sources(monkeypatch, tmp_path_factory):
+    """Tests start without VAE_DATA_DIR and without the repository's data/ folder.
+
+    The loader's module sees an empty folder in place of REPO/data; the tests
+    that need a data source set one up themselves.
+    """
     monkeypatch.delenv("VAE_DATA_DIR", raising=False)
+    monkeypatch.setattr(data, "REPO_DATA_DIR", tmp_path_factory.mktemp("no_repo_data"))
 
 
 # ---------------------------------------------------------------------------
@@ -407,9 +416,9 @@ def test_read_idx_missing_file(tmp_path):
 # ---------------------------------------------------------------------------
 
 
-def test_npz_unreadable(tmp_path):
+def test_npz_not_a_zip_archive(tmp_path):
     bad = write_file(tmp_path / "mnist.npz", b"this is not a zip file at all")
-    with raises_data_error(bad, "unreadable npz"):
+    with raises_data_error(bad, "not an npz (zip) archive", "b'this'"):
         load_mnist(tmp_path)
 
 

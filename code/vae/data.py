@@ -6,11 +6,17 @@ Both data sets are 28 x 28 grey-scale images with labels 0..9.
     x: float32, shape (N, 28, 28, 1), pixel values scaled from 0..255 to [0, 1]
     y: int32, shape (N,), class labels 0..9
 
-The data comes from a local folder when one is named (the `data_dir`
-argument, else the environment variable VAE_DATA_DIR), otherwise from
-`keras.datasets`, which downloads it (this needs internet access).
+Where the data comes from, first match wins:
 
-A local folder DIR may hold either
+1. the folder given as `data_dir` (the scripts' --data-dir flag);
+2. else the folder in the environment variable VAE_DATA_DIR, if set and non-empty;
+3. else the repository's own copy in data/ (MNIST is there, in data/mnist/);
+4. else `keras.datasets`, which downloads it (this needs internet access).
+
+A folder that is named (1 or 2) but broken is an error; the loader does not
+quietly try the next source.
+
+A data folder DIR may hold either
 
 * the four IDX files published by Yann LeCun (plain or gzip-compressed
   with a `.gz` suffix), in DIR itself or in DIR/mnist/ (MNIST) or
@@ -22,13 +28,18 @@ A local folder DIR may hold either
 * or, for MNIST only, Keras' `mnist.npz` in DIR or DIR/mnist/.
 
 Every problem with the data (missing files, truncated or corrupt files,
-wrong shapes, bad labels) raises `DataError`, whose message names the file
-and the problem.
+wrong shapes, bad labels, files too large) raises `DataError`, whose message
+names the file and the problem. Reading is bounded: a file announcing more
+than MAX_DATA_BYTES of data is refused before its data is read, so a corrupt
+or hostile file cannot exhaust the memory.
 """
 
+import errno
 import gzip
+import io
 import math
 import os
+import stat
 import zipfile
 import zlib
 from pathlib import Path
@@ -46,6 +57,13 @@ DATASET_SIZES = {"mnist": (60000, 10000), "fashion_mnist": (60000, 10000)}
 IMAGE_SIZE = 28  # images are IMAGE_SIZE x IMAGE_SIZE pixels
 NUM_CLASSES = 10  # labels are 0 .. NUM_CLASSES - 1
 
+# The largest array one data file may hold, in bytes: 127,551 images of 28 x 28
+# uint8 pixels. MNIST's training images are 47,040,000 bytes. Compressed
+# files (.gz, .npz) may not be larger than this either.
+MAX_DATA_BYTES = 100_000_000
+
+CHUNK_BYTES = 2**20  # files are read 1 MiB at a time
+
 # The four IDX files, without the optional ".gz" suffix.
 TRAIN_IMAGES = "train-images-idx3-ubyte"
 TRAIN_LABELS = "train-labels-idx1-ubyte"
@@ -61,9 +79,15 @@ SUBFOLDERS = {"mnist": ["mnist"], "fashion_mnist": ["fashion-mnist", "fashion_mn
 
 ENV_VAR = "VAE_DATA_DIR"
 
+# The repository's own data folder (REPO/data); it holds MNIST in data/mnist/.
+REPO_DATA_DIR = Path(__file__).resolve().parents[2] / "data"
+
 # IDX magic number: two zero bytes, the data type (0x08 = unsigned byte),
 # then the number of dimensions (1 for labels, 3 for images).
 IDX_UBYTE = 0x08
+
+# An .npz file is a zip archive: it starts with a zip entry (or, if empty, the end record).
+ZIP_MAGICS = [b"PK\x03\x04", b"PK\x05\x06"]
 
 
 # ---------------------------------------------------------------------------
@@ -78,27 +102,30 @@ def load_dataset(name="mnist", data_dir=None):
     y: int32, shape (N,), labels 0..9.
 
     data_dir: folder with the files (see the module docstring). If None,
-    the environment variable VAE_DATA_DIR is used when set and non-empty;
-    otherwise the data is downloaded with keras.datasets.
+    $VAE_DATA_DIR is used when set and non-empty, else the repository's
+    data/ folder when it holds the data set, else keras.datasets downloads it.
     """
-    name = name.replace("-", "_")  # accept "fashion-mnist" as well
-    if name not in DATASET_SIZES:
-        raise DataError(
-            f"unknown data set {name!r}; choose one of: {', '.join(DATASET_SIZES)}"
-        )
+    name = _check_name(name)
+    source, folder = _choose_source(name, data_dir)
 
-    if data_dir is None:
-        data_dir = os.environ.get(ENV_VAR) or None
-
-    if data_dir is None:
+    if source == "download":
         (x_train, y_train), (x_test, y_test) = _download_with_keras(name)
-        source = f"keras.datasets.{name}.load_data()"
-        train_sources = (source + " x_train", source + " y_train")
-        test_sources = (source + " x_test", source + " y_test")
-    else:
-        (x_train, y_train), (x_test, y_test), train_sources, test_sources = (
-            _load_from_folder(name, Path(data_dir).expanduser())
-        )
+        origin = f"keras.datasets.{name}.load_data()"
+        train_sources = (origin + " x_train", origin + " y_train")
+        test_sources = (origin + " x_test", origin + " y_test")
+    elif source == "repository":
+        try:
+            train, test, train_sources, test_sources = _load_from_folder(name, folder)
+        except DataError as err:
+            raise DataError(
+                f"{err}. This is the repository's own copy of {name} in {folder}: restore it "
+                f"with `git checkout data/`, or name another folder with --data-dir DIR "
+                f"or {ENV_VAR}=DIR"
+            ) from err
+        (x_train, y_train), (x_test, y_test) = train, test
+    else:  # a folder named by data_dir or $VAE_DATA_DIR
+        train, test, train_sources, test_sources = _load_from_folder(name, folder, source)
+        (x_train, y_train), (x_test, y_test) = train, test
 
     _check_pair(x_train, y_train, *train_sources)
     _check_pair(x_test, y_test, *test_sources)
@@ -110,64 +137,58 @@ def load_mnist(data_dir=None):
     return load_dataset("mnist", data_dir)
 
 
+def data_source(name="mnist", data_dir=None):
+    """Say in words where `load_dataset(name, data_dir)` will read from, for a log line."""
+    name = _check_name(name)
+    source, folder = _choose_source(name, data_dir)
+    if source == "download":
+        return f"download with keras.datasets.{name}.load_data()"
+    if source == "repository":
+        return f"the repository's copy in {folder}"
+    return f"the folder {folder} (from {source})"
+
+
 def read_idx(path, ndim=None):
     """Read one IDX file (plain, or gzip if the name ends in ".gz").
 
     Returns a uint8 numpy array whose shape is the dimensions in the file's
     header, e.g. (N, 28, 28) for images or (N,) for labels.
-    ndim: the number of dimensions the file must have (3 for images,
-    1 for labels), or None to accept any.
-    Raises DataError for a missing, unreadable, truncated or malformed file.
+    ndim: the number of dimensions the file must have (3 for images, whose
+    size must then be 28 x 28; 1 for labels), or None to accept any.
+    The header is checked before any data is read; a header announcing more
+    than MAX_DATA_BYTES bytes is refused.
+    Raises DataError for a missing, unreadable, truncated, malformed or too large file.
     """
     path = Path(path)
-    data = _read_bytes(path)
+    file_size = _regular_file_size(path)
+    compressed = path.suffix == ".gz"
+    if compressed:
+        _check_file_not_too_large(path, file_size)
+    try:
+        with gzip.open(path, "rb") if compressed else open(path, "rb") as f:
+            dims, header_size = _read_idx_header(f, path, ndim)
+            data_size = math.prod(dims)  # one byte per value
+            dims_text = " x ".join(str(d) for d in dims)
+            if not compressed:  # the file's size must be exactly header + data
+                _check_idx_file_size(path, dims_text, header_size, data_size, file_size)
 
-    # Magic number: bytes 0-1 zero, byte 2 the data type, byte 3 the number of dims.
-    if len(data) < 4:
-        raise DataError(
-            f"{path}: truncated header: the file has {len(data)} bytes, "
-            f"an IDX header needs at least 4"
-        )
-    magic = int.from_bytes(data[0:4], "big")
-    if ndim is None:
-        magic_ok = data[0] == 0 and data[1] == 0 and data[2] == IDX_UBYTE and data[3] >= 1
-        expected = "0x000008NN (unsigned bytes, NN >= 1 dimensions)"
-    else:
-        magic_ok = magic == (IDX_UBYTE << 8) + ndim
-        expected = f"0x{(IDX_UBYTE << 8) + ndim:08x} (unsigned bytes, {ndim} dimension(s))"
-    if not magic_ok:
-        raise DataError(
-            f"{path}: wrong magic number: expected {expected}, found 0x{magic:08x}"
-        )
-
-    # One big-endian uint32 per dimension follows the magic number.
-    num_dims = data[3]
-    header_size = 4 + 4 * num_dims
-    if len(data) < header_size:
-        raise DataError(
-            f"{path}: truncated header: {num_dims} dimension(s) need a "
-            f"{header_size}-byte header, the file has only {len(data)} bytes"
-        )
-    dims = tuple(np.frombuffer(data, dtype=">u4", count=num_dims, offset=4).tolist())
-
-    # The payload is one byte per value, so it must be exactly prod(dims) bytes.
-    expected_bytes = math.prod(dims)
-    found_bytes = len(data) - header_size
-    dims_text = " x ".join(str(d) for d in dims)
-    if found_bytes < expected_bytes:
-        raise DataError(
-            f"{path}: truncated payload: the header dimensions {dims_text} need "
-            f"{expected_bytes} data bytes, found only {found_bytes}"
-        )
-    if found_bytes > expected_bytes:
-        raise DataError(
-            f"{path}: header dimensions disagree with the file size: {dims_text} "
-            f"needs {expected_bytes} data bytes, found {found_bytes} "
-            f"({found_bytes - expected_bytes} extra trailing bytes)"
-        )
-
-    array = np.frombuffer(data, dtype=np.uint8, offset=header_size).reshape(dims)
-    return array.copy()  # frombuffer gives a read-only view; hand back a normal array
+            array, found = _read_up_to(f, data_size)
+            if found < data_size:
+                raise DataError(
+                    f"{path}: truncated payload: the header dimensions {dims_text} need "
+                    f"{data_size} data bytes, found only {found}"
+                )
+            if compressed and f.read(1):  # more data after the announced end
+                raise DataError(
+                    f"{path}: header dimensions disagree with the file size: {dims_text} "
+                    f"needs {data_size} data bytes, but the uncompressed file holds more "
+                    f"(extra trailing bytes)"
+                )
+    except (gzip.BadGzipFile, EOFError, zlib.error) as err:
+        raise DataError(f"{path}: corrupt gzip file ({_one_line(err)})") from err
+    except (OSError, MemoryError) as err:
+        raise DataError(f"{path}: cannot read file ({_one_line(err)})") from err
+    return array.reshape(dims)
 
 
 def read_idx_images(path):
@@ -188,24 +209,40 @@ def read_npz(path):
     """Read Keras' mnist.npz; returns (x_train, y_train), (x_test, y_test) as stored.
 
     x: uint8 (N, 28, 28); y: integer (N,) with values 0..9.
+    Each array's header (dtype, shape) is checked before its data is read.
     """
     path = Path(path)
+    file_size = _regular_file_size(path)
+    _check_file_not_too_large(path, file_size)
+    try:
+        with open(path, "rb") as f:
+            start = f.read(4)
+    except OSError as err:
+        raise DataError(f"{path}: cannot read file ({_one_line(err)})") from err
+    if start not in ZIP_MAGICS:
+        found = f"it starts with {start!r}" if start else "it is empty"
+        if start == b"\x93NUM":
+            found += ", the start of a single .npy array"
+        raise DataError(f"{path}: not an npz (zip) archive: {found}, not b'PK\\x03\\x04'")
+
     arrays = {}
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            missing = [key for key in NPZ_KEYS if key not in npz.files]
+        with zipfile.ZipFile(path) as archive:
+            members = {name.removesuffix(".npy"): name for name in archive.namelist()}
+            missing = [key for key in NPZ_KEYS if key not in members]
             if missing:
                 raise DataError(
                     f"{path}: missing key(s) {', '.join(missing)}; expected keys "
-                    f"{', '.join(NPZ_KEYS)}, found {', '.join(npz.files) or 'none'}"
+                    f"{', '.join(NPZ_KEYS)}, found {', '.join(members) or 'none'}"
                 )
             for key in NPZ_KEYS:
-                arrays[key] = npz[key]
+                kind = "images" if key.startswith("x") else "labels"
+                arrays[key] = _read_npy_member(archive, members[key], kind, f"{path} [{key}]")
     except DataError:
         raise
-    except FileNotFoundError as err:
-        raise DataError(f"{path}: file not found") from err
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+    except Exception as err:
+        # zipfile and its decompressors raise many types: BadZipFile, zlib.error, EOFError,
+        # NotImplementedError (unknown compression), RuntimeError (encrypted), ...
         raise DataError(f"{path}: unreadable npz file ({_one_line(err)})") from err
 
     for key in ["x_train", "x_test"]:
@@ -216,23 +253,50 @@ def read_npz(path):
 
 
 # ---------------------------------------------------------------------------
-# Finding the files
+# Choosing the source and finding the files
 # ---------------------------------------------------------------------------
 
 
-def _load_from_folder(name, data_dir):
+def _check_name(name):
+    """The data set's name, "mnist" or "fashion_mnist" ("fashion-mnist" is accepted too)."""
+    name = name.replace("-", "_")
+    if name not in DATASET_SIZES:
+        raise DataError(
+            f"unknown data set {name!r}; choose one of: {', '.join(DATASET_SIZES)}"
+        )
+    return name
+
+
+def _choose_source(name, data_dir):
+    """Where to read `name` from: (source, folder).
+
+    source is "--data-dir" or "$VAE_DATA_DIR" (a named folder), "repository"
+    (REPO_DATA_DIR) or "download" (folder None).
+    """
+    if data_dir is not None:
+        return "--data-dir", _as_path(data_dir)
+    if os.environ.get(ENV_VAR):
+        return "$" + ENV_VAR, _as_path(os.environ[ENV_VAR])
+    if any(os.path.lexists(REPO_DATA_DIR / sub) for sub in SUBFOLDERS[name]):
+        return "repository", REPO_DATA_DIR
+    return "download", None
+
+
+def _as_path(folder):
+    """folder as a Path, with a leading ~ expanded to the home folder."""
+    return Path(os.path.expanduser(folder))
+
+
+def _load_from_folder(name, data_dir, named_by=None):
     """Load `name` from the folder data_dir.
 
     Order of preference: a folder with all four IDX files (DIR, then its
     sub-folders), then mnist.npz (MNIST only), and otherwise a DataError.
+    named_by: how the folder was named ("--data-dir", "$VAE_DATA_DIR"), for messages.
     Returns (train, test, train_sources, test_sources); the sources are the
     file names used in error messages.
     """
-    if not data_dir.exists():
-        raise DataError(f"data folder {data_dir} does not exist")
-    if not data_dir.is_dir():
-        raise DataError(f"data folder {data_dir} is not a folder")
-
+    _check_folder(data_dir, named_by)
     folders = [data_dir] + [data_dir / sub for sub in SUBFOLDERS[name]]
 
     # 1. IDX files. Remember the first folder that has only some of them.
@@ -255,7 +319,7 @@ def _load_from_folder(name, data_dir):
     npz_folders = [data_dir, data_dir / "mnist"] if name == "mnist" else []
     for folder in npz_folders:
         npz_path = folder / NPZ_NAME
-        if npz_path.is_file():
+        if os.path.lexists(npz_path):
             (x_train, y_train), (x_test, y_test) = read_npz(npz_path)
             train_sources = (f"{npz_path} [x_train]", f"{npz_path} [y_train]")
             test_sources = (f"{npz_path} [x_test]", f"{npz_path} [y_test]")
@@ -282,16 +346,20 @@ def _load_from_folder(name, data_dir):
 
 
 def _find_idx_file(folder, base):
-    """Path of folder/base or folder/base.gz (plain preferred), or None."""
+    """Path of folder/base or folder/base.gz (plain preferred), or None.
+
+    Anything with that name counts, even a folder or a broken symlink: reading it
+    then says what is wrong with it, rather than calling it missing.
+    """
     for candidate in [folder / base, folder / (base + ".gz")]:
-        if candidate.is_file():
+        if os.path.lexists(candidate):
             return candidate
     return None
 
 
 def _download_with_keras(name):
     """Call keras.datasets.<name>.load_data(); DataError if that fails."""
-    import keras  # imported here so that `import vae.data` stays fast
+    import keras  # imported here so that `import vae.data` stays light
 
     loader = getattr(keras.datasets, name)
     try:
@@ -308,49 +376,240 @@ def _download_with_keras(name):
 
 
 # ---------------------------------------------------------------------------
-# Reading and checking
+# What kind of path is it?
 # ---------------------------------------------------------------------------
 
 
-def _read_bytes(path):
-    """All bytes of path, gunzipped if the name ends in ".gz"."""
+def _check_folder(folder, named_by=None):
+    """Raise DataError unless folder is a folder (following symlinks)."""
+    where = f"data folder {folder}" + (f" (from {named_by})" if named_by else "")
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as f:
-                return f.read()
-        return path.read_bytes()
-    except FileNotFoundError as err:
-        raise DataError(f"{path}: file not found") from err
-    except (gzip.BadGzipFile, EOFError, zlib.error) as err:
-        raise DataError(f"{path}: corrupt gzip file ({_one_line(err)})") from err
-    except OSError as err:
-        raise DataError(f"{path}: cannot read file ({_one_line(err)})") from err
+        mode = os.stat(folder).st_mode
+    except (OSError, ValueError) as err:
+        problem = _stat_problem(folder, err)
+        raise DataError(f"{where} {problem.replace('file not found', 'does not exist')}") from err
+    if stat.S_ISREG(mode):
+        raise DataError(f"{where} is a file, not a folder")
+    if not stat.S_ISDIR(mode):
+        raise DataError(f"{where} is not a folder ({_special_kind(mode)})")
+
+
+def _regular_file_size(path):
+    """The size in bytes of path, which must be a regular file (symlinks followed).
+
+    A folder, FIFO, socket, device, broken symlink or symlink loop is a DataError
+    saying which; a FIFO is never opened (reading one would wait forever).
+    """
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError) as err:
+        raise DataError(f"{path}: {_stat_problem(path, err)}") from err
+    if stat.S_ISDIR(info.st_mode):
+        raise DataError(f"{path}: is a folder, not a file")
+    if not stat.S_ISREG(info.st_mode):
+        raise DataError(f"{path}: is not a regular file ({_special_kind(info.st_mode)})")
+    return info.st_size
+
+
+def _stat_problem(path, err):
+    """Why os.stat(path) failed, in words."""
+    if getattr(err, "errno", None) == errno.ELOOP:
+        return "is a symlink loop"
+    if getattr(err, "errno", None) == errno.ENOENT:
+        if os.path.islink(path):
+            return "is a broken symlink (its target does not exist)"
+        return "file not found"
+    return f"cannot be read ({_one_line(err)})"
+
+
+def _special_kind(mode):
+    """'a FIFO', 'a socket', ... for a file mode that is not a regular file or folder."""
+    kinds = [(stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")]
+    for is_kind, words in kinds:
+        if is_kind(mode):
+            return words
+    return f"file mode 0o{mode:o}"
+
+
+# ---------------------------------------------------------------------------
+# Reading, bounded
+# ---------------------------------------------------------------------------
+
+
+def _check_file_not_too_large(path, file_size):
+    """A compressed file (.gz, .npz) may not be larger than MAX_DATA_BYTES."""
+    if file_size > MAX_DATA_BYTES:
+        raise DataError(
+            f"{path}: too large: {file_size:,} bytes, more than the {MAX_DATA_BYTES:,} "
+            f"bytes (MAX_DATA_BYTES) this loader accepts"
+        )
+
+
+def _check_data_size(path, dims_text, data_size):
+    """An array may hold at most MAX_DATA_BYTES bytes."""
+    if data_size > MAX_DATA_BYTES:
+        raise DataError(
+            f"{path}: too large: the header announces {dims_text} = {data_size:,} bytes "
+            f"of data, more than the {MAX_DATA_BYTES:,} bytes (MAX_DATA_BYTES) this loader "
+            f"accepts, about {MAX_DATA_BYTES // IMAGE_SIZE**2:,} images of "
+            f"{IMAGE_SIZE}x{IMAGE_SIZE}"
+        )
+
+
+def _read_idx_header(f, path, ndim):
+    """Read and check the IDX header at the start of the open file f.
+
+    Returns (dims, header_size): the dimensions, e.g. (60000, 28, 28), and
+    the header's length in bytes (4 + 4 per dimension).
+    """
+    # Magic number: bytes 0-1 zero, byte 2 the data type, byte 3 the number of dims.
+    magic_bytes = f.read(4)
+    if len(magic_bytes) < 4:
+        raise DataError(
+            f"{path}: truncated header: the file has {len(magic_bytes)} bytes, "
+            f"an IDX header needs at least 4"
+        )
+    magic = int.from_bytes(magic_bytes, "big")
+    if ndim is None:
+        magic_ok = magic_bytes[:3] == bytes([0, 0, IDX_UBYTE]) and magic_bytes[3] >= 1
+        expected = "0x000008NN (unsigned bytes, NN >= 1 dimensions)"
+    else:
+        magic_ok = magic == (IDX_UBYTE << 8) + ndim
+        expected = f"0x{(IDX_UBYTE << 8) + ndim:08x} (unsigned bytes, {ndim} dimension(s))"
+    if not magic_ok:
+        raise DataError(
+            f"{path}: wrong magic number: expected {expected}, found 0x{magic:08x}"
+        )
+
+    # One big-endian uint32 per dimension follows the magic number.
+    num_dims = magic_bytes[3]
+    header_size = 4 + 4 * num_dims
+    dims_bytes = f.read(4 * num_dims)
+    if len(dims_bytes) < 4 * num_dims:
+        raise DataError(
+            f"{path}: truncated header: {num_dims} dimension(s) need a "
+            f"{header_size}-byte header, the file has only {4 + len(dims_bytes)} bytes"
+        )
+    dims = tuple(int.from_bytes(dims_bytes[i:i + 4], "big") for i in range(0, len(dims_bytes), 4))
+
+    if ndim == 3 and dims[1:] != (IMAGE_SIZE, IMAGE_SIZE):
+        raise DataError(
+            f"{path}: wrong image size: expected {IMAGE_SIZE}x{IMAGE_SIZE}, "
+            f"found {dims[1]}x{dims[2]}"
+        )
+    _check_data_size(path, " x ".join(str(d) for d in dims), math.prod(dims))
+    return dims, header_size
+
+
+def _check_idx_file_size(path, dims_text, header_size, data_size, file_size):
+    """A plain IDX file must be exactly header + data bytes long (checked before reading)."""
+    found = file_size - header_size
+    if found < data_size:
+        raise DataError(
+            f"{path}: truncated payload: the header dimensions {dims_text} need "
+            f"{data_size} data bytes, found only {found}"
+        )
+    if found > data_size:
+        raise DataError(
+            f"{path}: header dimensions disagree with the file size: {dims_text} "
+            f"needs {data_size} data bytes, found {found} "
+            f"({found - data_size} extra trailing bytes)"
+        )
+
+
+def _read_up_to(f, size):
+    """Read up to `size` bytes from the open file f, 1 MiB at a time.
+
+    Returns (array, count): a new uint8 array of `size` bytes, of which the
+    first `count` were read (count < size when the file ends early).
+    """
+    array = np.empty(size, dtype=np.uint8)
+    view = memoryview(array)
+    count = 0
+    while count < size:
+        chunk = f.read(min(CHUNK_BYTES, size - count))
+        if not chunk:
+            break
+        view[count:count + len(chunk)] = chunk
+        count += len(chunk)
+    return array, count
+
+
+def _read_npy_member(archive, member, kind, source):
+    """Read the .npy array `member` of the open zip archive, checking its header first.
+
+    kind: "images" (must be uint8 (N, 28, 28)) or "labels" (integer (N,)).
+    Neither may hold more than MAX_DATA_BYTES; nothing is unpickled.
+    source: the name used in error messages.
+    """
+    # The header is small (NumPy refuses more than 10,000 bytes): read that much
+    # and parse it from memory, so that a lying header cannot make us read more.
+    with archive.open(member) as f:
+        start = io.BytesIO(f.read(10_100))
+    try:
+        version = np.lib.format.read_magic(start)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(start)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(start)
+        else:
+            raise DataError(f"{source}: unsupported .npy format version {version}")
+    except ValueError as err:
+        raise DataError(f"{source}: not a valid .npy array ({_one_line(err)})") from err
+
+    if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
+        raise DataError(f"{source}: not a plain numeric array (dtype {dtype})")
+    if any(size < 0 for size in shape):
+        raise DataError(f"{source}: not a valid .npy array (negative size in shape {shape})")
+    if kind == "images":
+        _check_image_format(dtype, shape, source)
+    else:
+        _check_label_format(dtype, shape, source)
+    _check_data_size(source, " x ".join(str(d) for d in shape), math.prod(shape) * dtype.itemsize)
+
+    with archive.open(member) as f:
+        return np.lib.format.read_array(f, allow_pickle=False)
+
+
+# ---------------------------------------------------------------------------
+# Checking the arrays
+# ---------------------------------------------------------------------------
+
+
+def _check_image_format(dtype, shape, source):
+    """Images must be uint8 with shape (N, 28, 28)."""
+    if dtype != np.uint8:
+        raise DataError(f"{source}: wrong dtype: expected uint8 images, found {dtype}")
+    if len(shape) != 3:
+        raise DataError(
+            f"{source}: wrong shape: expected (N, {IMAGE_SIZE}, {IMAGE_SIZE}), found {shape}"
+        )
+    if shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
+        raise DataError(
+            f"{source}: wrong image size: expected {IMAGE_SIZE}x{IMAGE_SIZE}, "
+            f"found {shape[1]}x{shape[2]}"
+        )
+
+
+def _check_label_format(dtype, shape, source):
+    """Labels must be integers with shape (N,)."""
+    if not np.issubdtype(dtype, np.integer):
+        raise DataError(f"{source}: wrong dtype: expected integer labels, found {dtype}")
+    if len(shape) != 1:
+        raise DataError(f"{source}: wrong shape: expected (N,), found {shape}")
 
 
 def _check_images(images, source):
     """Images must be a non-empty uint8 array of shape (N, 28, 28)."""
-    if images.dtype != np.uint8:
-        raise DataError(f"{source}: wrong dtype: expected uint8 images, found {images.dtype}")
-    if images.ndim != 3:
-        raise DataError(
-            f"{source}: wrong shape: expected (N, {IMAGE_SIZE}, {IMAGE_SIZE}), "
-            f"found {images.shape}"
-        )
-    if images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
-        raise DataError(
-            f"{source}: wrong image size: expected {IMAGE_SIZE}x{IMAGE_SIZE}, "
-            f"found {images.shape[1]}x{images.shape[2]}"
-        )
+    _check_image_format(images.dtype, images.shape, source)
     if images.shape[0] == 0:
         raise DataError(f"{source}: holds no images (0 images)")
 
 
 def _check_labels(labels, source):
-    """Labels must be a 1-D integer array with values 0..9."""
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise DataError(f"{source}: wrong dtype: expected integer labels, found {labels.dtype}")
-    if labels.ndim != 1:
-        raise DataError(f"{source}: wrong shape: expected (N,), found {labels.shape}")
+    """Labels must be a 1-D integer array with values 0..9 (all one class is allowed)."""
+    _check_label_format(labels.dtype, labels.shape, source)
     bad = np.flatnonzero((labels < 0) | (labels >= NUM_CLASSES))
     if bad.size > 0:
         raise DataError(
