@@ -12,10 +12,19 @@ CODE_DIR = REPO_ROOT / "code"
 
 
 def real_data_dir():
-    """The folder with the real MNIST: $VAE_DATA_DIR, else ../shared/data beside the repository."""
-    folder = Path(os.environ.get("VAE_DATA_DIR") or REPO_ROOT.parent / "shared" / "data")
+    """A folder with the real MNIST: $VAE_DATA_DIR if set, else the repository's data/ (data/mnist/)."""
+    folder = Path(os.environ.get("VAE_DATA_DIR") or REPO_ROOT / "data")
     if not (folder / "mnist").is_dir() and not list(folder.glob("*idx*")):
-        pytest.fail(f"real MNIST not found in {folder}: set VAE_DATA_DIR to a folder holding it")
+        pytest.fail(f"real MNIST not found in {folder}: set VAE_DATA_DIR to a folder holding mnist/")
+    return folder
+
+
+def real_fashion_dir():
+    """A folder with the real Fashion-MNIST (not in the repository): $VAE_DATA_DIR if set, else
+    ../shared/data beside the repository. Skips the test when neither holds fashion-mnist/."""
+    folder = Path(os.environ.get("VAE_DATA_DIR") or REPO_ROOT.parent / "shared" / "data")
+    if not any((folder / sub).is_dir() for sub in ["fashion-mnist", "fashion_mnist"]):
+        pytest.skip("no real Fashion-MNIST: set VAE_DATA_DIR to a folder holding fashion-mnist/")
     return folder
 
 

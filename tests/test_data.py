@@ -1,12 +1,21 @@
-"""Tests for vae.data: IDX / npz reading, folder layouts, validation, Keras fallback."""
+"""Tests for vae.data: where the data comes from, IDX / npz reading, validation, bounded reading,
+files that are not regular files, the Keras fallback, and property-based tests (Hypothesis)."""
 
+import contextlib
 import gzip
+import io
+import json
 import os
 import re
+import signal
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import real_fashion_dir, run_python
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from vae import data
 from vae.data import DataError, load_dataset, load_mnist, read_idx
@@ -17,11 +26,6 @@ IDX_NAMES = [
     "t10k-images-idx3-ubyte",
     "t10k-labels-idx1-ubyte",
 ]
-
-# The real data sets (gzip IDX files); CI always has them.
-REAL_DATA_DIR = Path(
-    os.environ.get("VAE_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data"
-)
 
 
 # ---------------------------------------------------------------------------
@@ -107,6 +111,74 @@ def raises_data_error(*parts):
     return pytest.raises(DataError, match=".*".join(re.escape(str(p)) for p in parts))
 
 
+def idx_header(*dims):
+    """An IDX header for unsigned bytes with these dimensions, e.g. idx_header(60000, 28, 28)."""
+    return bytes([0, 0, 0x08, len(dims)]) + b"".join(d.to_bytes(4, "big") for d in dims)
+
+
+def npy_bytes(array=None, header=None, payload=b""):
+    """The bytes of a .npy file holding array, or of a forged header dict followed by payload."""
+    f = io.BytesIO()
+    if array is not None:
+        np.lib.format.write_array(f, np.asarray(array), allow_pickle=True)
+    else:
+        np.lib.format.write_array_header_1_0(f, header)
+        f.write(payload)
+    return f.getvalue()
+
+
+def write_npz_members(path, compression=zipfile.ZIP_STORED, **members):
+    """Write an npz whose members are the given .npy bytes, the other keys small valid arrays."""
+    (x_train, y_train), (x_test, y_test) = small_arrays()
+    arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+    contents = {key: npy_bytes(value) for key, value in arrays.items()}
+    contents.update(members)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", compression) as archive:
+        for key, content in contents.items():
+            archive.writestr(key + ".npy", content)
+    return path
+
+
+SPECIAL_KINDS = {  # what is put in place of a data file -> what the message says
+    "fifo": "is not a regular file (a FIFO)",
+    "folder": "is a folder, not a file",
+    "broken symlink": "is a broken symlink",
+    "symlink loop": "is a symlink loop",
+}
+
+
+def make_special(path, kind):
+    """Put a FIFO, a folder, a broken symlink or a symlink loop at path (one of SPECIAL_KINDS)."""
+    path = Path(path)
+    path.unlink(missing_ok=True)
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "folder":
+        path.mkdir()
+    elif kind == "broken symlink":
+        path.symlink_to(path.parent / "nothing-here")
+    elif kind == "symlink loop":
+        path.symlink_to(path.name)  # a link to itself
+    return path
+
+
+@contextlib.contextmanager
+def time_limit(seconds):
+    """Raise TimeoutError in the block after `seconds` s, so that a hang fails the test instead."""
+    def give_up(signum, frame):
+        raise TimeoutError(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, give_up)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 # The repository's own data folder, data/ (it holds MNIST in data/mnist/).
 REPO_DATA_DIR = data.REPO_DATA_DIR
 
@@ -120,6 +192,108 @@ def no_data_sources(monkeypatch, tmp_path_factory):
     """
     monkeypatch.delenv("VAE_DATA_DIR", raising=False)
     monkeypatch.setattr(data, "REPO_DATA_DIR", tmp_path_factory.mktemp("no_repo_data"))
+
+
+# ---------------------------------------------------------------------------
+# Where the data comes from: data_dir, then $VAE_DATA_DIR, then REPO/data, then the download
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def three_sources(tmp_path, monkeypatch):
+    """Three different small MNISTs: in tmp/named, in tmp/env/mnist, in a stand-in repository copy.
+
+    Returns {"named": arrays, "env": arrays, "repository": arrays}; the download fails the test.
+    """
+    arrays = {source: small_arrays(seed=seed) for seed, source in
+              enumerate(["named", "env", "repository"], start=10)}
+    write_idx_set(tmp_path / "named", arrays["named"])
+    write_idx_set(tmp_path / "env" / "mnist", arrays["env"], compress=True)
+    write_idx_set(tmp_path / "repo_data" / "mnist", arrays["repository"], compress=True)
+    monkeypatch.setattr(data, "REPO_DATA_DIR", tmp_path / "repo_data")
+
+    def no_download(name):
+        pytest.fail("the loader downloaded although a local copy was there")
+
+    monkeypatch.setattr(data, "_download_with_keras", no_download)
+    return arrays
+
+
+def test_named_folder_comes_first(tmp_path, monkeypatch, three_sources):
+    monkeypatch.setenv("VAE_DATA_DIR", str(tmp_path / "env"))
+    assert_matches(load_mnist(tmp_path / "named"), three_sources["named"])
+    assert "--data-dir" in data.data_source("mnist", tmp_path / "named")
+
+
+def test_env_var_comes_before_the_repository_copy(tmp_path, monkeypatch, three_sources):
+    monkeypatch.setenv("VAE_DATA_DIR", str(tmp_path / "env"))
+    assert_matches(load_mnist(), three_sources["env"])
+    assert data.data_source() == f"the folder {tmp_path / 'env'} (from $VAE_DATA_DIR)"
+
+
+def test_repository_copy_comes_before_the_download(tmp_path, three_sources):
+    assert_matches(load_mnist(), three_sources["repository"])
+    assert data.data_source() == f"the repository's copy in {tmp_path / 'repo_data'}"
+
+
+def test_download_comes_last(monkeypatch):
+    arrays = small_arrays(seed=5)
+    asked = []
+
+    def fake_download(name):
+        asked.append(name)
+        return arrays
+
+    monkeypatch.setattr(data, "_download_with_keras", fake_download)
+    assert_matches(load_mnist(), arrays)
+    assert asked == ["mnist"]
+    assert data.data_source() == "download with keras.datasets.mnist.load_data()"
+
+
+def test_repository_copy_of_mnist_is_not_used_for_fashion_mnist(monkeypatch, three_sources):
+    arrays = small_arrays(seed=6)
+    monkeypatch.setattr(data, "_download_with_keras", lambda name: arrays)
+    assert_matches(load_dataset("fashion_mnist"), arrays)
+
+
+def test_missing_named_folder_does_not_fall_through(tmp_path, monkeypatch, three_sources):
+    monkeypatch.setenv("VAE_DATA_DIR", str(tmp_path / "env"))
+    with raises_data_error(tmp_path / "nowhere", "--data-dir", "does not exist"):
+        load_mnist(tmp_path / "nowhere")
+
+
+def test_missing_env_folder_does_not_fall_through(tmp_path, monkeypatch, three_sources):
+    monkeypatch.setenv("VAE_DATA_DIR", str(tmp_path / "nowhere"))
+    with raises_data_error(tmp_path / "nowhere", "$VAE_DATA_DIR", "does not exist"):
+        load_mnist()
+
+
+def test_named_folder_without_the_data_does_not_fall_through(tmp_path, three_sources):
+    (tmp_path / "empty").mkdir()
+    with raises_data_error("no mnist files found", tmp_path / "empty"):
+        load_mnist(tmp_path / "empty")
+
+
+def test_broken_repository_copy_says_so(tmp_path, three_sources):
+    bad = tmp_path / "repo_data" / "mnist" / (IDX_NAMES[2] + ".gz")
+    bad.write_bytes(bad.read_bytes()[:-30])
+    with raises_data_error(bad, "corrupt gzip", "repository's own copy", "git checkout data/"):
+        load_mnist()
+
+
+def test_repository_copy_missing_a_file_says_so(tmp_path, three_sources):
+    (tmp_path / "repo_data" / "mnist" / (IDX_NAMES[1] + ".gz")).unlink()
+    with raises_data_error("missing file", IDX_NAMES[1], "repository's own copy"):
+        load_mnist()
+
+
+def test_importing_the_loader_does_not_import_keras():
+    result = run_python(
+        "import sys, vae.data; "
+        "print(sorted(m for m in ['keras', 'tensorflow'] if m in sys.modules))"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
 
 
 # ---------------------------------------------------------------------------
@@ -541,21 +715,407 @@ def test_keras_download_bad_arrays(monkeypatch):
 
 
 # ---------------------------------------------------------------------------
+# Things that are not regular files, and paths the system refuses
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", SPECIAL_KINDS)
+@pytest.mark.parametrize("name", [IDX_NAMES[0], IDX_NAMES[1] + ".gz", "mnist.npz"])
+def test_special_file_in_place_of_a_data_file(tmp_path, name, kind):
+    if name.endswith(".npz"):
+        bad = make_special(tmp_path / name, kind)
+    else:
+        write_idx_set(tmp_path, small_arrays(), compress=name.endswith(".gz"))
+        bad = make_special(tmp_path / name, kind)
+    with time_limit(10), raises_data_error(bad, SPECIAL_KINDS[kind]):
+        load_mnist(tmp_path)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "broken symlink", "symlink loop"])
+def test_special_file_as_the_data_folder(tmp_path, kind):
+    bad = make_special(tmp_path / "data", kind)
+    expected = {"fifo": "is not a folder (a FIFO)", "broken symlink": "is a broken symlink",
+                "symlink loop": "is a symlink loop"}[kind]
+    with time_limit(10), raises_data_error(bad, expected):
+        load_mnist(bad)
+
+
+def test_path_component_too_long(tmp_path):
+    too_long = tmp_path / ("x" * 300)
+    with raises_data_error(too_long, "cannot be read", "File name too long"):
+        load_mnist(too_long)
+    with raises_data_error(too_long, "cannot be read", "File name too long"):
+        read_idx(too_long)
+
+
+def test_null_byte_in_path():
+    with raises_data_error("cannot be read", "null"):
+        load_mnist("data\0dir")
+
+
+def test_all_labels_one_class_is_valid(tmp_path):
+    (x_train, y_train), (x_test, y_test) = small_arrays()
+    arrays = (x_train, np.full_like(y_train, 7)), (x_test, np.full_like(y_test, 7))
+    write_idx_set(tmp_path, arrays)
+    assert_matches(load_mnist(tmp_path), arrays)
+
+
+# ---------------------------------------------------------------------------
+# npz files that are not what they claim
+# ---------------------------------------------------------------------------
+
+
+def test_npy_saved_as_npz(tmp_path):
+    bad = tmp_path / "mnist.npz"
+    bad.write_bytes(npy_bytes(small_arrays()[0][0]))
+    with raises_data_error(bad, "not an npz (zip) archive", "single .npy array"):
+        load_mnist(tmp_path)
+
+
+def test_random_bytes_as_npz(tmp_path):
+    bad = write_file(tmp_path / "mnist.npz", np.random.default_rng(0).bytes(5000))
+    with raises_data_error(bad, "not an npz (zip) archive"):
+        load_mnist(tmp_path)
+
+
+def test_empty_npz_file(tmp_path):
+    bad = write_file(tmp_path / "mnist.npz", b"")
+    with raises_data_error(bad, "not an npz (zip) archive", "empty"):
+        load_mnist(tmp_path)
+
+
+def test_npz_object_member_is_not_unpickled(tmp_path):
+    bad = write_npz_members(tmp_path / "mnist.npz", y_train=npy_bytes(np.array([1, None], dtype=object)))
+    with pytest.raises(DataError) as info:
+        load_mnist(tmp_path)
+    message = str(info.value)
+    assert str(bad) in message and "y_train" in message
+    assert "not a plain numeric array" in message
+    assert "allow_pickle" not in message
+
+
+def test_npz_structured_member(tmp_path):
+    record = np.zeros(3, dtype=[("a", "<i4"), ("b", "<f4")])
+    write_npz_members(tmp_path / "mnist.npz", y_test=npy_bytes(record))
+    with raises_data_error("y_test", "not a plain numeric array"):
+        load_mnist(tmp_path)
+
+
+@pytest.mark.parametrize("shape", [(10**9, 28, 28), (2**63, 28, 28), (10**30, 28, 28)])
+def test_npz_member_header_claims_huge_shape(tmp_path, shape):
+    header = {"descr": "|u1", "fortran_order": False, "shape": shape}
+    bad = write_npz_members(tmp_path / "mnist.npz", x_train=npy_bytes(header=header, payload=bytes(100)))
+    with raises_data_error(bad, "x_train", "too large", "MAX_DATA_BYTES"):
+        load_mnist(tmp_path)
+
+
+def test_npz_member_header_negative_shape(tmp_path):
+    header = {"descr": "|u1", "fortran_order": False, "shape": (-5,)}
+    write_npz_members(tmp_path / "mnist.npz", y_train=npy_bytes(header=header, payload=bytes(5)))
+    with raises_data_error("y_train", "negative size"):
+        load_mnist(tmp_path)
+
+
+def test_npz_member_data_cut_short(tmp_path):
+    member = npy_bytes(small_arrays()[0][0])[:-10]
+    bad = write_npz_members(tmp_path / "mnist.npz", x_train=member)
+    with raises_data_error(bad, "unreadable npz"):
+        load_mnist(tmp_path)
+
+
+def test_npz_compressed_is_read(tmp_path):
+    arrays = small_arrays()
+    (x_train, y_train), (x_test, y_test) = arrays
+    path = tmp_path / "mnist.npz"
+    np.savez_compressed(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    assert_matches(load_mnist(tmp_path), arrays)
+
+
+# ---------------------------------------------------------------------------
+# Bounded reading: gzip bombs and huge sparse files, measured in a fresh process
+# ---------------------------------------------------------------------------
+
+MEASURE = """
+import json, resource, time
+from vae import data
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB on Linux
+start = time.perf_counter()
+try:
+    data.{call}
+    outcome = "loaded"
+except data.DataError as err:
+    outcome = "DataError: " + str(err)
+seconds = time.perf_counter() - start
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({{"outcome": outcome, "seconds": seconds, "peak_mb": (after - before) / 1024}}))
+"""
+
+MAX_PEAK_MB = 200  # the most the peak memory (max RSS) may grow while rejecting a bad file
+MAX_SECONDS = 10
+
+
+def measure(call):
+    """Run `vae.data.<call>` in a fresh Python; return {"outcome", "seconds", "peak_mb"}.
+
+    peak_mb: how much the process's peak memory grew during the call, in MB.
+    """
+    result = run_python(MEASURE.format(call=call), timeout=120)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    print(f"{call}: {report}")  # shown with pytest -s
+    return report
+
+
+def assert_rejected_cheaply(report, *parts):
+    """The call raised DataError with these message parts, quickly and with little memory."""
+    assert report["outcome"].startswith("DataError: "), report
+    for part in parts:
+        assert part in report["outcome"], report
+    assert report["peak_mb"] < MAX_PEAK_MB, report
+    assert report["seconds"] < MAX_SECONDS, report
+
+
+def zeros_gzip_members(total_bytes):
+    """Gzip members that inflate to total_bytes zero bytes (a multiple of 16 MiB), ~1 kB per 1 MiB.
+
+    A gzip file may hold several members one after another; they inflate to one stream.
+    """
+    block = 16 * 2**20
+    member = gzip.compress(bytes(block), compresslevel=9)
+    return member * (total_bytes // block)
+
+
+def test_gzip_bomb_behind_a_valid_header(tmp_path):
+    # A valid MNIST-sized header, then 2 GiB of zeros: a 2 MB file.
+    bomb = tmp_path / "train-images-idx3-ubyte.gz"
+    bomb.write_bytes(gzip.compress(idx_header(60000, 28, 28)) + zeros_gzip_members(2 * 2**30))
+    assert bomb.stat().st_size < 3e6
+    report = measure(f"read_idx({str(bomb)!r}, ndim=3)")
+    assert_rejected_cheaply(report, str(bomb), "extra trailing bytes")
+
+
+def test_gzip_of_zeros_with_trailing_data_in_one_member(tmp_path):
+    # One gzip member: a valid header, the 47 MB of data it announces, then 64 MiB more.
+    content = idx_header(60000, 28, 28) + bytes(60000 * 28 * 28 + 64 * 2**20)
+    bomb = write_file(tmp_path / "train-images-idx3-ubyte.gz", gzip.compress(content, 1))
+    report = measure(f"read_idx({str(bomb)!r}, ndim=3)")
+    assert_rejected_cheaply(report, str(bomb), "extra trailing bytes")
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_header_claiming_4_billion_images(tmp_path, compress):
+    content = idx_header(2**32 - 1, 28, 28) + bytes(1000)
+    bomb = write_file(tmp_path / "train-images-idx3-ubyte", content, compress)
+    report = measure(f"read_idx({str(bomb)!r}, ndim=3)")
+    assert_rejected_cheaply(report, str(bomb), "too large", "MAX_DATA_BYTES")
+
+
+def test_gzip_bomb_behind_a_huge_header(tmp_path):
+    bomb = tmp_path / "train-labels-idx1-ubyte.gz"
+    bomb.write_bytes(gzip.compress(idx_header(2**32 - 1)) + zeros_gzip_members(2**30))
+    report = measure(f"read_idx({str(bomb)!r}, ndim=1)")
+    assert_rejected_cheaply(report, str(bomb), "too large")
+
+
+def sparse_file(path, start, size=100 * 2**30):
+    """A file of `size` bytes (100 GiB) that starts with `start`; sparse, so it takes no disk."""
+    with open(path, "wb") as f:
+        f.write(start)
+        f.truncate(size)
+    return path
+
+
+def test_sparse_100_gb_plain_file(tmp_path):
+    big = sparse_file(tmp_path / "train-images-idx3-ubyte", idx_header(60000, 28, 28))
+    report = measure(f"read_idx({str(big)!r}, ndim=3)")
+    assert_rejected_cheaply(report, str(big), "disagree with the file size", "extra trailing bytes")
+
+
+@pytest.mark.parametrize("name", ["train-images-idx3-ubyte.gz", "mnist.npz"])
+def test_sparse_100_gb_compressed_file(tmp_path, name):
+    start = gzip.compress(idx_header(60000, 28, 28)) if name.endswith(".gz") else b"PK\x03\x04"
+    big = sparse_file(tmp_path / name, start)
+    call = f"read_npz({str(big)!r})" if name.endswith(".npz") else f"read_idx({str(big)!r})"
+    assert_rejected_cheaply(measure(call), str(big), "too large", "MAX_DATA_BYTES")
+
+
+def test_npz_member_with_a_4_gb_header_length(tmp_path):
+    # .npy version 2.0 has a 4-byte header length: this one claims 4 GiB, followed by
+    # 64 MiB of compressed zeros. NumPy's own reader would try to read all of it.
+    member = b"\x93NUMPY\x02\x00" + (2**32 - 1).to_bytes(4, "little") + bytes(64 * 2**20)
+    bomb = write_npz_members(tmp_path / "mnist.npz", zipfile.ZIP_DEFLATED, x_train=member)
+    report = measure(f"read_npz({str(bomb)!r})")
+    assert_rejected_cheaply(report, str(bomb), "x_train", "not a valid .npy array")
+
+
+def test_npz_member_header_claims_huge_shape_in_a_fresh_process(tmp_path):
+    header = {"descr": "|u1", "fortran_order": False, "shape": (2**32 - 1, 28, 28)}
+    member = npy_bytes(header=header, payload=bytes(64 * 2**20))
+    bomb = write_npz_members(tmp_path / "mnist.npz", zipfile.ZIP_DEFLATED, x_train=member)
+    report = measure(f"read_npz({str(bomb)!r})")
+    assert_rejected_cheaply(report, str(bomb), "x_train", "too large")
+
+
+def test_bound_allows_mnist_sized_files(tmp_path):
+    # The real training images are 47 MB; the bound is well above.
+    assert 60000 * 28 * 28 < data.MAX_DATA_BYTES
+
+
+# ---------------------------------------------------------------------------
+# Property-based tests: whatever the bytes, an array or a DataError, quickly
+# ---------------------------------------------------------------------------
+
+FUZZ = settings(
+    max_examples=150,
+    deadline=2000,  # ms per example: a hang or slow path fails
+    database=None,  # keep no example database in the repository
+    suppress_health_check=[HealthCheck.function_scoped_fixture],  # tmp_path is reused on purpose
+)
+
+
+def load_or_data_error(load, *args):
+    """load(*args), or None if it raised DataError; any other exception fails the test."""
+    try:
+        return load(*args)
+    except DataError:
+        return None
+
+
+def check_loaded(loaded):
+    """A value that load_mnist returned has the documented types and shapes."""
+    if loaded is not None:
+        for x, y in loaded:
+            assert x.dtype == np.float32 and x.ndim == 4 and x.shape[1:] == (28, 28, 1)
+            assert y.dtype == np.int32 and y.shape == (len(x),)
+            assert y.min() >= 0 and y.max() <= 9
+
+
+def check_idx_and_set(tmp_path, base, content, compress):
+    """Put content in place of IDX file `base` of a valid set; read it alone and in the set."""
+    bad = write_set_with(tmp_path, base, content, compress)
+    array = load_or_data_error(read_idx, bad)
+    assert array is None or array.dtype == np.uint8
+    check_loaded(load_or_data_error(load_mnist, tmp_path))
+
+
+@FUZZ
+@given(content=st.binary(max_size=3000), compress=st.booleans(), base=st.sampled_from(IDX_NAMES))
+def test_fuzz_idx_arbitrary_bytes(tmp_path, content, compress, base):
+    check_idx_and_set(tmp_path, base, content, compress)
+
+
+@st.composite
+def forged_idx(draw):
+    """An IDX file with a forged header: magic, number of dims and dims at random, then data."""
+    data_type = draw(st.sampled_from([0x08, 0x08, 0x08, 0x09, 0x0D, 0x00]))
+    dims = draw(st.lists(st.one_of(st.sampled_from([0, 1, 2, 28, 60000]),
+                                   st.integers(0, 2**32 - 1)), max_size=6))
+    num_dims = draw(st.one_of(st.just(len(dims)), st.integers(0, 255)))
+    start = bytes([0, 0, data_type, num_dims]) + b"".join(d.to_bytes(4, "big") for d in dims)
+    size = int(np.prod(dims, dtype=object)) if dims else 0
+    if size <= 5000 and draw(st.booleans()):
+        payload = draw(st.binary(min_size=size, max_size=size))  # exactly what the header says
+    else:
+        payload = draw(st.binary(max_size=3000))
+    return start + payload
+
+
+@FUZZ
+@given(content=forged_idx(), compress=st.booleans(), base=st.sampled_from(IDX_NAMES))
+def test_fuzz_idx_forged_header(tmp_path, content, compress, base):
+    check_idx_and_set(tmp_path, base, content, compress)
+
+
+@FUZZ
+@given(changes=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=8))
+def test_fuzz_gzip_damaged(tmp_path, changes):
+    content = bytearray(gzip.compress(idx_bytes(small_arrays()[0][0])))
+    for position, value in changes:
+        content[position % len(content)] = value
+    check_idx_and_set(tmp_path, IDX_NAMES[0], bytes(content), compress=False)
+    bad = write_file(tmp_path / "alone.gz", bytes(content))
+    array = load_or_data_error(read_idx, bad)
+    assert array is None or array.dtype == np.uint8
+
+
+def small_npz_bytes(tmp_path, compressed):
+    """The bytes of a valid small mnist.npz (2 training images, 1 test image)."""
+    path = tmp_path / "valid.npz"
+    arrays = small_arrays(n_train=2, n_test=1)
+    write_npz(path, arrays) if not compressed else np.savez_compressed(
+        path, x_train=arrays[0][0], y_train=arrays[0][1], x_test=arrays[1][0], y_test=arrays[1][1])
+    return path.read_bytes()
+
+
+@FUZZ
+@given(content=st.one_of(st.binary(max_size=3000), st.binary(max_size=3000).map(b"PK\x03\x04".__add__)))
+def test_fuzz_npz_arbitrary_bytes(tmp_path, content):
+    write_file(tmp_path / "mnist.npz", content)
+    check_loaded(load_or_data_error(load_mnist, tmp_path))
+
+
+@FUZZ
+@given(changes=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=8),
+       compressed=st.booleans())
+def test_fuzz_npz_damaged(tmp_path, changes, compressed):
+    content = bytearray(small_npz_bytes(tmp_path, compressed))
+    for position, value in changes:
+        content[position % len(content)] = value
+    write_file(tmp_path / "mnist.npz", bytes(content))
+    check_loaded(load_or_data_error(load_mnist, tmp_path))
+
+
+NPY_DESCRS = ["|u1", "<u2", ">i8", "<i4", "<f4", "|b1", "|O", "|V8", "<U3", "|S2", "<c8",
+              [("a", "<i4")], [("a", "|O")]]
+
+
+@FUZZ
+@given(key=st.sampled_from(["x_train", "y_train", "x_test", "y_test"]),
+       descr=st.sampled_from(NPY_DESCRS),
+       shape=st.lists(st.one_of(st.sampled_from([0, 1, 3, 28]), st.integers(-5, 2**64)), max_size=4),
+       fortran_order=st.booleans(),
+       payload=st.binary(max_size=5000))
+def test_fuzz_npz_forged_header(tmp_path, key, descr, shape, fortran_order, payload):
+    header = {"descr": descr, "fortran_order": fortran_order, "shape": tuple(shape)}
+    write_npz_members(tmp_path / "mnist.npz", **{key: npy_bytes(header=header, payload=payload)})
+    check_loaded(load_or_data_error(load_mnist, tmp_path))
+
+
+def test_idx_truncated_at_every_length(tmp_path):
+    content = idx_bytes(small_arrays()[0][0][:2])  # 2 images: 1,584 data bytes
+    for compress in [False, True]:
+        whole = gzip.compress(content) if compress else content
+        name = "images.gz" if compress else "images"
+        for length in range(len(whole)):
+            path = write_file(tmp_path / name, whole[:length])
+            with pytest.raises(DataError):
+                read_idx(path, ndim=3)
+
+
+def test_npz_truncated_at_every_length(tmp_path):
+    for compressed in [False, True]:
+        whole = small_npz_bytes(tmp_path, compressed)
+        for length in range(len(whole)):
+            write_file(tmp_path / "mnist.npz", whole[:length])
+            with pytest.raises(DataError):
+                load_mnist(tmp_path)
+
+
+# ---------------------------------------------------------------------------
 # The real data sets
 # ---------------------------------------------------------------------------
 
 
-def real_data_dir():
-    if not REAL_DATA_DIR.is_dir():
-        pytest.fail(
-            f"real data folder {REAL_DATA_DIR} not found; it should hold mnist/ and "
-            f"fashion-mnist/ with the gzip IDX files (set VAE_DATA_DIR to point elsewhere)"
-        )
-    return REAL_DATA_DIR
+@pytest.fixture(scope="module")
+def fashion_dir():
+    """The real Fashion-MNIST's folder, found before the tests remove VAE_DATA_DIR; else skip."""
+    return real_fashion_dir()
 
 
-def test_real_mnist():
-    (x_train, y_train), (x_test, y_test) = load_mnist(real_data_dir())
+def test_real_mnist_from_the_repository(monkeypatch):
+    monkeypatch.setattr(data, "REPO_DATA_DIR", REPO_DATA_DIR)
+    assert data.data_source() == f"the repository's copy in {REPO_DATA_DIR}"
+    (x_train, y_train), (x_test, y_test) = load_mnist()
     assert x_train.shape == (60000, 28, 28, 1) and x_train.dtype == np.float32
     assert x_test.shape == (10000, 28, 28, 1)
     assert y_train.shape == (60000,) and y_test.shape == (10000,)
@@ -568,8 +1128,8 @@ def test_real_mnist():
     assert (len(y_train), len(y_test)) == data.DATASET_SIZES["mnist"]
 
 
-def test_real_fashion_mnist():
-    (x_train, y_train), (x_test, y_test) = load_dataset("fashion_mnist", real_data_dir())
+def test_real_fashion_mnist(fashion_dir):
+    (x_train, y_train), (x_test, y_test) = load_dataset("fashion_mnist", fashion_dir)
     assert x_train.shape == (60000, 28, 28, 1)
     assert x_test.shape == (10000, 28, 28, 1)
     assert (len(y_train), len(y_test)) == data.DATASET_SIZES["fashion_mnist"]
