@@ -10,17 +10,20 @@ image. Two latent dimensions are few enough to draw: every figure below is a pic
 the latent plane.
 
 Writes assets/Clusters2D.png, assets/latent2D.png, assets/reconstructions_2d.png,
-assets/history_2d.png, models/encoder_2d.h5, models/decoder_2d.h5 and models/metrics_2d.json.
+assets/history_2d.png, models/encoder_2d.h5, models/decoder_2d.h5, models/test_encodings_2d.npz
+and models/metrics_2d.json (replacing those of an earlier run, all together at the end).
 """
 
 from vae.config import Config, parse_flags
-from vae.evaluation import encode
-from vae.experiment import Experiment
-from vae.figures import plot_latent_clusters, plot_manifold
-from vae.model import VAE, build_decoder, build_encoder
 
 
 def main(config):
+    # TensorFlow loads with these imports, here rather than at the top, so that --help answers at once.
+    from vae.evaluation import encode
+    from vae.experiment import Experiment
+    from vae.figures import plot_latent_clusters, plot_manifold
+    from vae.model import VAE, build_decoder, build_encoder
+
     experiment = Experiment(config, name="2d", min_latent_dim=2)
     (x_train, _), (x_test, y_test) = experiment.load_data()
 

@@ -11,20 +11,22 @@ how much of each dimension the model actually uses.
 
 Writes assets/Clusters3D.png, assets/2D3DClusters.png, assets/3DLatent{1,2,3}.png,
 assets/latent_variance_3d.png, assets/reconstructions_3d.png, assets/history_3d.png,
-models/encoder_3d.h5, models/decoder_3d.h5 and models/metrics_3d.json.
+models/encoder_3d.h5, models/decoder_3d.h5, models/test_encodings_3d.npz and
+models/metrics_3d.json (replacing those of an earlier run, all together at the end).
 """
 
 from vae.config import Config, parse_flags
-from vae.evaluation import encode, latent_usage
-from vae.experiment import Experiment
-from vae.figures import (plot_clusters_3d, plot_latent_variance, plot_manifold,
-                         plot_pairwise_projections)
-from vae.model import VAE, build_decoder, build_encoder
 
 SLICES = [-1.0, 0.0, 1.0]  # the z2 values of the decoded slices 3DLatent1, 2, 3
 
 
 def main(config):
+    # TensorFlow loads with these imports, here rather than at the top, so that --help answers at once.
+    from vae.evaluation import encode, latent_usage
+    from vae.experiment import Experiment
+    from vae.figures import plot_clusters_3d, plot_latent_variance, plot_manifold, plot_pairwise_projections
+    from vae.model import VAE, build_decoder, build_encoder
+
     experiment = Experiment(config, name="3d", min_latent_dim=3)
     (x_train, _), (x_test, y_test) = experiment.load_data()
 

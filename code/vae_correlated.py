@@ -12,20 +12,23 @@ The encoder learns to lay the digits out along the prior's tilted, stretched ell
 
 Writes assets/ClustersCorrelated.png, assets/KLAdapted.png, assets/covariance_matrix.png,
 assets/reconstructions_correlated.png, assets/history_correlated.png,
-models/encoder_correlated.h5, models/decoder_correlated.h5 and models/metrics_correlated.json.
+models/encoder_correlated.h5, models/decoder_correlated.h5, models/test_encodings_correlated.npz
+and models/metrics_correlated.json (replacing those of an earlier run, all together at the end).
 """
 
 import numpy as np
 
 from vae.config import Config, parse_flags
-from vae.evaluation import encode
-from vae.experiment import Experiment
-from vae.figures import plot_covariance, plot_latent_clusters, plot_prior_manifold
-from vae.model import VAE, build_decoder, build_encoder
-from vae.priors import GaussianPrior
 
 
 def main(config):
+    # TensorFlow loads with these imports, here rather than at the top, so that --help answers at once.
+    from vae.evaluation import encode
+    from vae.experiment import Experiment
+    from vae.figures import plot_covariance, plot_latent_clusters, plot_prior_manifold
+    from vae.model import VAE, build_decoder, build_encoder
+    from vae.priors import GaussianPrior
+
     experiment = Experiment(config, name="correlated", min_latent_dim=2)
     prior = GaussianPrior(config.prior_cov)
     (x_train, _), (x_test, y_test) = experiment.load_data()

@@ -1,10 +1,11 @@
 """Hyperparameters: the flags override the __main__ block's values, and bad values are refused by name."""
 
 import dataclasses
+import re
 
 import pytest
 
-from conftest import run_script
+from conftest import run_python, run_script
 from vae.config import Config, ConfigError, parse_covariance, parse_flags
 
 DEFAULTS = Config(latent_dim=2, epochs=30, batch_size=128, learning_rate=1e-3, beta=1.0, seed=0)
@@ -38,33 +39,44 @@ def test_parse_covariance():
 
 
 @pytest.mark.parametrize("field, value, message", [
-    ("latent_dim", 0, "latent_dim must be ≥ 1"),
+    ("latent_dim", 0, "latent_dim must be from 1 to 1,024, got 0"),
+    ("latent_dim", 5000, "latent_dim must be from 1 to 1,024, got 5,000"),
     ("latent_dim", 2.5, "latent_dim must be a whole number"),
-    ("epochs", 0, "epochs must be ≥ 1"),
-    ("batch_size", 0, "batch_size must be ≥ 1"),
+    ("epochs", 0, "epochs must be from 1 to 10,000"),
+    ("batch_size", 0, "batch_size must be from 1 to 60,000"),
+    ("batch_size", 2**63, "batch_size must be from 1 to 60,000, got 9,223,372,036,854,775,808"),
     ("batch_size", True, "batch_size must be a whole number"),
-    ("learning_rate", 0.0, "learning_rate must be > 0"),
+    ("learning_rate", 0.0, "learning_rate must be from 1.2e-38 to 3.4e+38 (what float32 training can use)"),
+    ("learning_rate", 1e-50, "learning_rate must be from 1.2e-38 to 3.4e+38 (what float32 training can use), got 1e-50"),
     ("learning_rate", float("nan"), "learning_rate must be a finite number"),
-    ("beta", -0.1, "beta must be ≥ 0"),
-    ("seed", -1, "seed must be ≥ 0"),
-    ("train_size", 0, "train_size must be from 1 to 60000"),
-    ("train_size", 60001, "train_size must be from 1 to 60000"),
-    ("grid_size", 1, "grid_size must be ≥ 2"),
-    ("grid_limit", 0, "grid_limit must be > 0"),
+    ("beta", -0.1, "beta must be from 0 to 3.4e+38"),
+    ("beta", 1e39, "beta must be from 0 to 3.4e+38 (what float32 training can use), got 1e+39"),
+    ("seed", -1, "seed must be from 0 to 4,294,967,295"),
+    ("seed", 2**32, "seed must be from 0 to 4,294,967,295, got 4,294,967,296"),
+    ("train_size", 0, "train_size must be from 1 to 60,000"),
+    ("train_size", 60001, "train_size must be from 1 to 60,000"),
+    ("grid_size", 1, "grid_size must be from 2 to 100"),
+    ("grid_size", 10**6, "grid_size must be from 2 to 100, got 1,000,000"),
+    ("grid_limit", 0, "grid_limit must be from 1.2e-38 to 1e+02"),
+    ("grid_limit", 1e308, "grid_limit must be from 1.2e-38 to 1e+02 (what float32 training can use), got 1e+308"),
     ("data_dir", "/no/such/folder", "data_dir: /no/such/folder is not a folder"),
+    ("data_dir", 42, "data_dir must be a folder name, got 42"),
+    ("out", "/tmp/" + "x" * 300, f"out: a name in /tmp/{'x' * 300} is longer than 255 bytes"),
     ("prior_cov", [[1.0, 0.4], [0.3, 0.5]], "prior_cov: covariance is not symmetric"),
     ("prior_cov", [[1.0, 2.0], [2.0, 1.0]], "prior_cov: covariance is not positive definite"),
+    ("prior_cov", [[1.0, 0.9999999], [0.9999999, 1.0]], "prior_cov: covariance is nearly singular: its condition number"),
+    ("prior_cov", [[1e39, 0.0], [0.0, 1.0]], "prior_cov: covariance is not finite in float32"),
     ("prior_cov", [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], "prior_cov: covariance does not match latent_dim"),
     ("prior_cov", [[1.0, 0.4, 0.0], [0.4, 0.5, 0.0]], "prior_cov: covariance is not square"),
     ("prior_cov", [[float("inf"), 0.0], [0.0, 1.0]], "prior_cov: covariance is not finite"),
 ])
 def test_each_bad_value_is_refused_by_name(field, value, message):
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         dataclasses.replace(DEFAULTS, **{field: value}).check()
 
 
 def test_script_minimum_latent_dim():
-    with pytest.raises(ConfigError, match="latent_dim must be ≥ 2, got 1"):
+    with pytest.raises(ConfigError, match="latent_dim must be from 2 to 1,024, got 1"):
         dataclasses.replace(DEFAULTS, latent_dim=1).check(min_latent_dim=2)
 
 
@@ -72,7 +84,7 @@ def test_bad_flag_exits_with_a_message_naming_it(capsys):
     with pytest.raises(SystemExit) as exit_info:
         parse_flags(DEFAULTS, ["--batch-size", "0"])
     assert exit_info.value.code == 2
-    assert "batch_size must be ≥ 1, got 0" in capsys.readouterr().err
+    assert "batch_size must be from 1 to 60,000, got 0" in capsys.readouterr().err
 
 
 def test_script_refuses_bad_flag_before_loading_data(tmp_path):
@@ -80,7 +92,7 @@ def test_script_refuses_bad_flag_before_loading_data(tmp_path):
     result = run_script("vae_2d.py", "--epochs", "0", "--out", tmp_path,
                         env_extra={"VAE_DATA_DIR": str(tmp_path / "missing")})
     assert result.returncode == 2
-    assert "epochs must be ≥ 1, got 0" in result.stderr
+    assert "epochs must be from 1 to 10,000, got 0" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "assets").exists()
 
@@ -110,18 +122,43 @@ def test_script_refuses_an_output_folder_it_cannot_create(tmp_path):
     assert "error: out: cannot create" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_an_interrupted_run_with_other_hyperparameters_is_not_resumed(tmp_path, capsys):
-    from vae.experiment import Experiment
+def test_folders_may_be_given_as_paths_and_are_kept_as_strings(tmp_path):
+    """A reader may write out=Path(...) in the script's block: it is checked and stored as text (JSON-able)."""
+    config = dataclasses.replace(DEFAULTS, out=tmp_path / "new", data_dir=tmp_path).check()
+    assert config.out == str(tmp_path / "new") and config.data_dir == str(tmp_path)
 
-    config = dataclasses.replace(DEFAULTS, out=str(tmp_path))
-    progress = tmp_path / "models" / ".interrupted_2d"
-    Experiment(config, "2d")._resume_or_start_over(progress)
-    (progress / "backup").mkdir()
-    Experiment(dataclasses.replace(config, epochs=50), "2d")._resume_or_start_over(progress)
-    assert "Resuming" in capsys.readouterr().out and (progress / "backup").exists()
-    Experiment(dataclasses.replace(config, learning_rate=1e-4), "2d")._resume_or_start_over(progress)
-    assert "Starting over" in capsys.readouterr().out and not (progress / "backup").exists()
 
-    (progress / "epochs.csv").write_text("epoch,loss\n0,200\n1,180\n2,170\n")
-    Experiment(dataclasses.replace(config, learning_rate=1e-4, epochs=3), "2d")._resume_or_start_over(progress)
-    assert "Starting over" in capsys.readouterr().out and not (progress / "epochs.csv").exists()
+def test_help_is_printed_before_tensorflow_is_imported():
+    """--help answers at once: the script parses its flags before the TensorFlow-heavy imports."""
+    code = ("import runpy, sys\n"
+            "sys.argv = ['vae_2d.py', '--help']\n"
+            "try:\n"
+            "    runpy.run_path('code/vae_2d.py', run_name='__main__')\n"
+            "except SystemExit as exit:\n"
+            "    print('exit', exit.code)\n"
+            "print('loaded:', sorted(m for m in ('tensorflow', 'keras', 'matplotlib') if m in sys.modules))\n")
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr
+    assert "usage: vae_2d.py" in result.stdout and "exit 0" in result.stdout
+    assert "loaded: []" in result.stdout
+
+
+def test_help_keeps_the_descriptions_line_breaks_and_shows_each_default_once():
+    result = run_script("vae_3d.py", "--help")
+    assert result.returncode == 0
+    assert "\n    python code/vae_3d.py --epochs 5   # override one for this run" in result.stdout
+    assert "models/test_encodings_3d.npz" in result.stdout
+    for line in result.stdout.split("options:")[1].split("\n  --")[1:]:
+        assert line.count("(default:") <= 1, line
+    assert "(default: all 60,000)" in " ".join(result.stdout.split())
+
+
+@pytest.mark.parametrize("version", ["3.9", "3.14"])
+def test_an_unsupported_python_gets_one_clear_message_before_any_import_fails(version):
+    """Simulated: the package checks sys.version_info first thing."""
+    major, minor = map(int, version.split("."))
+    result = run_python(f"import sys; sys.version_info = ({major}, {minor}, 0, 'final', 0); "
+                        "import runpy; sys.argv = ['vae_2d.py']; runpy.run_path('code/vae_2d.py', run_name='__main__')")
+    assert result.returncode == 1
+    assert f"error: this tutorial runs on Python 3.10 to 3.13, and this is Python {version}." in result.stderr
+    assert "Traceback" not in result.stderr

@@ -28,11 +28,9 @@ def check_run(out, name, figures, latent_dim):
     """Every file of a small run exists and is what it says; returns the metrics."""
     for figure in figures + [f"reconstructions_{name}.png", f"history_{name}.png"]:
         assert_png(out / "assets" / figure)
-    import vae.model  # noqa: F401  registers Sampling for loading
-
-    encoder = keras.models.load_model(out / "models" / f"encoder_{name}.h5")
-    decoder = keras.models.load_model(out / "models" / f"decoder_{name}.h5")
-    assert [tuple(o.shape) for o in encoder.outputs] == [(None, latent_dim)] * 3
+    encoder = keras.models.load_model(out / "models" / f"encoder_{name}.h5", compile=False)
+    decoder = keras.models.load_model(out / "models" / f"decoder_{name}.h5", compile=False)
+    assert [tuple(o.shape) for o in encoder.outputs] == [(None, latent_dim)] * 2  # z_mean, z_log_var
     assert tuple(decoder.output.shape) == (None, 28, 28, 1)
     metrics = json.loads((out / "models" / f"metrics_{name}.json").read_text())
     assert METRIC_KEYS <= metrics.keys()
@@ -103,38 +101,3 @@ def test_vae_correlated_refuses_bad_prior_before_loading_data(tmp_path, prior_co
     assert result.returncode == 2, result.stderr
     assert f"prior_cov: covariance is {message}" in result.stderr
     assert "Traceback" not in result.stderr
-
-
-def test_a_killed_run_keeps_earlier_files_and_resumes_from_its_last_finished_epoch(tmp_path):
-    import signal
-    import subprocess
-    import time
-
-    from conftest import script_command
-
-    earlier = tmp_path / "models" / "metrics_2d.json"
-    earlier.parent.mkdir(parents=True)
-    earlier.write_text('{"from": "an earlier run"}')
-    args = ["--train-size", "2000", "--epochs", "12", "--out", str(tmp_path)]
-    data = {"VAE_DATA_DIR": str(real_data_dir())}
-    progress = tmp_path / "models" / ".interrupted_2d"
-    command, env = script_command("vae_2d.py", *args, env_extra=data)
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    log = progress / "epochs.csv"
-    while process.poll() is None and time.monotonic() < deadline:
-        if log.exists() and len(log.read_text().splitlines()) >= 3:  # header and two epochs
-            break
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert (progress / "backup").is_dir(), "the killed run left no backup to resume from"
-    assert earlier.read_text() == '{"from": "an earlier run"}'  # nothing saved before was lost
-
-    result = run_script("vae_2d.py", *args, env_extra=data)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "Resuming an interrupted run after its epoch" in result.stdout
-    metrics = json.loads(earlier.read_text())
-    assert len(metrics["history"]["loss"]) == len(metrics["seconds_per_epoch"]) == 12
-    assert metrics["history"]["loss"][-1] < metrics["history"]["loss"][0]
-    assert not progress.exists()

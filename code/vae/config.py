@@ -1,14 +1,32 @@
-"""Hyperparameters: the `Config` a script's `__main__` block fills in, the flags that override it, and their checks."""
+"""Hyperparameters: the `Config` a script's `__main__` block fills in, the flags that override it, and their checks.
+
+This module loads no TensorFlow, so that `--help` and a refused value answer at once.
+"""
 
 import argparse
 import dataclasses
 import math
+import os
 from pathlib import Path
 
+import numpy as np
+
 from vae.data import DATASET_SIZES
-from vae.priors import check_covariance
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# Upper bounds of the size-like hyperparameters: beyond them a run would exhaust memory or
+# draw nothing useful, and the error comes after training instead of before it.
+MAX_LATENT_DIM = 1024
+MAX_EPOCHS = 10_000
+MAX_BATCH_SIZE = DATASET_SIZES["mnist"][0]  # one batch of the whole training set
+MAX_SEED = 2**32 - 1  # NumPy's and TensorFlow's seeds are 32-bit
+MAX_GRID_SIZE = 100  # a 100 × 100 manifold figure is 2,800 × 2,800 pixels
+MAX_GRID_LIMIT = 100.0  # in prior standard deviations: far past where any code lies
+# Training runs in float32: a value it cannot represent becomes 0 or inf.
+FLOAT32_TINY = float(np.finfo(np.float32).tiny)  # 1.2e-38, the smallest normal float32
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # 3.4e38
+MAX_CONDITION_NUMBER = 1e6  # of the prior's Σ: beyond it, Σ⁻¹ in float32 is mostly rounding error
 
 
 class ConfigError(ValueError):
@@ -25,52 +43,118 @@ class Config:
     learning_rate: float = 1e-3
     beta: float = 1.0  # weight of the KL term; 1 gives the ELBO
     seed: int = 0
-    train_size: int | None = None  # use the first N training images; None: all 60,000
-    prior_cov: list | None = None  # the prior's covariance Σ (k×k); None: N(0, I)
+    train_size: "int | None" = None  # use the first N training images; None: all 60,000
+    prior_cov: "list | None" = None  # the prior's covariance Σ (k×k); None: N(0, I)
     grid_size: int = 20  # decoded manifold figures: grid_size × grid_size digits
     grid_limit: float = 3.0  # ... over z from -grid_limit to +grid_limit
-    data_dir: str | None = None  # a folder with MNIST; None: $VAE_DATA_DIR, else download
+    data_dir: "str | None" = None  # a folder with MNIST; None: $VAE_DATA_DIR, else the repository's data/
     out: str = str(REPO_ROOT)  # assets/ and models/ are written under this folder
 
     def check(self, min_latent_dim=1):
-        """Raise ConfigError for the first hyperparameter out of range; return self."""
-        _check_int("latent_dim", self.latent_dim, minimum=min_latent_dim)
-        _check_int("epochs", self.epochs, minimum=1)
-        _check_int("batch_size", self.batch_size, minimum=1)
-        _check_number("learning_rate", self.learning_rate, positive=True)
-        _check_number("beta", self.beta)
-        _check_int("seed", self.seed, minimum=0)
+        """Raise ConfigError for the first hyperparameter out of range; return self.
+
+        Folder names may be given as `pathlib.Path`; they are kept as strings.
+        """
+        _check_int("latent_dim", self.latent_dim, min_latent_dim, MAX_LATENT_DIM)
+        _check_int("epochs", self.epochs, 1, MAX_EPOCHS)
+        _check_int("batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
+        _check_number("learning_rate", self.learning_rate, FLOAT32_TINY, FLOAT32_MAX)
+        _check_number("beta", self.beta, 0.0, FLOAT32_MAX)
+        _check_int("seed", self.seed, 0, MAX_SEED)
         if self.train_size is not None:
-            _check_int("train_size", self.train_size, minimum=1, maximum=DATASET_SIZES["mnist"][0])
+            _check_int("train_size", self.train_size, 1, DATASET_SIZES["mnist"][0])
         if self.prior_cov is not None:
             try:
                 check_covariance(self.prior_cov, self.latent_dim)
             except ValueError as error:
                 raise ConfigError(f"prior_cov: {error}") from None
-        _check_int("grid_size", self.grid_size, minimum=2)
-        _check_number("grid_limit", self.grid_limit, positive=True)
-        if self.data_dir is not None and not Path(self.data_dir).is_dir():
-            raise ConfigError(f"data_dir: {self.data_dir} is not a folder")
-        if Path(self.out).exists() and not Path(self.out).is_dir():
-            raise ConfigError(f"out: {self.out} exists and is not a folder")
+        _check_int("grid_size", self.grid_size, 2, MAX_GRID_SIZE)
+        _check_number("grid_limit", self.grid_limit, FLOAT32_TINY, MAX_GRID_LIMIT)
+        if self.data_dir is not None:
+            self.data_dir = _check_folder("data_dir", self.data_dir, must_exist=True)
+        self.out = _check_folder("out", self.out, must_exist=False)
         return self
 
 
-def _check_int(name, value, minimum, maximum=None):
-    if isinstance(value, bool) or not isinstance(value, int):
+def _check_int(name, value, minimum, maximum):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ConfigError(f"{name} must be a whole number, got {value!r}")
-    if value < minimum or (maximum is not None and value > maximum):
-        accepted = f"≥ {minimum}" if maximum is None else f"from {minimum} to {maximum}"
-        raise ConfigError(f"{name} must be {accepted}, got {value}")
+    if not minimum <= value <= maximum:
+        raise ConfigError(f"{name} must be from {minimum:,} to {maximum:,}, got {value:,}")
 
 
-def _check_number(name, value, positive=False):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+def _check_number(name, value, minimum, maximum):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not math.isfinite(value):
         raise ConfigError(f"{name} must be a finite number, got {value!r}")
-    if positive and value <= 0:
-        raise ConfigError(f"{name} must be > 0, got {value}")
-    if not positive and value < 0:
-        raise ConfigError(f"{name} must be ≥ 0, got {value}")
+    if not minimum <= value <= maximum:
+        minimum_text = "0" if minimum == 0 else f"{minimum:.2g}"
+        raise ConfigError(f"{name} must be from {minimum_text} to {maximum:.2g} "
+                          f"(what float32 training can use), got {value:g}")
+
+
+def _check_folder(name, value, must_exist):
+    """`value` (a str or os.PathLike) as a string; a ConfigError if it cannot be the folder named `name`."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise ConfigError(f"{name} must be a folder name, got {value!r}")
+    folder = os.fspath(value)
+    if any(len(os.fsencode(part)) > 255 for part in Path(folder).parts):
+        raise ConfigError(f"{name}: a name in {folder} is longer than 255 bytes, the file system's limit")
+    if os.path.isdir(folder):
+        return folder
+    if os.path.lexists(folder):
+        raise ConfigError(f"{name}: {folder} exists and is not a folder")
+    if must_exist:
+        raise ConfigError(f"{name}: {folder} is not a folder")
+    return folder
+
+
+def check_covariance(covariance, latent_dim=None):
+    """Return `covariance` as a float64 (k, k) array, or raise ValueError saying what is wrong.
+
+    A covariance must be finite, square, symmetric and positive definite, well enough
+    conditioned for float32 training, and, when `latent_dim` is given, latent_dim × latent_dim.
+    """
+    rows = list(covariance) if isinstance(covariance, (list, tuple)) else None
+    if rows and all(isinstance(row, (list, tuple)) for row in rows) and len({len(row) for row in rows}) > 1:
+        raise ValueError(f"covariance is not square: its rows have lengths {[len(row) for row in rows]}")
+    try:
+        sigma = np.array(covariance, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError) as error:
+        raise ValueError(f"covariance must be a square matrix of numbers, got {covariance!r}") from error
+    if sigma.ndim != 2 or sigma.shape[0] != sigma.shape[1] or sigma.size == 0:
+        raise ValueError(f"covariance is not square: shape {sigma.shape}")
+    if not np.all(np.isfinite(sigma)) or np.abs(sigma).max() > FLOAT32_MAX:
+        raise ValueError(f"covariance is not finite in float32 (it holds inf, nan or a value past 3.4e38): "
+                         f"{sigma.tolist()}")
+    if latent_dim is not None and sigma.shape[0] != latent_dim:
+        raise ValueError(
+            f"covariance does not match latent_dim: it is {sigma.shape[0]}×{sigma.shape[0]}, "
+            f"latent_dim is {latent_dim}"
+        )
+    if not np.allclose(sigma, sigma.T, rtol=0.0, atol=1e-8):
+        raise ValueError(f"covariance is not symmetric: {sigma.tolist()}")
+    eigenvalues = np.linalg.eigvalsh(sigma)
+    if eigenvalues[0] <= 0 or _not_cholesky_factorable(sigma):
+        raise ValueError(
+            f"covariance is not positive definite (eigenvalues {np.round(eigenvalues, 6).tolist()}): "
+            f"{sigma.tolist()}"
+        )
+    condition = eigenvalues[-1] / eigenvalues[0]
+    if condition > MAX_CONDITION_NUMBER:
+        raise ValueError(
+            f"covariance is nearly singular: its condition number is {condition:.3g}, more than "
+            f"{MAX_CONDITION_NUMBER:.0e} (eigenvalues {eigenvalues.tolist()}); float32 training would "
+            f"divide by its smallest eigenvalue"
+        )
+    return sigma
+
+
+def _not_cholesky_factorable(sigma):
+    try:
+        np.linalg.cholesky(sigma)
+        return False
+    except np.linalg.LinAlgError:
+        return True
 
 
 def parse_covariance(text):
@@ -87,28 +171,35 @@ def parse_flags(defaults, argv=None, min_latent_dim=1, description=None):
     """Return a copy of `defaults` with the command-line flags applied, checked.
 
     Every flag is named after its field (`--batch-size` sets batch_size) and
-    defaults to the value in the script's `__main__` block.
+    defaults to the value in the script's `__main__` block. Its help shows that default once.
     """
-    parser = argparse.ArgumentParser(
-        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     flag = parser.add_argument
-    flag("--latent-dim", type=int, default=defaults.latent_dim, help="latent dimensions k")
-    flag("--epochs", type=int, default=defaults.epochs, help="passes over the training set")
-    flag("--batch-size", type=int, default=defaults.batch_size, help="images per gradient step")
-    flag("--learning-rate", type=float, default=defaults.learning_rate, help="Adam's step size")
-    flag("--beta", type=float, default=defaults.beta, help="weight of the KL term (1: the ELBO)")
-    flag("--seed", type=int, default=defaults.seed, help="seed for weights, shuffling and sampling")
+    flag("--latent-dim", type=int, default=defaults.latent_dim, help="latent dimensions k (default: %(default)s)")
+    flag("--epochs", type=int, default=defaults.epochs, help="passes over the training set (default: %(default)s)")
+    flag("--batch-size", type=int, default=defaults.batch_size,
+         help="images per gradient step (default: %(default)s)")
+    flag("--learning-rate", type=float, default=defaults.learning_rate, help="Adam's step size (default: %(default)s)")
+    flag("--beta", type=float, default=defaults.beta, help="weight of the KL term, 1 gives the ELBO (default: %(default)s)")
+    flag("--seed", type=int, default=defaults.seed,
+         help="seed for weights, shuffling and sampling (default: %(default)s)")
     flag("--train-size", type=int, default=defaults.train_size, metavar="N",
-         help="train on the first N training images (default: all)")
+         help="train on the first N training images (default: " +
+              ("all 60,000)" if defaults.train_size is None else "%(default)s)"))
     if defaults.prior_cov is not None:
         flag("--prior-cov", type=parse_covariance, default=defaults.prior_cov, metavar="'A,B;C,D'",
-             help="the prior's covariance matrix Σ, rows separated by ';'")
-    flag("--grid-size", type=int, default=defaults.grid_size, help="digits per side of a manifold figure")
-    flag("--grid-limit", type=float, default=defaults.grid_limit, help="manifold figures span ±this")
+             help="the prior's covariance matrix Σ, rows separated by ';' (default: %s)"
+                  % ";".join(",".join(f"{v:g}" for v in row) for row in defaults.prior_cov))
+    flag("--grid-size", type=int, default=defaults.grid_size,
+         help="digits per side of a manifold figure (default: %(default)s)")
+    flag("--grid-limit", type=float, default=defaults.grid_limit,
+         help="manifold figures span ±this (default: %(default)s)")
     flag("--data-dir", default=defaults.data_dir, metavar="DIR",
-         help="folder with MNIST (IDX files or mnist.npz); default: $VAE_DATA_DIR, else download")
-    flag("--out", default=defaults.out, metavar="DIR", help="write assets/ and models/ under DIR")
+         help="folder with MNIST, IDX files or mnist.npz (default: " +
+              ("$VAE_DATA_DIR, else the repository's data/, else Keras' download)"
+               if defaults.data_dir is None else "%(default)s)"))
+    flag("--out", default=defaults.out, metavar="DIR",
+         help="write assets/ and models/ under DIR (default: %(default)s)")
     args = parser.parse_args(argv)
     config = dataclasses.replace(defaults, **vars(args))
     try:

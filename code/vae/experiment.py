@@ -4,12 +4,12 @@ then evaluate, draw the common figures, save the models and metrics, and print a
 The chapter scripts build their own models and draw their own figures in between.
 """
 
-import csv
 import dataclasses
-import json
+import errno
+import math
 import os
 import platform
-import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -21,36 +21,56 @@ from vae import STARTED
 from vae.data import DataError, load_mnist
 from vae.evaluation import evaluate
 from vae.figures import plot_history, plot_reconstructions
-from vae.saving import save_encodings, save_json, save_model
-from vae.training import train
+from vae.progress import EpochBackup, Progress
+from vae.saving import OutputSet, RunLock, save_encodings, save_json, save_model
+from vae.training import StopOnNaN, train
 
 
 class Experiment:
     """A training run named `name` ("2d", "3d", "correlated"), writing under config.out.
 
-    Creating one checks `config` (before any data is loaded) and seeds every random
-    number generator with config.seed.
+    Creating one checks `config` (before any data is loaded), takes the run lock of this
+    script and output folder, finishes saving an earlier run's outputs if a kill interrupted
+    that, and seeds every random number generator with config.seed.
+
+    Outputs (`asset`, `finish`) are written to a staging folder and moved into assets/ and
+    models/ together at the end (vae/saving.py); training progress is kept for a resume
+    (vae/progress.py). Ctrl-C, a full disk and a diverged training each end the run with one
+    message saying what happened and what to do, and leave the earlier outputs whole.
     """
 
     def __init__(self, config, name, min_latent_dim=1):
         self.config = config.check(min_latent_dim)
         self.name = name
-        self.assets_dir = Path(config.out) / "assets"
-        self.models_dir = Path(config.out) / "models"
+        self.out = Path(config.out)
+        self.models_dir = self.out / "models"
         # Fail now, not after training, if the results cannot be written.
-        for folder in [self.assets_dir, self.models_dir]:
+        for folder in [self.out / "assets", self.models_dir]:
             try:
                 folder.mkdir(parents=True, exist_ok=True)
             except OSError as error:
                 raise SystemExit(f"error: out: cannot create {folder}: {error.strerror}") from None
             if not os.access(folder, os.W_OK):
                 raise SystemExit(f"error: out: {folder} is not writable")
-        self.written = []
+        self.lock = RunLock(self.models_dir / f".{name}.lock")
+        holder = self.lock.acquire()
+        if holder is not None:
+            raise SystemExit(f"error: another run of this script (process {holder}) is writing to {self.out}. "
+                             f"Wait for it to finish, or give this run another folder with --out DIR.")
+        self.outputs = OutputSet(self.out, self.models_dir / f".staging_{name}")
+        if self.outputs.recover():
+            print("Finished saving the outputs of an earlier run that was interrupted while moving them into place")
+        settings = {**dataclasses.asdict(self.config), "epochs": None, "name": name}
+        self.progress = Progress(self.models_dir / f".interrupted_{name}", settings)
+        self.backup = None
+        self.stage = "starting"
         self.metrics = {}
+        sys.excepthook = self._report_and_exit
         keras.utils.set_random_seed(config.seed)
 
     def load_data(self):
         """MNIST as ((x_train, y_train), (x_test, y_test)), the training set cut to config.train_size."""
+        self.stage = "loading the data"
         try:
             (x_train, y_train), test = load_mnist(self.config.data_dir)
         except DataError as error:
@@ -62,77 +82,80 @@ class Experiment:
 
     def train(self, vae, x_train, x_test):
         """Fit `vae` (x_test is the validation data of every epoch); returns the history dict,
-        one list per metric with one value per epoch (nats per image; "seconds" per epoch).
+        one list per metric with one value per epoch, earlier epochs of a resumed run included
+        (nats per image).
 
-        Every finished epoch is backed up (Keras' BackupAndRestore) and logged (CSVLogger) in
-        models/.interrupted_<name>/. If the run is killed, the next run with the same
-        hyperparameters resumes from the last finished epoch; a finished run removes the folder.
+        Every finished epoch is checkpointed in models/.interrupted_<name>/: if the run is killed,
+        the next run with the same hyperparameters resumes after the last finished epoch.
+        Training that diverges (a loss that is NaN or infinite) stops at once, saving nothing.
         """
         config = self.config
-        progress = self.models_dir / f".interrupted_{self.name}"
-        self._resume_or_start_over(progress)
-        log = progress / "epochs.csv"
-        callbacks = [  # the log first: an epoch logged but not backed up is simply run again
-            keras.callbacks.CSVLogger(log, append=True),
-            # double_checkpoint keeps the previous epoch's backup too, for a run killed mid-write.
-            keras.callbacks.BackupAndRestore(progress / "backup", double_checkpoint=True),
-        ]
-        train(vae, x_train, x_test, config.epochs, config.batch_size, config.learning_rate,
-              seed=config.seed, callbacks=callbacks)
-        history = _read_epoch_log(log)
-        shutil.rmtree(progress)
+        self.stage = "training"
+        resume_from = self.progress.start(config.epochs)
+        self.backup = EpochBackup(self.progress.folder, resume_from)
+        stop_on_nan = StopOnNaN()
+        self.resumed_after = self.backup.epoch
+        train(vae, x_train, x_test, config.epochs, config.batch_size, config.learning_rate, seed=config.seed,
+              callbacks=[stop_on_nan, self.backup], initial_epoch=self.resumed_after)
+        if stop_on_nan.diverged_in is not None:
+            self.progress.remove()
+            raise SystemExit(self._diverged_message(stop_on_nan.diverged_in))
+        history = dict(self.backup.history)
         self.seconds_per_epoch = history.pop("seconds")
         self.train_images = len(x_train)
+        self.stage = "drawing the figures"
         return history
 
-    def _resume_or_start_over(self, progress):
-        """Keep an interrupted run's backup only if it had the same hyperparameters and fewer
-        finished epochs than this run asks for (the number of epochs may be raised)."""
-        settings = {**dataclasses.asdict(self.config), "epochs": None, "name": self.name}
-        saved = progress / "config.json"
-        if progress.exists():
-            log = progress / "epochs.csv"
-            finished = len(_read_epoch_log(log)["loss"]) if log.exists() else 0
-            same = saved.exists() and json.loads(saved.read_text()) == json.loads(json.dumps(settings))
-            if same and finished < self.config.epochs:
-                print(f"Resuming an interrupted run after its epoch {finished} (backup in {progress})")
-                return
-            print(f"Starting over: the interrupted run in {progress} had other hyperparameters or more epochs")
-            shutil.rmtree(progress)
-        progress.mkdir(parents=True)
-        save_json(settings, saved)
+    def _diverged_message(self, epoch):
+        c = self.config
+        hints = []
+        if c.learning_rate > 1e-3:
+            hints.append(f"a lower --learning-rate (this run: {c.learning_rate:g}; the tutorial's 0.001 trains stably)")
+        if c.beta > 1:
+            hints.append(f"a smaller --beta (this run: {c.beta:g})")
+        if c.prior_cov is not None:
+            hints.append("a better-conditioned --prior-cov")
+        hints = hints or [f"a lower --learning-rate (this run: {c.learning_rate:g})"]
+        return (f"error: training diverged in epoch {epoch} of {c.epochs}: the loss became NaN or infinite, "
+                f"so training stopped. Nothing was saved; the earlier results in {self.out} are unchanged. "
+                f"Try {' or '.join(hints)}.")
 
     def asset(self, filename):
-        """The path of figure `filename` under assets/, remembered for the summary."""
-        return self._remember(self.assets_dir / filename)
-
-    def _remember(self, path):
-        self.written.append(path)
-        return path
+        """The path to write figure `filename` to; it appears in assets/ when the run's outputs are saved."""
+        return self.outputs.path(f"assets/{filename}")
 
     def finish(self, vae, history, x_test, y_test, z_mean, **extra_metrics):
         """Evaluate on x_test, draw reconstructions and history, save the models, the test
-        encodings (z_mean, labels) and the metrics, and print a summary.
+        encodings (z_mean, labels) and the metrics, move all outputs into place together,
+        and print a summary.
 
         `extra_metrics` (JSON-serializable) are added to models/metrics_<name>.json.
         """
-        name = self.name
+        name, config = self.name, self.config
+        self.stage = "evaluating"
         test = evaluate(vae, x_test)
+        if not all(math.isfinite(value) for value in test.values()):
+            self.progress.remove()
+            raise SystemExit(f"error: the test loss is not finite ({test}): the model is broken, so nothing was "
+                             f"saved; the earlier results in {self.out} are unchanged. Try a lower --learning-rate.")
+        self.stage = "saving"
         reconstructions = keras.ops.convert_to_numpy(vae(x_test[:10]))
         plot_reconstructions(x_test[:10], reconstructions, self.asset(f"reconstructions_{name}.png"))
         plot_history(history, self.asset(f"history_{name}.png"))
-        save_model(vae.encoder, self._remember(self.models_dir / f"encoder_{name}.h5"))
-        save_model(vae.decoder, self._remember(self.models_dir / f"decoder_{name}.h5"))
-        save_encodings(z_mean, y_test, self._remember(self.models_dir / f"test_encodings_{name}.npz"))
+        # The encoder is saved without its Sampling layer, image → (z_mean, z_log_var), so that it
+        # loads with plain Keras; draw z = z_mean + exp(z_log_var / 2) · ε yourself, or with vae.model.Sampling.
+        encoder = keras.Model(vae.encoder.input, vae.encoder.outputs[:2], name="encoder")
+        save_model(encoder, self.outputs.path(f"models/encoder_{name}.h5"))
+        save_model(vae.decoder, self.outputs.path(f"models/decoder_{name}.h5"))
+        save_encodings(z_mean, y_test, self.outputs.path(f"models/test_encodings_{name}.npz"))
 
-        config = self.config
         self.metrics = {
             "model": name,
             "test_loss": test["loss"],
             "test_reconstruction": test["reconstruction"],
             "test_kl": test["kl"],
             "train_loss": history["loss"][-1],
-            "val_loss": history["val_loss"][-1],
+            "val_loss": history["val_loss"][-1],  # the test set's, evaluated after the last epoch
             "epochs": config.epochs,
             "batch_size": config.batch_size,
             "latent_dim": config.latent_dim,
@@ -142,43 +165,80 @@ class Experiment:
             "train_images": self.train_images,
             "test_images": len(x_test),
             "seconds_per_epoch": self.seconds_per_epoch,
-            "seconds_training": sum(self.seconds_per_epoch),
-            "seconds_total": time.perf_counter() - STARTED,  # the whole script, imports included
+            "seconds_training": sum(self.seconds_per_epoch),  # every epoch, those of an interrupted run included
+            "resumed_after_epoch": self.resumed_after,  # 0: the run was not interrupted
+            "seconds_training_this_run": sum(self.seconds_per_epoch[self.resumed_after:]),
+            "seconds_total": time.perf_counter() - STARTED,  # this process: imports, training, figures, saving
             "history": history,
             "device": device_name(),
             "tensorflow_version": tf.__version__,
             "keras_version": keras.__version__,
             "numpy_version": np.__version__,
             **extra_metrics,
+            "files": self.outputs.checksums(),  # SHA-256 of every other output of this run
         }
-        save_json(self.metrics, self._remember(self.models_dir / f"metrics_{name}.json"))
-        self.print_summary()
+        save_json(self.metrics, self.outputs.path(f"models/metrics_{name}.json"))
+        self.stage = "moving the outputs into place"
+        written = self.outputs.commit()
+        self.progress.remove()
+        self.lock.release()
+        self.stage = "done"
+        self.print_summary(written)
         return self.metrics
 
-    def print_summary(self):
+    def print_summary(self, written):
         m = self.metrics
         per_epoch = np.median(m["seconds_per_epoch"])
+        epochs = f"{m['epochs']} epoch{'s' if m['epochs'] != 1 else ''}"
+        earlier = m["resumed_after_epoch"]
+        resumed = (f"; epochs 1–{earlier} ran in an earlier, interrupted run" if earlier > 1 else
+                   "; epoch 1 ran in an earlier, interrupted run" if earlier == 1 else "")
+        outside = m["seconds_total"] - m["seconds_training_this_run"]
         print(
             f"\nTest set ({m['test_images']:,} images), nats per image: loss {m['test_loss']:.2f} "
             f"= reconstruction {m['test_reconstruction']:.2f} + {m['beta']:g} × KL {m['test_kl']:.2f}\n"
-            f"Training: {m['epochs']} epochs on {m['train_images']:,} images in {m['seconds_training']:.1f} s "
-            f"(median {per_epoch:.2f} s per epoch, {m['device']})\n"
-            f"Whole run {m['seconds_total']:.1f} s, of which {m['seconds_total'] - m['seconds_training']:.1f} s "
-            f"outside training (imports, data, evaluation, figures, saving)\n"
-            f"Wrote {len(self.written)} files:"
+            f"Training: {epochs} on {m['train_images']:,} images in {m['seconds_training']:.1f} s "
+            f"(median {per_epoch:.2f} s per epoch, {m['device']}){resumed}\n"
+            f"This run took {m['seconds_total']:.1f} s, of which {outside:.1f} s outside training "
+            f"(imports, data, evaluation, figures, saving)\n"
+            f"Wrote {len(written)} files:"
         )
-        for path in self.written:
+        for path in written:
             print(f"  {path}")
 
+    def _report_and_exit(self, kind, error, traceback):
+        """sys.excepthook while the run is alive: Ctrl-C and disk errors get one message, not a traceback.
 
-def _read_epoch_log(path):
-    """The CSVLogger file as {column: [value per epoch]}, keeping the last row of an epoch run twice."""
-    rows = {}
-    with open(path, newline="") as file:
-        for row in csv.DictReader(file):
-            rows[int(row.pop("epoch"))] = row
-    columns = next(iter(rows.values())).keys() if rows else []
-    return {column: [float(rows[epoch][column]) for epoch in sorted(rows)] for column in columns}
+        The earlier outputs are untouched (this run's are still in its staging folder, discarded
+        here), and the training progress is kept for a resume. Python then exits: after Ctrl-C by
+        SIGINT, as the shell expects (exit status 130); else with status 1.
+        """
+        self.outputs.discard()
+        if issubclass(kind, KeyboardInterrupt):
+            print(f"\n{self._interrupted_message()}", file=sys.stderr)
+        elif issubclass(kind, OSError) and error.errno in DISK_ERRORS:
+            path = error.filename or "a file"
+            print(f"\nerror: cannot write {path}: {error.strerror} (while {self.stage}). The earlier results in "
+                  f"{self.out} are unchanged. {self._resume_hint('Free some space, then run')}", file=sys.stderr)
+        else:
+            sys.__excepthook__(kind, error, traceback)
+
+    def _interrupted_message(self):
+        done = self.backup.epoch if self.backup else 0
+        where = f"after epoch {done} of {self.config.epochs}" if self.stage == "training" else f"while {self.stage}"
+        return f"Interrupted {where}; the earlier results in {self.out} are unchanged. " + self._resume_hint("Run")
+
+    def _resume_hint(self, verb):
+        done = self.backup.epoch if self.backup else 0
+        if done == 0:
+            return f"{verb} the same command again to start over."
+        if done == self.config.epochs:
+            return f"{verb} the same command again to evaluate and save the trained model (no epoch is repeated)."
+        return f"{verb} the same command again to resume after epoch {done}."
+
+
+# OSError numbers that mean "this file cannot be written": disk full, quota, read-only, too large, I/O error.
+DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO}
 
 
 def device_name():

@@ -8,6 +8,8 @@ Every KL here is in nats per image, shape (batch,).
 import numpy as np
 from keras import ops
 
+from vae.config import check_covariance
+
 
 def kl_divergence(z_mean, z_log_var):
     """KL(N(μ, diag σ²) ‖ N(0, I)) = -½ Σᵢ (1 + ln σᵢ² − μᵢ² − σᵢ²), in nats, shape (batch,).
@@ -16,41 +18,6 @@ def kl_divergence(z_mean, z_log_var):
     writes this without the leading minus sign, which makes it ≤ 0.)
     """
     return -0.5 * ops.sum(1.0 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var), axis=-1)
-
-
-def check_covariance(covariance, latent_dim=None):
-    """Return `covariance` as a float64 (k, k) array, or raise ValueError saying what is wrong.
-
-    A covariance must be finite, square, symmetric and positive definite, and,
-    when `latent_dim` is given, of size latent_dim × latent_dim.
-    """
-    rows = list(covariance) if isinstance(covariance, (list, tuple)) else None
-    if rows and all(isinstance(row, (list, tuple)) for row in rows) and len({len(row) for row in rows}) > 1:
-        raise ValueError(f"covariance is not square: its rows have lengths {[len(row) for row in rows]}")
-    try:
-        sigma = np.array(covariance, dtype=np.float64)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"covariance must be a square matrix of numbers, got {covariance!r}") from error
-    if sigma.ndim != 2 or sigma.shape[0] != sigma.shape[1]:
-        raise ValueError(f"covariance is not square: shape {sigma.shape}")
-    if not np.all(np.isfinite(sigma)):
-        raise ValueError(f"covariance is not finite (it holds inf or nan): {sigma.tolist()}")
-    if latent_dim is not None and sigma.shape[0] != latent_dim:
-        raise ValueError(
-            f"covariance does not match latent_dim: it is {sigma.shape[0]}×{sigma.shape[0]}, "
-            f"latent_dim is {latent_dim}"
-        )
-    if not np.allclose(sigma, sigma.T, rtol=0.0, atol=1e-8):
-        raise ValueError(f"covariance is not symmetric: {sigma.tolist()}")
-    try:
-        np.linalg.cholesky(sigma)
-    except np.linalg.LinAlgError:
-        eigenvalues = np.linalg.eigvalsh(sigma)
-        raise ValueError(
-            f"covariance is not positive definite (eigenvalues {np.round(eigenvalues, 6).tolist()}): "
-            f"{sigma.tolist()}"
-        ) from None
-    return sigma
 
 
 class GaussianPrior:

@@ -5,6 +5,7 @@ XLA compilation of the train step, many steps per call into TensorFlow, and the
 data kept as one tensor and batched by index, with tf.data's autotuning threads off.
 """
 
+import math
 import time
 
 import keras
@@ -44,6 +45,37 @@ def batched(images, batch_size, shuffle=False, seed=None, autotune=False):
     return batches.with_options(options)
 
 
+class ProgressBar(keras.callbacks.ProgbarLogger):
+    """Keras' progress bar, counting to the true number of steps.
+
+    With several steps per execution Keras reports the last call of an epoch as ending at the
+    next multiple of that number (469 steps at 64 per call: "512/469"); the count is capped here.
+    """
+
+    def on_train_batch_end(self, batch, logs=None):
+        super().on_train_batch_end(batch if self.target is None else min(batch, self.target - 1), logs)
+
+
+class StopOnNaN(keras.callbacks.TerminateOnNaN):
+    """Keras' TerminateOnNaN (training stops at the first loss that is NaN or infinite), also
+    watching the validation loss, and remembering the epoch (1, 2, ...) it stopped in as `diverged_in`."""
+
+    diverged_in = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch + 1
+
+    def on_batch_end(self, batch, logs=None):
+        super().on_batch_end(batch, logs)
+        if self.model.stop_training and self.diverged_in is None:
+            self.diverged_in = self.epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.diverged_in is None and not math.isfinite(logs.get("val_loss", 0.0)):
+            self.model.stop_training = True
+            self.diverged_in = self.epoch
+
+
 class EpochTimer(keras.callbacks.Callback):
     """Adds the wall-clock seconds of every epoch (training and validation) to its logs, as
     "seconds", so that the history and the callbacks after this one (CSVLogger) record it."""
@@ -56,11 +88,12 @@ class EpochTimer(keras.callbacks.Callback):
 
 
 def train(vae, x_train, x_val, epochs, batch_size, learning_rate, seed=None, verbose="auto", callbacks=(),
-          jit_compile=True, steps_per_execution=STEPS_PER_EXECUTION, autotune=False):
-    """Compile and fit `vae` on `x_train`, validating on `x_val` after every epoch.
+          jit_compile=True, steps_per_execution=STEPS_PER_EXECUTION, autotune=False, initial_epoch=0):
+    """Compile and fit `vae` on `x_train`, validating on `x_val` after every epoch, from epoch
+    `initial_epoch` (the number already done, for a resumed run) up to `epochs`.
 
-    Returns the history: "loss", "reconstruction", "kl" and their "val_" twins, in nats per
-    image, and "seconds", each a list with one value per epoch run.
+    Returns the history: "loss", "reconstruction", "kl" and their "val_" twins (the validation
+    data's), in nats per image, and "seconds", each a list with one value per epoch run.
     """
     steps_per_epoch = -(-len(x_train) // batch_size)
     compile_vae(vae, learning_rate, jit_compile, min(steps_per_execution, steps_per_epoch))
@@ -68,8 +101,9 @@ def train(vae, x_train, x_val, epochs, batch_size, learning_rate, seed=None, ver
         batched(x_train, batch_size, shuffle=True, seed=seed, autotune=autotune),
         validation_data=batched(x_val, EVAL_BATCH_SIZE),
         epochs=epochs,
+        initial_epoch=initial_epoch,
         shuffle=False,  # the pipeline shuffles
-        callbacks=[EpochTimer(), *callbacks],
+        callbacks=[EpochTimer(), *callbacks, ProgressBar()],
         verbose=verbose,
     )
     return {name: [float(v) for v in values] for name, values in history.history.items()}
