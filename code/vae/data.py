@@ -446,14 +446,18 @@ def _check_file_not_too_large(path, file_size):
         )
 
 
-def _check_data_size(path, dims_text, data_size):
-    """An array may hold at most MAX_DATA_BYTES bytes."""
-    if data_size > MAX_DATA_BYTES:
+def _check_data_size(source, shape, itemsize=1):
+    """An array of this shape may hold at most MAX_DATA_BYTES bytes.
+
+    A size of 0 counts as 1 here, so that an empty array cannot announce
+    absurd other dimensions either.
+    """
+    if math.prod(max(size, 1) for size in shape) * itemsize > MAX_DATA_BYTES:
+        shape_text = " x ".join(str(size) for size in shape)
         raise DataError(
-            f"{path}: too large: the header announces {dims_text} = {data_size:,} bytes "
-            f"of data, more than the {MAX_DATA_BYTES:,} bytes (MAX_DATA_BYTES) this loader "
-            f"accepts, about {MAX_DATA_BYTES // IMAGE_SIZE**2:,} images of "
-            f"{IMAGE_SIZE}x{IMAGE_SIZE}"
+            f"{source}: too large: the header announces {shape_text} values, more than the "
+            f"{MAX_DATA_BYTES:,} bytes (MAX_DATA_BYTES) this loader accepts for one array, "
+            f"about {MAX_DATA_BYTES // IMAGE_SIZE**2:,} images of {IMAGE_SIZE}x{IMAGE_SIZE}"
         )
 
 
@@ -498,7 +502,7 @@ def _read_idx_header(f, path, ndim):
             f"{path}: wrong image size: expected {IMAGE_SIZE}x{IMAGE_SIZE}, "
             f"found {dims[1]}x{dims[2]}"
         )
-    _check_data_size(path, " x ".join(str(d) for d in dims), math.prod(dims))
+    _check_data_size(path, dims)
     return dims, header_size
 
 
@@ -566,7 +570,7 @@ def _read_npy_member(archive, member, kind, source):
         _check_image_format(dtype, shape, source)
     else:
         _check_label_format(dtype, shape, source)
-    _check_data_size(source, " x ".join(str(d) for d in shape), math.prod(shape) * dtype.itemsize)
+    _check_data_size(source, shape, dtype.itemsize)
 
     with archive.open(member) as f:
         return np.lib.format.read_array(f, allow_pickle=False)
