@@ -73,6 +73,7 @@ IDX_NAMES = [TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS]
 
 NPZ_NAME = "mnist.npz"  # the file keras.datasets.mnist.load_data() downloads
 NPZ_KEYS = ["x_train", "y_train", "x_test", "y_test"]
+NPY_HEADER_MAX_BYTES = 10_100  # a .npy header: magic, version, length, at most 10,000 bytes of text
 
 # Sub-folders of the data folder that are also searched, per data set.
 SUBFOLDERS = {"mnist": ["mnist"], "fashion_mnist": ["fashion-mnist", "fashion_mnist"]}
@@ -109,24 +110,16 @@ def load_dataset(name="mnist", data_dir=None):
     source, folder = _choose_source(name, data_dir)
 
     if source == "download":
-        (x_train, y_train), (x_test, y_test) = _download_with_keras(name)
+        train, test = _download_with_keras(name)
         origin = f"keras.datasets.{name}.load_data()"
         train_sources = (origin + " x_train", origin + " y_train")
         test_sources = (origin + " x_test", origin + " y_test")
     elif source == "repository":
-        try:
-            train, test, train_sources, test_sources = _load_from_folder(name, folder)
-        except DataError as err:
-            raise DataError(
-                f"{err}. This is the repository's own copy of {name} in {folder}: restore it "
-                f"with `git checkout data/`, or name another folder with --data-dir DIR "
-                f"or {ENV_VAR}=DIR"
-            ) from err
-        (x_train, y_train), (x_test, y_test) = train, test
-    else:  # a folder named by data_dir or $VAE_DATA_DIR
+        train, test, train_sources, test_sources = _load_repository_copy(name, folder)
+    else:  # a folder named by data_dir ("--data-dir") or by $VAE_DATA_DIR
         train, test, train_sources, test_sources = _load_from_folder(name, folder, source)
-        (x_train, y_train), (x_test, y_test) = train, test
 
+    (x_train, y_train), (x_test, y_test) = train, test
     _check_pair(x_train, y_train, *train_sources)
     _check_pair(x_test, y_test, *test_sources)
     return (_to_float(x_train), _to_int(y_train)), (_to_float(x_test), _to_int(y_test))
@@ -164,8 +157,9 @@ def read_idx(path, ndim=None):
     compressed = path.suffix == ".gz"
     if compressed:
         _check_file_not_too_large(path, file_size)
+    open_file = gzip.open if compressed else open
     try:
-        with gzip.open(path, "rb") if compressed else open(path, "rb") as f:
+        with open_file(path, "rb") as f:
             dims, header_size = _read_idx_header(f, path, ndim)
             data_size = math.prod(dims)  # one byte per value
             dims_text = " x ".join(str(d) for d in dims)
@@ -287,6 +281,18 @@ def _as_path(folder):
     return Path(os.path.expanduser(folder))
 
 
+def _load_repository_copy(name, folder):
+    """_load_from_folder for the repository's data/ folder; a failure says it is the repository's copy."""
+    try:
+        return _load_from_folder(name, folder)
+    except DataError as err:
+        raise DataError(
+            f"{err}. This is the repository's own copy of {name} in {folder}: restore it "
+            f"with `git checkout data/`, or name another folder with --data-dir DIR "
+            f"or {ENV_VAR}=DIR"
+        ) from err
+
+
 def _load_from_folder(name, data_dir, named_by=None):
     """Load `name` from the folder data_dir.
 
@@ -386,8 +392,7 @@ def _check_folder(folder, named_by=None):
     try:
         mode = os.stat(folder).st_mode
     except (OSError, ValueError) as err:
-        problem = _stat_problem(folder, err)
-        raise DataError(f"{where} {problem.replace('file not found', 'does not exist')}") from err
+        raise DataError(f"{where} {_stat_problem(folder, err, missing='does not exist')}") from err
     if stat.S_ISREG(mode):
         raise DataError(f"{where} is a file, not a folder")
     if not stat.S_ISDIR(mode):
@@ -411,14 +416,14 @@ def _regular_file_size(path):
     return info.st_size
 
 
-def _stat_problem(path, err):
-    """Why os.stat(path) failed, in words."""
+def _stat_problem(path, err, missing="file not found"):
+    """Why os.stat(path) failed, in words; `missing` says that nothing is there."""
     if getattr(err, "errno", None) == errno.ELOOP:
         return "is a symlink loop"
     if getattr(err, "errno", None) == errno.ENOENT:
         if os.path.islink(path):
             return "is a broken symlink (its target does not exist)"
-        return "file not found"
+        return missing
     return f"cannot be read ({_one_line(err)})"
 
 
@@ -547,10 +552,10 @@ def _read_npy_member(archive, member, kind, source):
     Neither may hold more than MAX_DATA_BYTES; nothing is unpickled.
     source: the name used in error messages.
     """
-    # The header is small (NumPy refuses more than 10,000 bytes): read that much
-    # and parse it from memory, so that a lying header cannot make us read more.
+    # The header is small (NumPy refuses one of more than 10,000 bytes): read that
+    # much and parse it from memory, so that a lying header cannot make us read more.
     with archive.open(member) as f:
-        start = io.BytesIO(f.read(10_100))
+        start = io.BytesIO(f.read(NPY_HEADER_MAX_BYTES))
     try:
         version = np.lib.format.read_magic(start)
         if version == (1, 0):
