@@ -55,7 +55,8 @@ def ensure_free_space(folder, needed_bytes):
 
 def weights_bytes(model):
     """About how many bytes saving `model`'s variables (its optimizer's included) takes, with headroom."""
-    variables = list(model.variables) + list(getattr(model.optimizer, "variables", None) or [])
+    optimizer = getattr(model, "optimizer", None)  # a compiled model saves its optimizer's state too
+    variables = list(model.variables) + (list(optimizer.variables) if optimizer is not None else [])
     return int(1.1 * sum(np.prod(v.shape) * np.dtype(v.dtype).itemsize for v in variables)) + 1_000_000
 
 
