@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import sys
 import zipfile
 from pathlib import Path
 
@@ -675,6 +676,12 @@ def test_keras_download_failure(monkeypatch):
     assert "URL fetch failure" in str(info.value.__cause__)
 
 
+def test_keras_not_installed(monkeypatch):
+    monkeypatch.setitem(sys.modules, "keras", None)  # makes `import keras` fail
+    with raises_data_error("downloading mnist", "failed", "ModuleNotFoundError", "--data-dir DIR"):
+        load_mnist()
+
+
 def test_keras_download_used_when_env_var_empty(monkeypatch):
     import keras
 
@@ -785,7 +792,8 @@ def test_empty_npz_file(tmp_path):
 
 
 def test_npz_object_member_is_not_unpickled(tmp_path):
-    bad = write_npz_members(tmp_path / "mnist.npz", y_train=npy_bytes(np.array([1, None], dtype=object)))
+    objects = np.array([1, None], dtype=object)
+    bad = write_npz_members(tmp_path / "mnist.npz", y_train=npy_bytes(objects))
     with pytest.raises(DataError) as info:
         load_mnist(tmp_path)
     message = str(info.value)
@@ -804,7 +812,8 @@ def test_npz_structured_member(tmp_path):
 @pytest.mark.parametrize("shape", [(10**9, 28, 28), (2**63, 28, 28), (10**30, 28, 28)])
 def test_npz_member_header_claims_huge_shape(tmp_path, shape):
     header = {"descr": "|u1", "fortran_order": False, "shape": shape}
-    bad = write_npz_members(tmp_path / "mnist.npz", x_train=npy_bytes(header=header, payload=bytes(100)))
+    member = npy_bytes(header=header, payload=bytes(100))
+    bad = write_npz_members(tmp_path / "mnist.npz", x_train=member)
     with raises_data_error(bad, "x_train", "too large", "MAX_DATA_BYTES"):
         load_mnist(tmp_path)
 
@@ -1039,8 +1048,13 @@ def test_fuzz_idx_forged_header(tmp_path, content, compress, base):
     check_idx_and_set(tmp_path, base, content, compress)
 
 
+# A few bytes of a valid file overwritten: (position, new value) pairs; positions wrap around.
+BYTE_CHANGES = st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)),
+                        min_size=1, max_size=8)
+
+
 @FUZZ
-@given(changes=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=8))
+@given(changes=BYTE_CHANGES)
 def test_fuzz_gzip_damaged(tmp_path, changes):
     content = bytearray(gzip.compress(idx_bytes(small_arrays()[0][0])))
     for position, value in changes:
@@ -1061,14 +1075,15 @@ def small_npz_bytes(tmp_path, compressed):
 
 
 @FUZZ
-@given(content=st.one_of(st.binary(max_size=3000), st.binary(max_size=3000).map(b"PK\x03\x04".__add__)))
+@given(content=st.one_of(st.binary(max_size=3000),
+                         st.binary(max_size=3000).map(lambda rest: b"PK\x03\x04" + rest)))
 def test_fuzz_npz_arbitrary_bytes(tmp_path, content):
     write_file(tmp_path / "mnist.npz", content)
     check_loaded(load_or_data_error(load_mnist, tmp_path))
 
 
 @FUZZ
-@given(changes=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=8),
+@given(changes=BYTE_CHANGES,
        compressed=st.booleans())
 def test_fuzz_npz_damaged(tmp_path, changes, compressed):
     content = bytearray(small_npz_bytes(tmp_path, compressed))
@@ -1085,7 +1100,8 @@ NPY_DESCRS = ["|u1", "<u2", ">i8", "<i4", "<f4", "|b1", "|O", "|V8", "<U3", "|S2
 @FUZZ
 @given(key=st.sampled_from(["x_train", "y_train", "x_test", "y_test"]),
        descr=st.sampled_from(NPY_DESCRS),
-       shape=st.lists(st.one_of(st.sampled_from([0, 1, 3, 28]), st.integers(-5, 2**64)), max_size=4),
+       shape=st.lists(st.one_of(st.sampled_from([0, 1, 3, 28]), st.integers(-5, 2**64)),
+                      max_size=4),
        fortran_order=st.booleans(),
        payload=st.binary(max_size=5000))
 def test_fuzz_npz_forged_header(tmp_path, key, descr, shape, fortran_order, payload):

@@ -282,7 +282,7 @@ def _as_path(folder):
 
 
 def _load_repository_copy(name, folder):
-    """_load_from_folder for the repository's data/ folder; a failure says it is the repository's copy."""
+    """_load_from_folder for the repository's data/; an error says it is the repository's copy."""
     try:
         return _load_from_folder(name, folder)
     except DataError as err:
@@ -365,11 +365,10 @@ def _find_idx_file(folder, base):
 
 def _download_with_keras(name):
     """Call keras.datasets.<name>.load_data(); DataError if that fails."""
-    import keras  # imported here so that `import vae.data` stays light
-
-    loader = getattr(keras.datasets, name)
     try:
-        (x_train, y_train), (x_test, y_test) = loader.load_data()
+        import keras  # imported here, not at the top, so that `import vae.data` stays light
+
+        (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, name).load_data()
     except Exception as err:
         raise DataError(
             f"downloading {name} with keras.datasets.{name}.load_data() failed "
