@@ -1,40 +1,45 @@
 // The latent explorers: each decodes the point under the pointer with the trained decoder,
 // in plain JavaScript, from the weights in assets/explorer/<model>.js (window.VAE_MODELS).
-// No libraries, no network. window.vaeExplorer exposes the decoder and each explorer's state.
+// No libraries, no network. An explorer starts only when it scrolls into view.
+// window.vaeExplorer exposes the decoder and each explorer's state (for the tests).
 (function () {
   "use strict";
 
   var DIGIT_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-                      "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
-  var MODELS = window.VAE_MODELS || {};
+                      "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];  // Matplotlib's tab10
+  var NEIGHBORS = 10;  // test digits the description of a decoded point names
+  var ANNOUNCE_AFTER_MS = 500;  // the description is announced once the pointer rests this long
+  var MODELS = {};
   var networks = {};
   var explorers = {};
 
-  // base64 of little-endian float32 values → Float32Array
-  function floats(base64) {
+  function bytes(base64) {
     var binary = atob(base64);
-    var bytes = new Uint8Array(binary.length);
-    for (var i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
-    var view = new DataView(bytes.buffer);
-    var values = new Float32Array(bytes.length / 4);
+    var result = new Uint8Array(binary.length);
+    for (var i = 0; i < binary.length; i++) result[i] = binary.charCodeAt(i);
+    return result;
+  }
+  function floats(base64) {  // little-endian float32
+    var raw = bytes(base64), view = new DataView(raw.buffer), values = new Float32Array(raw.length / 4);
     for (var j = 0; j < values.length; j++) values[j] = view.getFloat32(4 * j, true);
     return values;
   }
 
+  // The layers of a decoder: kernel[i][k] = int8 value × scale[k] (kernel is inputs × outputs, row-major).
   function network(name) {
     if (!networks[name]) {
       var model = MODELS[name];
       if (!model) throw new Error("no explorer data for model " + name + " (assets/explorer/" + name + ".js)");
       networks[name] = model.layers.map(function (layer) {
         return { inputs: layer["in"], outputs: layer.out, activation: layer.activation,
-                 kernel: floats(layer.kernel), bias: floats(layer.bias) };
+                 kernel: new Int8Array(bytes(layer.kernel).buffer), scale: floats(layer.scale), bias: floats(layer.bias) };
       });
     }
     return networks[name];
   }
 
-  // The decoder: Dense layers (kernel is inputs × outputs, row-major), relu / sigmoid,
-  // accumulated in float64. Returns the 784 pixel probabilities of the 28×28 digit.
+  // The decoder: Dense layers, relu / sigmoid, accumulated in float64.
+  // Returns the 784 pixel probabilities of the 28×28 digit.
   function decode(name, z) {
     var layers = network(name);
     var x = Float64Array.from(z);
@@ -43,26 +48,28 @@
     }
     for (var l = 0; l < layers.length; l++) {
       var layer = layers[l], n = layer.outputs, kernel = layer.kernel;
-      var y = new Float64Array(n);
-      for (var j = 0; j < n; j++) y[j] = layer.bias[j];
+      var sum = new Float64Array(n);
       for (var i = 0; i < layer.inputs; i++) {
         var xi = x[i];
         if (xi === 0) continue;
-        var row = i * n;
-        for (var k = 0; k < n; k++) y[k] += xi * kernel[row + k];
+        for (var k = 0, row = i * n; k < n; k++) sum[k] += xi * kernel[row + k];
       }
-      if (layer.activation === "relu") {
-        for (var r = 0; r < n; r++) if (y[r] < 0) y[r] = 0;
-      } else if (layer.activation === "sigmoid") {
-        for (var s = 0; s < n; s++) y[s] = 1 / (1 + Math.exp(-y[s]));
+      var y = new Float64Array(n);
+      for (var j = 0; j < n; j++) {
+        var value = layer.bias[j] + layer.scale[j] * sum[j];
+        if (layer.activation === "relu") value = value > 0 ? value : 0;
+        else if (layer.activation === "sigmoid") value = 1 / (1 + Math.exp(-value));
+        y[j] = value;
       }
       x = y;
     }
     return x;
   }
 
+  // A number with a fixed width: "−1.20", or " 1.20" with a figure space, so readouts never reflow.
   function formatNumber(value) {
-    return value.toFixed(2).replace("-", "\u2212");
+    var text = Math.abs(value).toFixed(2);
+    return (value < -0.005 ? "\u2212" : "\u2007") + text;
   }
 
   function Explorer(root) {
@@ -70,24 +77,27 @@
     this.root = root;
     this.name = root.getAttribute("data-model");
     this.model = MODELS[this.name];
+    this.dim = this.model.latent_dim;
     this.plane = root.querySelector(".explorer-plane");
     this.digit = root.querySelector(".explorer-digit");
     this.readout = root.querySelector(".explorer-z");
+    this.status = root.querySelector(".explorer-status");
     this.slider = root.querySelector(".explorer-slice");
     this.sliceReadout = root.querySelector(".explorer-slice-value");
+    this.activate = root.querySelector(".explorer-activate");
     this.extent = this.model.view.extent;
-    this.z = new Array(this.model.latent_dim).fill(0);
+    this.z = new Array(this.dim).fill(0);
     this.pixels = null;
-    this.pressed = false;
+    this.exploring = false;  // touch: a drag on the plane decodes only after the reader chose to explore
+    this.touch = null;
 
-    var count = this.model.points.count;
     var zs = floats(this.model.points.z);
     this.points = [];
-    for (var p = 0; p < count; p++) {
-      var point = { z: Array.prototype.slice.call(zs, p * this.model.latent_dim, (p + 1) * this.model.latent_dim),
-                    label: +this.model.points.labels.charAt(p) };
-      this.points.push(point);
+    for (var p = 0; p < this.model.points.count; p++) {
+      this.points.push({ z: Array.prototype.slice.call(zs, p * this.dim, (p + 1) * this.dim),
+                         label: +this.model.points.labels.charAt(p) });
     }
+    this.centers = this.classCenters();
     if (this.model.prior_covariance) {
       var s = this.model.prior_covariance;  // Σ = L Lᵀ for the (z0, z1) block
       var l00 = Math.sqrt(s[0][0]), l10 = s[1][0] / l00, l11 = Math.sqrt(s[1][1] - l10 * l10);
@@ -97,25 +107,36 @@
     this.layer = document.createElement("canvas");  // the points, redrawn only on resize or slice change
     this.digitContext = this.digit.getContext("2d");
     this.digitImage = this.digitContext.createImageData(28, 28);
-
     root.querySelector(".explorer-live").hidden = false;
-    var hint = root.querySelector(".explorer-hint");
-    if (hint && window.matchMedia && window.matchMedia("(hover: none)").matches) {
-      hint.textContent = "Drag or tap on the plane to decode that point.";
+    if (navigator.maxTouchPoints > 0) {  // a touch screen: swipes scroll the page until the reader taps to explore
+      root.classList.add("touch");
+      root.querySelector(".explorer-hint").textContent =
+        "Tap the plane to decode that point and start exploring; then drag on it. Until you tap, a swipe scrolls the page.";
     }
 
     this.plane.addEventListener("pointerdown", function (event) {
-      self.pressed = true;
+      if (event.pointerType === "touch" && !self.exploring) {
+        self.touch = { x: event.clientX, y: event.clientY };  // a tap or the start of a scroll: see pointerup
+        return;
+      }
       if (self.plane.setPointerCapture) self.plane.setPointerCapture(event.pointerId);
+      self.pressed = true;
       self.setFromEvent(event);
-      event.preventDefault();
     });
     this.plane.addEventListener("pointermove", function (event) {
       if (event.pointerType === "mouse" || self.pressed) self.setFromEvent(event);
     });
-    ["pointerup", "pointercancel"].forEach(function (type) {
-      self.plane.addEventListener(type, function () { self.pressed = false; });
+    this.plane.addEventListener("pointerup", function (event) {
+      var touch = self.touch;
+      self.touch = null;
+      self.pressed = false;
+      if (touch && Math.abs(event.clientX - touch.x) < 10 && Math.abs(event.clientY - touch.y) < 10) {
+        self.setExploring(true);  // a tap: decode there, and let the next drags explore
+        self.setFromEvent(event);
+      }
     });
+    this.plane.addEventListener("pointercancel", function () { self.touch = null; self.pressed = false; });
+    this.activate.addEventListener("click", function () { self.setExploring(!self.exploring); });
     this.plane.addEventListener("keydown", function (event) {
       var step = event.shiftKey ? 0.5 : 0.1;
       var moves = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, step], ArrowDown: [0, -step] };
@@ -143,6 +164,29 @@
     this.setZ(this.z, true);
   }
 
+  Explorer.prototype.setExploring = function (on) {
+    this.exploring = on;
+    this.root.classList.toggle("exploring", on);
+    this.activate.textContent = on ? "Done exploring" : "Tap to explore";
+    this.activate.setAttribute("aria-pressed", on ? "true" : "false");
+  };
+
+  // The median of each digit class's points: where its numeral is written on the plane.
+  Explorer.prototype.classCenters = function () {
+    var centers = [];
+    for (var digit = 0; digit < 10; digit++) {
+      var members = this.points.filter(function (point) { return point.label === digit; });
+      if (!members.length) continue;
+      var center = [];
+      for (var d = 0; d < this.dim; d++) {
+        var values = members.map(function (point) { return point.z[d]; }).sort(function (a, b) { return a - b; });
+        center.push(values[Math.floor(values.length / 2)]);
+      }
+      centers.push({ label: digit, z: center });
+    }
+    return centers;
+  };
+
   Explorer.prototype.clamp = function (value) {
     return Math.max(-this.extent, Math.min(this.extent, value));
   };
@@ -167,16 +211,37 @@
   };
 
   Explorer.prototype.setZ = function (z, sliceChanged) {
+    var self = this;
     this.z = z.slice();
-    if (sliceChanged) {
-      if (this.slider && this.slider.value !== String(z[2])) this.slider.value = z[2];
-      if (this.sliceReadout) this.sliceReadout.textContent = formatNumber(z[2]);
+    if (sliceChanged && this.slider) {
+      if (this.slider.value !== String(z[2])) this.slider.value = z[2];
+      this.sliceReadout.textContent = formatNumber(z[2]);
       this.drawPoints();
     }
     this.pixels = decode(this.name, this.z);
     this.drawDigit();
     this.drawPlane();
-    this.readout.textContent = "z = (" + this.z.map(formatNumber).join(", ") + ")";
+    this.readout.textContent = this.z.map(function (v, d) { return "z" + "\u2080\u2081\u2082\u2083"[d] + " = " + formatNumber(v); }).join("\n");
+    this.digit.setAttribute("aria-label", this.describe());
+    // Screen readers hear the description once the point rests, not at every pointer move.
+    clearTimeout(this.announceTimer);
+    this.announceTimer = setTimeout(function () { self.status.textContent = self.describe(); }, ANNOUNCE_AFTER_MS);
+  };
+
+  // The decoded digit in words: the classes of the test digits encoded nearest to z.
+  Explorer.prototype.describe = function () {
+    var z = this.z, dim = this.dim;
+    var nearest = this.points.map(function (point) {
+      var distance = 0;
+      for (var d = 0; d < dim; d++) distance += (point.z[d] - z[d]) * (point.z[d] - z[d]);
+      return { distance: distance, label: point.label };
+    }).sort(function (a, b) { return a.distance - b.distance; }).slice(0, NEIGHBORS);
+    var counts = {};
+    nearest.forEach(function (point) { counts[point.label] = (counts[point.label] || 0) + 1; });
+    var ranked = Object.keys(counts).sort(function (a, b) { return counts[b] - counts[a] || a - b; });
+    var words = ranked.map(function (label) { return counts[label] + " " + (counts[label] === 1 ? "is a " : "are ") + label; });
+    return "Decoded digit at z = (" + z.map(function (v) { return v.toFixed(2); }).join(", ") + "). Of the " +
+      NEIGHBORS + " test digits encoded nearest to this point, " + words.join(", ") + ".";
   };
 
   Explorer.prototype.resize = function () {
@@ -191,7 +256,8 @@
     this.drawPlane();
   };
 
-  // The static layer: grid, axes, test encodings colored by digit, prior ellipses.
+  // The static layer: grid, axes, test encodings colored by digit, numerals at the class centers,
+  // prior ellipses.
   Explorer.prototype.drawPoints = function () {
     if (!this.cssSize) return;
     var context = this.layer.getContext("2d"), size = this.cssSize, self = this;
@@ -200,8 +266,8 @@
     context.fillRect(0, 0, size, size);
 
     context.lineWidth = 1;
-    context.font = "11px system-ui, sans-serif";
-    context.fillStyle = "#6b7280";
+    context.font = "12px system-ui, sans-serif";
+    context.fillStyle = "#5a6070";
     for (var tick = -Math.floor(this.extent); tick <= this.extent; tick++) {
       var at = this.toCanvas(tick, tick);
       context.strokeStyle = tick === 0 ? "#b8bcc6" : "#eceef2";
@@ -209,19 +275,21 @@
       context.moveTo(at[0], 0); context.lineTo(at[0], size);
       context.moveTo(0, at[1]); context.lineTo(size, at[1]);
       context.stroke();
-      if (tick !== 0 && Math.abs(tick) < this.extent) {
+      if (Math.abs(tick) < this.extent) {
         context.textAlign = "center"; context.textBaseline = "bottom";
         context.fillText(String(tick).replace("-", "\u2212"), at[0], size - 3);
-        context.textAlign = "left"; context.textBaseline = "middle";
-        context.fillText(String(tick).replace("-", "\u2212"), 4, at[1]);
+        if (tick !== 0) {
+          context.textAlign = "left"; context.textBaseline = "middle";
+          context.fillText(String(tick).replace("-", "\u2212"), 4, at[1]);
+        }
       }
     }
     context.textAlign = "right"; context.textBaseline = "bottom";
-    context.fillText("z\u2080 \u2192", size - 4, size - 16);
+    context.fillText("z\u2080 \u2192", size - 4, size - 18);
     context.textAlign = "left"; context.textBaseline = "top";
-    context.fillText("\u2191 z\u2081", 18, 4);
+    context.fillText("\u2191 z\u2081", 22, 4);
 
-    var slice = this.model.latent_dim >= 3 ? this.z[2] : null;
+    var slice = this.dim >= 3 ? this.z[2] : null;
     var order = this.points;
     if (slice !== null) {
       order = this.points.slice().sort(function (a, b) {
@@ -243,6 +311,16 @@
       context.fill();
     });
     context.globalAlpha = 1;
+
+    // Each class's numeral at its center, so that classes read without color.
+    context.font = "bold 16px system-ui, sans-serif";
+    context.textAlign = "center"; context.textBaseline = "middle";
+    context.lineWidth = 3; context.strokeStyle = "#ffffff"; context.fillStyle = "#111111";
+    this.centers.forEach(function (center) {
+      var xy = self.toCanvas(center.z[0], center.z[1]);
+      context.strokeText(String(center.label), xy[0], xy[1]);
+      context.fillText(String(center.label), xy[0], xy[1]);
+    });
 
     if (this.cholesky) {
       var L = this.cholesky;
@@ -297,23 +375,24 @@
 
   function explorer(name) {
     var found = explorers[name];
-    if (!found) throw new Error("no explorer for model " + name);
+    if (!found) throw new Error("no running explorer for model " + name);
     return found;
   }
 
   window.vaeExplorer = {
+    // The models whose explorers have started (scrolled into view).
     models: function () { return Object.keys(explorers); },
     // The decoder of `name` at latent point z: an array of 784 pixel probabilities (row-major 28×28).
     decode: function (name, z) { return Array.from(decode(name, z)); },
     // Decode z in the explorer (as a pointer would), and draw it.
-    setZ: function (name, z) { var e = explorer(name); e.setZ(z, e.model.latent_dim >= 3); return this.state(name); },
+    setZ: function (name, z) { var e = explorer(name); e.setZ(z, e.dim >= 3); return this.state(name); },
     // The explorer's last decoded point: z, the pixel probabilities, the digit canvas' gray levels.
     state: function (name) {
       var e = explorer(name);
       var drawn = e.digitContext.getImageData(0, 0, 28, 28).data;
       var gray = [];
       for (var i = 0; i < 784; i++) gray.push(drawn[4 * i]);
-      return { z: e.z.slice(), pixels: Array.from(e.pixels), drawn: gray, extent: e.extent };
+      return { z: e.z.slice(), pixels: Array.from(e.pixels), drawn: gray, extent: e.extent, exploring: e.exploring };
     },
     // Where latent (z0, z1) is on the plane canvas, in CSS pixels from its top left.
     toCanvas: function (name, z0, z1) { return explorer(name).toCanvas(z0, z1); },
@@ -324,17 +403,30 @@
     }
   };
 
-  var roots = document.querySelectorAll(".explorer[data-model]");
-  for (var r = 0; r < roots.length; r++) {
-    var name = roots[r].getAttribute("data-model");
-    if (!roots[r].querySelector(".explorer-live")) continue;
+  function start(root) {
+    var name = root.getAttribute("data-model");
+    if (explorers[name] || !root.querySelector(".explorer-live")) return;
     if (!MODELS[name]) {
       var note = document.createElement("p");
       note.className = "missing-input";
       note.textContent = "The explorer's data (assets/explorer/" + name + ".js) did not load.";
-      roots[r].insertBefore(note, roots[r].firstChild);
-      continue;
+      root.insertBefore(note, root.firstChild);
+      return;
     }
-    explorers[name] = new Explorer(roots[r]);
+    explorers[name] = new Explorer(root);
   }
+
+  // The data scripts are deferred: they have run by DOMContentLoaded. Each explorer starts when it
+  // comes near the viewport, so that loading the page does no decoding at all.
+  document.addEventListener("DOMContentLoaded", function () {
+    MODELS = window.VAE_MODELS || {};
+    var roots = Array.prototype.slice.call(document.querySelectorAll(".explorer[data-model]"));
+    if (!window.IntersectionObserver) { roots.forEach(start); return; }
+    var observer = new IntersectionObserver(function (entries) {
+      entries.forEach(function (entry) {
+        if (entry.isIntersecting) { observer.unobserve(entry.target); start(entry.target); }
+      });
+    }, { rootMargin: "200px 0px" });
+    roots.forEach(function (root) { observer.observe(root); });
+  });
 })();

@@ -1,0 +1,568 @@
+"""Build the tutorial page, index.html, from page/, the figures and the trained models.
+
+    python page/build.py                  # write index.html and assets/explorer/*.js
+    python page/build.py --check          # write nothing; exit 1, naming each stale file
+    python page/build.py --inputs DIR     # read assets/ and models/ from DIR instead
+
+Sources, in page/: tutorial.md (the text: Markdown with LaTeX math, and Jinja2 placeholders such
+as {{ two_d.test_loss | num(".2f") }} and calls such as {{ image("latent2D.png", "alt") }}),
+template.html, explorer.html, style.css and explorer.js. Inputs: assets/*.png, models/metrics_*.json,
+models/decoder_*.h5 and models/test_encodings_*.npz for the models 2d, 3d and correlated, and
+the source files whose code the page shows (code/vae/model.py, ...), read when the page is built.
+
+Outputs: index.html, which opens from disk (file://) with no network: the math is MathML made
+here, the CSS and JavaScript are inlined; and assets/explorer/<model>.js, one per model: the
+decoder's weights (int8 with one float32 scale per output unit, base64) and a subsample of the
+test encodings, loaded by <script src> so that they work from file:// too.
+
+The output depends on the inputs only: building twice gives byte-identical files. The tests
+(tests/test_page.py) check the committed page against a build from the committed results: the
+figures and models of git HEAD, not those a reader's own run of a script may have rewritten.
+"""
+
+import argparse
+import ast
+import base64
+import html
+import json
+import os
+import re
+import struct
+import sys
+import textwrap
+from pathlib import Path
+
+import jinja2
+import markdown
+import numpy as np
+from latex2mathml.converter import convert as latex2mathml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PAGE_DIR = Path(__file__).resolve().parent
+MODELS = {"2d": "2-D latent space", "3d": "3-D latent space", "correlated": "correlated prior"}
+TEMPLATE_NAMES = {"2d": "two_d", "3d": "three_d", "correlated": "correlated"}  # metrics as named in tutorial.md
+EXPLORER_POINTS = 3000  # test encodings drawn in each explorer
+
+
+class BuildError(Exception):
+    """The page cannot be built; the message says which input is missing or wrong."""
+
+
+def read_input(root, relative):
+    path = Path(root) / relative
+    if not path.is_file():
+        raise BuildError(f"missing input: {relative} (train the models first, see the README)")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Values the text quotes: the metrics, and a few numbers derived from them
+
+
+def load_facts(root):
+    """{name in tutorial.md: value}: each model's metrics (two_d, three_d, correlated) with a few
+    derived values, the differences between models, and the constants of code/vae_3d.py."""
+    facts = {"explorer_points": EXPLORER_POINTS}
+    metrics = {}
+    for name, alias in TEMPLATE_NAMES.items():
+        m = json.loads(read_input(root, f"models/metrics_{name}.json").read_text())
+        m["seconds_per_epoch_median"] = float(np.median(m["seconds_per_epoch"]))
+        m["minutes_training"] = m["seconds_training"] / 60
+        m["kl_first"], m["kl_last"] = m["history"]["kl"][0], m["history"]["kl"][-1]
+        m["kl_rises_every_epoch"] = all(b > a for a, b in zip(m["history"]["kl"], m["history"]["kl"][1:]))
+        m["kl_rise_epochs"] = sum(b > a for a, b in zip(m["history"]["kl"], m["history"]["kl"][1:]))
+        if "prior_covariance" in m:
+            sigma = np.asarray(m["prior_covariance"], dtype=np.float64)
+            m["prior_cholesky"] = np.linalg.cholesky(sigma).tolist()
+            m["prior_log_det"] = float(np.linalg.slogdet(sigma)[1])
+        metrics[name] = facts[alias] = m
+    three = metrics["3d"]
+    three["usage_ratio_min"] = min(v / w for v, w in zip(three["latent_variance"], three["mean_posterior_variance"]))
+    # How many encoded test means fall inside the prior's 1σ and 2σ ellipses (Mahalanobis radius 1, 2).
+    z_mean, _ = load_encodings(root, "correlated", metrics["correlated"]["latent_dim"])
+    radius = np.linalg.norm(np.linalg.solve(np.asarray(metrics["correlated"]["prior_cholesky"]), z_mean.T), axis=0)
+    metrics["correlated"]["inside_1sigma"] = float(np.mean(radius <= 1))
+    metrics["correlated"]["inside_2sigma"] = float(np.mean(radius <= 2))
+    facts["gaussian_2d_inside"] = {k: 1 - float(np.exp(-k * k / 2)) for k in (1, 2)}  # 1 − e^(−k²/2)
+    for other, alias in [("3d", "diff"), ("correlated", "diff_correlated")]:
+        facts[alias] = {key: metrics[other][f"test_{key}"] - metrics["2d"][f"test_{key}"]
+                        for key in ("loss", "reconstruction", "kl")}
+    facts["vae_3d"] = script_constants(read_input(root, "code/vae_3d.py"))
+    return facts, metrics
+
+
+def script_constants(path):
+    """The module-level `NAME = literal` constants of a script (e.g. SLICES of code/vae_3d.py)."""
+    constants = {}
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                constants[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                pass
+    return constants
+
+
+def num(value, spec="g"):
+    """Jinja filter: format a number, with the typographic minus sign "−"."""
+    return format(value, spec).replace("-", "−")
+
+
+def tex(value, spec="g"):
+    """Jinja filter: a number for use inside $...$; a negative one in braces, {-1}, so that MathML
+    reads its minus as a sign, without the spaces of a binary minus."""
+    text = format(value, spec)
+    return f"{{{text}}}" if text.startswith("-") else text
+
+
+def lower_higher(value):
+    """Jinja filter: "lower" for a negative difference, "higher" otherwise."""
+    return "lower" if value < 0 else "higher"
+
+
+# ---------------------------------------------------------------------------------------------
+# Math: LaTeX → MathML, kept away from Markdown meanwhile
+
+
+def mathml_row(latex):
+    """The MathML of a LaTeX fragment, without its <math> element."""
+    if not latex.strip():
+        return ""
+    converted = latex2mathml(latex.strip())
+    return converted[converted.index(">") + 1:converted.rindex("</math>")]
+
+
+def aligned_mathml(body):
+    """\\begin{aligned} rows \\\\ of cells & ... \\end{aligned} as an <mtable> whose odd columns are
+    right-aligned and even ones left-aligned (latex2mathml does not lay out `aligned`)."""
+    rows = []
+    for row in re.split(r"\\\\", body):
+        cells = row.split("&")
+        # "{}" before a left cell that starts with "=" or "+" keeps it a binary operator, with its spaces.
+        tds = "".join(f"<mtd>{mathml_row(cell if i % 2 == 0 else '{}' + cell)}</mtd>" for i, cell in enumerate(cells))
+        rows.append(f"<mtr>{tds}</mtr>")
+    return f'<mtable class="aligned" displaystyle="true">{"".join(rows)}</mtable>'
+
+
+def latex_to_mathml(latex, display):
+    """One formula as a <math> element, with the TeX kept as an annotation."""
+    latex = latex.strip()
+    aligned = re.fullmatch(r"\\begin\{aligned\}(.*)\\end\{aligned\}", latex, re.DOTALL)
+    body = aligned_mathml(aligned.group(1)) if aligned else mathml_row(latex)
+    # latex2mathml writes \sim as a tilde identifier; it is the relation ∼.
+    body = body.replace("<mi>&#x0007E;</mi>", "<mo>&#x0223C;</mo>")
+    # \operatorname{diag}, \det ...: names of functions, upright identifiers rather than spaced operators ...
+    body = re.sub(r'<mo(?: movablelimits="true")?>([a-z]{2,})</mo>', r"<mi>\1</mi>", body)
+    # ... followed by a thin space, as TeX puts, unless a parenthesis follows.
+    body = re.sub(r"<mi>([a-z]{2,})</mi>(?!<mo[^>]*>&#x00028;)", r'<mi>\1</mi><mspace width="0.167em" />', body)
+    # The transpose sign ⊤ is an identifier, not a spaced binary operator.
+    body = body.replace("<mo>&#x022A4;</mo>", '<mi mathvariant="normal">&#x022A4;</mi>')
+    # The brace under a term stretches to the term's width.
+    body = body.replace("<mo>&#x023DF;</mo>", '<mo stretchy="true">&#x023DF;</mo>')
+    annotation = f'<annotation encoding="application/x-tex">{html.escape(latex, quote=False)}</annotation>'
+    mode = "block" if display else "inline"
+    return (f'<math xmlns="http://www.w3.org/1998/Math/MathML" display="{mode}"><semantics><mrow>{body}</mrow>'
+            f"{annotation}</semantics></math>")
+
+
+MATH_TOKEN = "MATHxPHx{}xEND"
+MATH_TOKEN_PATTERN = re.compile(r"MATHxPHx(\d+)xEND")
+CODE_OR_MATH = re.compile(
+    r"(?P<fence>^```.*?^```[ \t]*$)"  # fenced code block
+    r"|(?P<code>`[^`\n]+`)"  # inline code
+    r"|\$\$(?P<display>.+?)\$\$"  # display math
+    r"|(?<![\\$\w])\$(?P<inline>[^\s$](?:[^$\n]*?[^\s$])?)\$(?!\w)",  # inline math
+    re.DOTALL | re.MULTILINE,
+)
+
+
+def extract_math(text):
+    """Replace each $...$ / $$...$$ outside code by a token; return (text, [MathML, ...])."""
+    formulas = []
+
+    def replace(match):
+        if match.group("fence") or match.group("code"):
+            return match.group(0)
+        display = match.group("display") is not None
+        formulas.append(latex_to_mathml(match.group("display" if display else "inline"), display))
+        token = MATH_TOKEN.format(len(formulas) - 1)
+        return f"\n\n{token}\n\n" if display else token
+
+    return CODE_OR_MATH.sub(replace, text), formulas
+
+
+def restore_math(html_text, formulas):
+    """Put the MathML back; a display formula gets its own block."""
+    html_text = re.sub(r"<p>\s*(MATHxPHx\d+xEND)\s*</p>", r'<div class="math-display">\1</div>', html_text)
+    return MATH_TOKEN_PATTERN.sub(lambda m: formulas[int(m.group(1))], html_text)
+
+
+# ---------------------------------------------------------------------------------------------
+# What tutorial.md calls: figures, code listings, explorers
+
+
+def png_size(path):
+    """(width, height, pixels per inch) of a PNG, from its IHDR and pHYs chunks (96 ppi without pHYs)."""
+    data = path.read_bytes()
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise BuildError(f"{path} is not a PNG file")
+    width, height = struct.unpack(">II", data[16:24])
+    ppi = 96.0
+    at = data.find(b"pHYs")
+    if at > 0:
+        x_per_meter, _, unit = struct.unpack(">IIB", data[at + 4:at + 13])
+        if unit == 1:
+            ppi = x_per_meter * 0.0254
+    return width, height, ppi
+
+
+def find_definition(path, name):
+    """The ast node of class or function `name` ("Class.method" for a method) in the file at `path`."""
+    body = ast.parse(path.read_text()).body
+    node = None
+    for part in name.split("."):
+        node = next((n for n in body if isinstance(n, (ast.ClassDef, ast.FunctionDef)) and n.name == part), None)
+        if node is None:
+            raise BuildError(f"{path.name} defines no {name!r} (named in page/tutorial.md)")
+        body = node.body
+    return node
+
+
+def definition_lines(path, name):
+    """(first line, last line, dedented source) of `name` in `path`, decorators included."""
+    node = find_definition(path, name)
+    first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+    lines = path.read_text().splitlines()[first - 1:node.end_lineno]
+    return first, node.end_lineno, textwrap.dedent("\n".join(lines))
+
+
+class Page:
+    """The functions tutorial.md calls, with what they need: the inputs' folder and figure numbers."""
+
+    def __init__(self, root, source_text, facts):
+        self.root = Path(root)
+        self.facts = facts
+        figures = re.findall(r'label\("([\w.-]+)"\)', source_text)  # the figures, in the order of the text
+        self.figure_numbers = {key: number for number, key in enumerate(dict.fromkeys(figures), start=1)}
+        self.explorer_numbers = {}
+        self.explorer_template = None
+
+    def fig(self, key):
+        """A link "Figure N" to the figure labelled `key`."""
+        if key not in self.figure_numbers:
+            raise BuildError(f"page/tutorial.md: fig({key!r}) names no figure")
+        return f"[Figure {self.figure_numbers[key]}](#fig-{key})"
+
+    def label(self, key):
+        """The "Figure N." that starts the caption of figure `key` (its element has id="fig-key")."""
+        return f'<span class="figure-label">Figure {self.figure_numbers[key]}.</span>'
+
+    def image(self, filename, alt):
+        """An <img> of assets/filename, sized in CSS pixels from its pixels and density, loaded lazily."""
+        relative = f"assets/{filename}"
+        width, height, ppi = png_size(read_input(self.root, relative))
+        density = max(1, round(ppi / 100))  # figures.py saves 200 ppi for 2 image pixels per CSS pixel
+        return (f'<a class="figure-image" href="{relative}"><img src="{relative}" alt="{html.escape(alt)}" '
+                f'width="{round(width / density)}" height="{round(height / density)}" loading="lazy" '
+                f'decoding="async" data-density="{density}"></a>')
+
+    def source(self, relative, name):
+        """The exact source of class or function `name` in file `relative`, as a listing."""
+        first, last, code = definition_lines(read_input(self.root, relative), name)
+        return (f'<figure class="listing"><pre><code class="language-python" data-source="{relative}" '
+                f'data-name="{name}" data-lines="{first}-{last}">{html.escape(code, quote=False)}</code></pre>'
+                f'<figcaption><a href="{relative}"><code>{relative}</code></a>, lines {first}–{last}: '
+                f"<code>{name}</code></figcaption></figure>")
+
+    def main_block(self, relative):
+        """The `if __name__ == "__main__":` block of a script, as a listing."""
+        source = read_input(self.root, relative).read_text()
+        for node in ast.parse(source).body:
+            if isinstance(node, ast.If) and "__name__" in ast.unparse(node.test):
+                block = "\n".join(source.splitlines()[node.lineno - 1:node.end_lineno])
+                return (f'<figure class="listing"><pre><code class="language-python" data-source="{relative}" '
+                        f'data-lines="{node.lineno}-{node.end_lineno}">{html.escape(block, quote=False)}</code></pre>'
+                        f'<figcaption>The end of <a href="{relative}"><code>{relative}</code></a>, lines '
+                        f"{node.lineno}–{node.end_lineno}</figcaption></figure>")
+        raise BuildError(f'{relative} has no `if __name__ == "__main__":` block')
+
+    def explorer(self, model, fallback, caption):
+        """A live latent explorer of `model`, with a link to the static figure `fallback`."""
+        self.explorer_numbers.setdefault(model, len(self.explorer_numbers) + 1)
+        metrics = self.facts[TEMPLATE_NAMES[model]]
+        return self.explorer_template.render(
+            model=model, title=MODELS[model], number=self.explorer_numbers[model], latent_dim=metrics["latent_dim"],
+            fallback=fallback, fallback_number=self.figure_numbers[fallback], caption=caption,
+            prior=metrics.get("prior_covariance") is not None,
+            slice_extent=explorer_view(self.root, model, metrics).get("slice_extent", 0),
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Explorer data: the decoders' weights, quantized, and the test encodings
+
+
+def round_up_half(value):
+    return float(np.ceil(2 * value) / 2)
+
+
+def load_encodings(root, name, latent_dim):
+    with np.load(read_input(root, f"models/test_encodings_{name}.npz")) as npz:
+        z_mean, labels = np.asarray(npz["z_mean"], dtype=np.float32), np.asarray(npz["labels"]).astype(np.int64)
+    if z_mean.ndim != 2 or z_mean.shape[1] != latent_dim or len(labels) != len(z_mean):
+        raise BuildError(f"models/test_encodings_{name}.npz: z_mean {z_mean.shape} and labels {labels.shape} "
+                         f"do not fit latent_dim {latent_dim}")
+    return z_mean, labels
+
+
+def explorer_view(root, name, metrics):
+    """The explorer's plane, ±extent: enough for 99.5% of the test encodings and the prior's 2σ ellipse;
+    for 3-D, the slider's range ±slice_extent."""
+    z_mean, _ = load_encodings(root, name, metrics["latent_dim"])
+    extent = max(3.0, round_up_half(float(np.quantile(np.abs(z_mean[:, :2]), 0.995))))
+    if metrics.get("prior_covariance") is not None:
+        sigma = np.asarray(metrics["prior_covariance"])
+        extent = max(extent, round_up_half(2 * np.sqrt(max(sigma[0, 0], sigma[1, 1])) + 0.25))
+    view = {"extent": extent}
+    if metrics["latent_dim"] >= 3:
+        view["slice_extent"] = max(2.0, round_up_half(float(np.quantile(np.abs(z_mean[:, 2]), 0.995))))
+    return view
+
+
+def decoder_layers(path, latent_dim):
+    """The decoder's Dense layers as [(kernel (in, out) float64, bias (out,), activation)].
+
+    Supports what build_decoder makes: Dense layers (relu or linear), then an Activation (sigmoid)
+    and a Reshape; anything else is an error naming the layer.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    sys.path.insert(0, str(REPO_ROOT / "code"))
+    import vae.model  # noqa: F401  (registers the custom layers)
+
+    model = keras.models.load_model(path, compile=False)
+    if tuple(model.input_shape[1:]) != (latent_dim,):
+        raise BuildError(f"{path}: input shape {model.input_shape}, but its metrics say latent_dim {latent_dim}")
+    layers = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Dense):
+            kernel, bias = (np.asarray(w, dtype=np.float64) for w in layer.get_weights())
+            layers.append([kernel, bias, layer.get_config()["activation"]])
+        elif isinstance(layer, keras.layers.Activation) and layers and layers[-1][2] == "linear":
+            layers[-1][2] = layer.get_config()["activation"]
+        elif not isinstance(layer, (keras.layers.InputLayer, keras.layers.Reshape)):
+            raise BuildError(f"{path}: layer {layer.name!r} ({type(layer).__name__}) is not one the page's "
+                             "JavaScript decoder knows (Dense relu/linear, then Activation sigmoid, Reshape)")
+    if [a for _, _, a in layers[:-1]] != ["relu"] * (len(layers) - 1) or layers[-1][2] != "sigmoid" \
+            or layers[-1][0].shape[1] != 784:
+        raise BuildError(f"{path}: the decoder should be Dense relu layers, then 784 sigmoid outputs")
+    return layers
+
+
+def view_grid(view, latent_dim, points=64):
+    """Latent points covering the explorer's whole domain (the plane, and for 3-D the slider's range)."""
+    axes = [np.linspace(-view["extent"], view["extent"], points)] * 2
+    if latent_dim >= 3:
+        axes.append(np.linspace(-view["slice_extent"], view["slice_extent"], points // 4))
+    grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, len(axes))
+    return np.hstack([grid, np.zeros((len(grid), latent_dim - len(axes)))])
+
+
+def quantize(kernel, inputs):
+    """int8 kernel and float32 scale per output unit, rounded with error compensation (GPTQ, Frantar
+    et al. 2022): each input row's rounding error is spread over the rows not yet rounded, in
+    proportion to how the inputs (N, in) seen on the explorer's domain correlate."""
+    kernel = kernel.copy()
+    scale = np.maximum(np.abs(kernel).max(axis=0), 1e-12) / 127
+    hessian = inputs.T @ inputs / len(inputs)
+    hessian += (0.01 * np.mean(np.diag(hessian)) + 1e-9) * np.eye(len(hessian))
+    upper = np.linalg.cholesky(np.linalg.inv(hessian)).T
+    quantized = np.zeros(kernel.shape, dtype=np.int8)
+    for i in range(len(kernel)):
+        quantized[i] = np.clip(np.round(kernel[i] / scale), -127, 127)
+        error = (kernel[i] - quantized[i] * scale) / upper[i, i]
+        kernel[i + 1:] -= np.outer(upper[i, i + 1:], error)
+    return quantized, scale.astype(np.float32)
+
+
+def export_decoder(path, latent_dim, view):
+    """The decoder for the page: hidden units that stay inactive over the whole explorer domain are
+    dropped (they add nothing there), and every kernel is quantized to int8 (see `quantize`).
+
+    Returns [{"in", "out", "activation", "kernel" (base64 int8), "scale", "bias" (base64 float32 LE)}].
+    """
+    layers = decoder_layers(path, latent_dim)
+    x = view_grid(view, latent_dim)
+    keep = np.arange(latent_dim)
+    exported = []
+    for index, (kernel, bias, activation) in enumerate(layers):
+        kernel = kernel[keep]
+        if activation == "relu":
+            alive = np.flatnonzero((np.maximum(x @ kernel + bias, 0) > 0).any(axis=0))
+            kernel, bias = kernel[:, alive], bias[alive]
+            next_keep = alive
+        quantized, scale = quantize(kernel, x)
+        dequantized = quantized * scale.astype(np.float64)
+        exported.append({
+            "in": int(kernel.shape[0]), "out": int(kernel.shape[1]), "activation": activation,
+            "kernel": base64.b64encode(quantized.tobytes()).decode("ascii"),
+            "scale": base64.b64encode(scale.astype("<f4").tobytes()).decode("ascii"),
+            "bias": base64.b64encode(bias.astype("<f4").tobytes()).decode("ascii"),
+        })
+        x = x @ dequantized + bias.astype(np.float32)
+        if activation == "relu":
+            x = np.maximum(x, 0)
+            keep = next_keep
+    return exported
+
+
+def explorer_data(root, name, metrics):
+    """The data of one model's explorer: view, weights, and every (N / count)-th test encoding."""
+    latent_dim = int(metrics["latent_dim"])
+    z_mean, labels = load_encodings(root, name, latent_dim)
+    view = explorer_view(root, name, metrics)
+    count = min(EXPLORER_POINTS, len(z_mean))
+    chosen = (np.arange(count) * len(z_mean)) // count
+    return {
+        "name": name,
+        "latent_dim": latent_dim,
+        "view": view,
+        "prior_covariance": metrics.get("prior_covariance"),
+        "layers": export_decoder(read_input(root, f"models/decoder_{name}.h5"), latent_dim, view),
+        "points": {
+            "count": int(count),
+            "z": base64.b64encode(np.ascontiguousarray(z_mean[chosen], dtype="<f4").tobytes()).decode("ascii"),
+            "labels": "".join(str(int(label)) for label in labels[chosen]),
+        },
+    }
+
+
+def explorer_script(data):
+    """assets/explorer/<model>.js: sets window.VAE_MODELS[model]."""
+    return (f"// Generated by page/build.py from models/decoder_{data['name']}.h5 and "
+            f"models/test_encodings_{data['name']}.npz: do not edit.\n"
+            "window.VAE_MODELS = window.VAE_MODELS || {};\n"
+            f'window.VAE_MODELS["{data["name"]}"] = {json.dumps(data, separators=(",", ":"))};\n')
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole page
+
+
+def build(root=REPO_ROOT):
+    """Build the page from the inputs under `root`; returns {relative path: bytes}."""
+    facts, metrics = load_facts(root)
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(PAGE_DIR), undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+        comment_start_string="<!--#", comment_end_string="#-->",  # "{#" starts Markdown's {#id} attributes
+    )
+    environment.filters.update(num=num, tex=tex, lower_higher=lower_higher)
+    source_text = (PAGE_DIR / "tutorial.md").read_text()
+    page = Page(root, source_text, facts)
+    page.explorer_template = environment.get_template("explorer.html")
+    try:
+        text = environment.from_string(source_text).render(
+            **facts, fig=page.fig, label=page.label, image=page.image, source=page.source,
+            main_block=page.main_block, explorer=page.explorer)
+    except jinja2.UndefinedError as error:
+        raise BuildError(f"page/tutorial.md: {error} (see models/metrics_*.json and `load_facts`)") from None
+
+    title_match = re.match(r"# (.+)\n", text)
+    if not title_match:
+        raise BuildError("page/tutorial.md must start with a '# Title' line")
+    text, formulas = extract_math(text)
+    md = markdown.Markdown(extensions=["tables", "fenced_code", "toc", "attr_list", "md_in_html", "sane_lists"],
+                           output_format="html")
+    body = restore_math(md.convert(text[text.index("\n## "):]), formulas)
+    lede = restore_math(markdown.markdown(text[title_match.end():text.index("\n## ")].strip()), formulas)
+    body = body.replace("<table>", '<div class="table-wrap"><table>').replace("</table>", "</table></div>")
+
+    outputs = {f"assets/explorer/{name}.js": explorer_script(explorer_data(root, name, metrics[name])).encode()
+               for name in MODELS}
+    index = environment.get_template("template.html").render(
+        title=title_match.group(1).strip(), lede=lede, toc=[t for t in md.toc_tokens if t["level"] == 2],
+        content=body, css=(PAGE_DIR / "style.css").read_text().strip(),
+        data_scripts=[f"assets/explorer/{name}.js" for name in MODELS],
+        explorer_js=(PAGE_DIR / "explorer.js").read_text().strip(),
+    )
+    for target in re.findall(r'(?:href|src)="([^"#:]+)(?:#[^"]*)?"', index):
+        if html.unescape(target) not in outputs:
+            read_input(root, html.unescape(target))
+    outputs["index.html"] = index.encode("utf-8")
+    return dict(sorted(outputs.items()))
+
+
+def stale_files(outputs, out_dir):
+    """[(relative path, why)] for every output that differs from the file under out_dir, and for
+    files in assets/explorer/ that the build would not write."""
+    out_dir = Path(out_dir)
+    stale = []
+    for relative, content in outputs.items():
+        path = out_dir / relative
+        if not path.is_file():
+            stale.append((relative, "missing"))
+        elif path.read_bytes() != content:
+            stale.append((relative, "differs from a fresh build"))
+    for path in sorted((out_dir / "assets/explorer").glob("*")):
+        relative = f"assets/explorer/{path.name}"
+        if relative not in outputs and not path.name.startswith("."):
+            stale.append((relative, "not written by the build (left over)"))
+    return stale
+
+
+def write_outputs(outputs, out_dir):
+    """Write the files that changed, each under a temporary name then renamed; remove left-over
+    explorer files. Returns the relative paths written or removed."""
+    out_dir = Path(out_dir)
+    written = []
+    for relative, content in outputs.items():
+        path = out_dir / relative
+        if path.is_file() and path.read_bytes() == content:
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.stem}.partial{path.suffix}")  # .gitignore has .*.partial.*
+        try:
+            temporary.write_bytes(content)
+            os.replace(temporary, path)
+        finally:
+            temporary.unlink(missing_ok=True)
+        written.append(relative)
+    for path in sorted((out_dir / "assets/explorer").glob("*.js")):
+        if f"assets/explorer/{path.name}" not in outputs:
+            path.unlink()
+            written.append(f"assets/explorer/{path.name} (removed)")
+    return written
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 naming each stale output")
+    parser.add_argument("--inputs", default=str(REPO_ROOT), metavar="DIR",
+                        help="the folder holding assets/, models/ and code/ (default: the repository)")
+    parser.add_argument("--out", default=None, metavar="DIR",
+                        help="write (or --check) index.html and assets/explorer/ under DIR (default: --inputs)")
+    args = parser.parse_args(argv)
+    out_dir = Path(args.out or args.inputs)
+    try:
+        outputs = build(args.inputs)
+    except BuildError as error:
+        print(f"page/build.py: error: {error}", file=sys.stderr)
+        return 2
+    if args.check:
+        stale = stale_files(outputs, out_dir)
+        for relative, why in stale:
+            print(f"page/build.py: stale: {relative} ({why})", file=sys.stderr)
+        if stale:
+            print("page/build.py: run `python page/build.py` to rebuild", file=sys.stderr)
+            return 1
+        print(f"page/build.py: up to date: {', '.join(outputs)}")
+        return 0
+    written = write_outputs(outputs, out_dir)
+    sizes = ", ".join(f"{relative} ({len(content) / 1e6:.2f} MB)" for relative, content in outputs.items())
+    print(f"page/build.py: {len(written)} file(s) changed; outputs: {sizes}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
