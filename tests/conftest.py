@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -27,6 +28,34 @@ def real_fashion_dir():
         pytest.skip("no real Fashion-MNIST: set VAE_DATA_DIR to a folder holding fashion-mnist/")
     return folder
 
+
+
+def write_idx(path, array):
+    """A plain IDX file holding the uint8 array."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(size).to_bytes(4, "big") for size in array.shape)
+    Path(path).write_bytes(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+
+
+def write_mnist(folder, train, test, only_class=None):
+    """The first `train` training and `test` test images of the repository's MNIST, as IDX files
+    in `folder`; with `only_class`, only the images of that digit. Returns the folder."""
+    from vae.data import read_idx
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for prefix, count in [("train", train), ("t10k", test)]:
+        images = read_idx(REPO_ROOT / "data" / "mnist" / f"{prefix}-images-idx3-ubyte.gz")
+        labels = read_idx(REPO_ROOT / "data" / "mnist" / f"{prefix}-labels-idx1-ubyte.gz")
+        keep = np.flatnonzero(labels == only_class) if only_class is not None else np.arange(len(labels))
+        write_idx(folder / f"{prefix}-images-idx3-ubyte", images[keep[:count]])
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte", labels[keep[:count]])
+    return folder
+
+
+@pytest.fixture(scope="session")
+def small_mnist(tmp_path_factory):
+    """A folder with a small subset of the real MNIST (2,000 training and 1,000 test images), so
+    that a script's run takes seconds."""
+    return write_mnist(tmp_path_factory.mktemp("small_mnist"), train=2000, test=1000)
 
 def script_command(script, *args, env_extra=None):
     """The command line and environment that run `python code/<script> args...` as a reader would."""

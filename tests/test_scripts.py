@@ -1,4 +1,5 @@
-"""End to end: each chapter script runs as a reader runs it, on a small subset of the real MNIST."""
+"""End to end: each chapter script runs as a reader runs it (XLA included), on a small subset of the
+real MNIST (2,000 training and 1,000 test images)."""
 
 import json
 import struct
@@ -7,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import real_data_dir, run_script
+from conftest import run_script
 
 METRIC_KEYS = {
     "test_loss", "test_reconstruction", "test_kl", "train_loss", "val_loss", "epochs", "batch_size",
@@ -35,7 +36,7 @@ def check_run(out, name, figures, latent_dim):
     metrics = json.loads((out / "models" / f"metrics_{name}.json").read_text())
     assert METRIC_KEYS <= metrics.keys()
     assert metrics["latent_dim"] == latent_dim and metrics["epochs"] == 2
-    assert metrics["train_images"] == 2000 and metrics["test_images"] == 10000
+    assert metrics["train_images"] == 2000 and metrics["test_images"] == 1000
     assert len(metrics["seconds_per_epoch"]) == 2
     # Training worked: the loss went down, and the test loss is its two parts.
     assert metrics["history"]["loss"][1] < metrics["history"]["loss"][0]
@@ -44,22 +45,22 @@ def check_run(out, name, figures, latent_dim):
         metrics["test_reconstruction"] + metrics["beta"] * metrics["test_kl"], rel=1e-4)
     assert 80 < metrics["test_loss"] < 400 and metrics["test_kl"] > 0
     encodings = np.load(out / "models" / f"test_encodings_{name}.npz")
-    assert encodings["z_mean"].shape == (10000, latent_dim) and encodings["labels"].shape == (10000,)
+    assert encodings["z_mean"].shape == (1000, latent_dim) and encodings["labels"].shape == (1000,)
     return metrics
 
 
-def test_vae_2d_end_to_end(tmp_path):
-    result = run_script("vae_2d.py", "--train-size", 2000, "--epochs", 2, "--out", tmp_path,
-                        env_extra={"VAE_DATA_DIR": str(real_data_dir())})
+def test_vae_2d_end_to_end(tmp_path, small_mnist):
+    result = run_script("vae_2d.py", "--epochs", 2, "--out", tmp_path,
+                        env_extra={"VAE_DATA_DIR": str(small_mnist)})
     assert result.returncode == 0, result.stderr[-3000:]
     check_run(tmp_path, "2d", ["Clusters2D.png", "latent2D.png"], latent_dim=2)
-    assert "Test set (10,000 images)" in result.stdout
+    assert "Test set (1,000 images)" in result.stdout
     assert str(tmp_path / "models" / "metrics_2d.json") in result.stdout
 
 
-def test_vae_3d_end_to_end(tmp_path):
-    result = run_script("vae_3d.py", "--train-size", 2000, "--epochs", 2, "--out", tmp_path,
-                        env_extra={"VAE_DATA_DIR": str(real_data_dir())})
+def test_vae_3d_end_to_end(tmp_path, small_mnist):
+    result = run_script("vae_3d.py", "--epochs", 2, "--out", tmp_path,
+                        env_extra={"VAE_DATA_DIR": str(small_mnist)})
     assert result.returncode == 0, result.stderr[-3000:]
     figures = ["Clusters3D.png", "2D3DClusters.png", "3DLatent1.png", "3DLatent2.png", "3DLatent3.png",
                "latent_variance_3d.png"]
@@ -69,9 +70,9 @@ def test_vae_3d_end_to_end(tmp_path):
     np.testing.assert_allclose(encodings["z_mean"].var(axis=0), metrics["latent_variance"], rtol=1e-4)
 
 
-def test_vae_correlated_end_to_end(tmp_path):
-    result = run_script("vae_correlated.py", "--train-size", 2000, "--epochs", 2, "--out", tmp_path,
-                        "--prior-cov", "1.0,0.4;0.4,0.5", env_extra={"VAE_DATA_DIR": str(real_data_dir())})
+def test_vae_correlated_end_to_end(tmp_path, small_mnist):
+    result = run_script("vae_correlated.py", "--epochs", 2, "--out", tmp_path,
+                        "--prior-cov", "1.0,0.4;0.4,0.5", env_extra={"VAE_DATA_DIR": str(small_mnist)})
     assert result.returncode == 0, result.stderr[-3000:]
     figures = ["ClustersCorrelated.png", "KLAdapted.png", "covariance_matrix.png"]
     metrics = check_run(tmp_path, "correlated", figures, latent_dim=2)

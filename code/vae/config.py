@@ -47,6 +47,7 @@ class Config:
     prior_cov: "list | None" = None  # the prior's covariance Σ (k×k); None: N(0, I)
     grid_size: int = 20  # decoded manifold figures: grid_size × grid_size digits
     grid_limit: float = 3.0  # ... over z from -grid_limit to +grid_limit
+    xla: bool = True  # compile the training step with XLA: faster epochs after a few seconds' compiling
     data_dir: "str | None" = None  # a folder with MNIST; None: $VAE_DATA_DIR, else the repository's data/
     out: str = str(REPO_ROOT)  # assets/ and models/ are written under this folder
 
@@ -70,6 +71,8 @@ class Config:
                 raise ConfigError(f"prior_cov: {error}") from None
         _check_int("grid_size", self.grid_size, 2, MAX_GRID_SIZE)
         _check_number("grid_limit", self.grid_limit, FLOAT32_TINY, MAX_GRID_LIMIT)
+        if not isinstance(self.xla, bool):
+            raise ConfigError(f"xla must be True or False, got {self.xla!r}")
         if self.data_dir is not None:
             self.data_dir = _check_folder("data_dir", self.data_dir, must_exist=True)
         self.out = _check_folder("out", self.out, must_exist=False)
@@ -194,6 +197,9 @@ def parse_flags(defaults, argv=None, min_latent_dim=1, description=None):
          help="digits per side of a manifold figure (default: %(default)s)")
     flag("--grid-limit", type=float, default=defaults.grid_limit,
          help="manifold figures span ±this (default: %(default)s)")
+    flag("--xla", action=argparse.BooleanOptionalAction, default=defaults.xla,
+         help="compile the training step with XLA; --no-xla saves the compiling for short runs "
+              "(default: %s)" % ("--xla" if defaults.xla else "--no-xla"))
     flag("--data-dir", default=defaults.data_dir, metavar="DIR",
          help="folder with MNIST, IDX files or mnist.npz (default: " +
               ("$VAE_DATA_DIR, else the repository's data/, else Keras' download)"

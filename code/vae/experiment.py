@@ -96,7 +96,7 @@ class Experiment:
         stop_on_nan = StopOnNaN()
         self.resumed_after = self.backup.epoch
         train(vae, x_train, x_test, config.epochs, config.batch_size, config.learning_rate, seed=config.seed,
-              callbacks=[stop_on_nan, self.backup], initial_epoch=self.resumed_after)
+              callbacks=[stop_on_nan, self.backup], initial_epoch=self.resumed_after, jit_compile=config.xla)
         if stop_on_nan.diverged_in is not None:
             self.progress.remove()
             raise SystemExit(self._diverged_message(stop_on_nan.diverged_in))
