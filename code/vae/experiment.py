@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from vae import STARTED
-from vae.data import DataError, load_mnist
+from vae.data import DataError, data_source, load_mnist
 from vae.evaluation import evaluate
 from vae.figures import plot_history, plot_reconstructions
 from vae.progress import EpochBackup, Progress
@@ -72,6 +72,7 @@ class Experiment:
         """MNIST as ((x_train, y_train), (x_test, y_test)), the training set cut to config.train_size."""
         self.stage = "loading the data"
         try:
+            print(f"MNIST from {data_source('mnist', self.config.data_dir)}")
             (x_train, y_train), test = load_mnist(self.config.data_dir)
         except DataError as error:
             raise SystemExit(f"error: {error}") from None
@@ -95,6 +96,8 @@ class Experiment:
         self.backup = EpochBackup(self.progress.folder, resume_from)
         stop_on_nan = StopOnNaN()
         self.resumed_after = self.backup.epoch
+        print(f"Training on {len(x_train):,} images; after each epoch, val_loss, val_reconstruction and val_kl "
+              f"are the {len(x_test):,} test images' (nats per image).")
         train(vae, x_train, x_test, config.epochs, config.batch_size, config.learning_rate, seed=config.seed,
               callbacks=[stop_on_nan, self.backup], initial_epoch=self.resumed_after, jit_compile=config.xla)
         if stop_on_nan.diverged_in is not None:
