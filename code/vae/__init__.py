@@ -16,6 +16,12 @@ if not SUPPORTED_PYTHON[0] <= tuple(sys.version_info[:2]) <= SUPPORTED_PYTHON[1]
         "virtual environment with a supported Python, e.g. `python3.12 -m venv .venv`.".format(*sys.version_info[:2])
     )
 
+# The run lock (vae/saving.py) uses POSIX file locking, and TensorFlow has no GPU support on native
+# Windows since 2.11: the tutorial runs there inside WSL2.
+if os.name == "nt":
+    raise SystemExit("error: this tutorial runs on Linux and macOS; on Windows, run it inside WSL2 "
+                     "(Windows Subsystem for Linux) with the Linux commands of README.md.")
+
 # Keep TensorFlow's C++ start-up messages (CUDA probing, CPU feature notes) out of the
 # tutorial's output; warnings and errors still show. Set the variable yourself to override.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
