@@ -148,6 +148,16 @@ def test_ctrl_c_prints_one_line_and_the_same_command_resumes_after_the_last_fini
     assert metrics["history"]["loss"][:done] == reference[1]["history"]["loss"][:done]
 
 
+def test_ctrl_c_while_tensorflow_loads_prints_one_line(tmp_path, small_mnist):
+    process = start(tmp_path, small_mnist)
+    time.sleep(1.0)  # Python is up; importing TensorFlow takes seconds more
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == -signal.SIGINT
+    assert messages(stderr) == ["Interrupted before the run started; nothing was written."]
+    assert not (tmp_path / "models").exists()
+
+
 def test_kills_at_any_moment_leave_one_whole_set_of_outputs_and_the_next_run_finishes(
         small_mnist, reference, tmp_path):
     """SIGKILL and Ctrl-C at each stage of a run, each time running the same command again."""

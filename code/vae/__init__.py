@@ -25,3 +25,15 @@ if os.name == "nt":
 # Keep TensorFlow's C++ start-up messages (CUDA probing, CPU feature notes) out of the
 # tutorial's output; warnings and errors still show. Set the variable yourself to override.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _report_interrupt(kind, error, traceback):
+    """sys.excepthook until a run starts (vae.experiment sets its own): Ctrl-C while TensorFlow is
+    still loading gets one line instead of a traceback; Python then exits by SIGINT, status 130."""
+    if issubclass(kind, KeyboardInterrupt):
+        print("\nInterrupted before the run started; nothing was written.", file=sys.stderr)
+    else:
+        sys.__excepthook__(kind, error, traceback)
+
+
+sys.excepthook = _report_interrupt
