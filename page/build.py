@@ -124,11 +124,11 @@ def lower_higher(value):
 # Math: LaTeX → MathML, kept away from Markdown meanwhile
 
 
-def mathml_row(latex):
-    """The MathML of a LaTeX fragment, without its <math> element."""
+def mathml_row(latex, display=False):
+    """The MathML of a LaTeX fragment, without its <math> element; `display` puts limits under and over ∑."""
     if not latex.strip():
         return ""
-    converted = latex2mathml(latex.strip())
+    converted = latex2mathml(latex.strip(), display="block" if display else "inline")
     return converted[converted.index(">") + 1:converted.rindex("</math>")]
 
 
@@ -139,7 +139,8 @@ def aligned_mathml(body):
     for row in re.split(r"\\\\", body):
         cells = row.split("&")
         # "{}" before a left cell that starts with "=" or "+" keeps it a binary operator, with its spaces.
-        tds = "".join(f"<mtd>{mathml_row(cell if i % 2 == 0 else '{}' + cell)}</mtd>" for i, cell in enumerate(cells))
+        tds = "".join(f"<mtd>{mathml_row(cell if i % 2 == 0 else '{}' + cell, display=True)}</mtd>"
+                      for i, cell in enumerate(cells))
         rows.append(f"<mtr>{tds}</mtr>")
     return f'<mtable class="aligned" displaystyle="true">{"".join(rows)}</mtable>'
 
@@ -148,13 +149,13 @@ def latex_to_mathml(latex, display):
     """One formula as a <math> element, with the TeX kept as an annotation."""
     latex = latex.strip()
     aligned = re.fullmatch(r"\\begin\{aligned\}(.*)\\end\{aligned\}", latex, re.DOTALL)
-    body = aligned_mathml(aligned.group(1)) if aligned else mathml_row(latex)
+    body = aligned_mathml(aligned.group(1)) if aligned else mathml_row(latex, display)
     # latex2mathml writes \sim as a tilde identifier; it is the relation ∼.
     body = body.replace("<mi>&#x0007E;</mi>", "<mo>&#x0223C;</mo>")
     # \operatorname{diag}, \det ...: names of functions, upright identifiers rather than spaced operators ...
     body = re.sub(r'<mo(?: movablelimits="true")?>([a-z]{2,})</mo>', r"<mi>\1</mi>", body)
     # ... followed by a thin space, as TeX puts, unless a parenthesis follows.
-    body = re.sub(r"<mi>([a-z]{2,})</mi>(?!<mo[^>]*>&#x00028;)", r'<mi>\1</mi><mspace width="0.167em" />', body)
+    body = re.sub(r"<mi>([a-z]{2,})</mi>(?!<mo[^>]*>(?:\(|&#x00028;))", r'<mi>\1</mi><mspace width="0.167em" />', body)
     # The transpose sign ⊤ is an identifier, not a spaced binary operator.
     body = body.replace("<mo>&#x022A4;</mo>", '<mi mathvariant="normal">&#x022A4;</mi>')
     # The brace under a term stretches to the term's width.
@@ -186,7 +187,13 @@ def extract_math(text):
         display = match.group("display") is not None
         formulas.append(latex_to_mathml(match.group("display" if display else "inline"), display))
         token = MATH_TOKEN.format(len(formulas) - 1)
-        return f"\n\n{token}\n\n" if display else token
+        if not display:
+            return token
+        # A display formula becomes a paragraph of its own, indented like its line (inside a list item).
+        line_start = match.string.rfind("\n", 0, match.start()) + 1
+        indent = match.string[line_start:match.start()]
+        indent = indent if not indent.strip() else ""
+        return f"\n\n{indent}{token}\n\n{indent}"
 
     return CODE_OR_MATH.sub(replace, text), formulas
 

@@ -161,7 +161,6 @@
       window.addEventListener("resize", function () { self.resize(); });
     }
     this.resize();
-    this.setZ(this.z, true);
   }
 
   Explorer.prototype.setExploring = function (on) {
@@ -248,6 +247,7 @@
     var rect = this.plane.getBoundingClientRect();
     var size = Math.max(1, Math.round(rect.width));
     var ratio = window.devicePixelRatio || 1;
+    if (size === this.cssSize && ratio === this.ratio) return;
     this.cssSize = size;
     this.ratio = ratio;
     this.plane.width = this.layer.width = Math.round(size * ratio);
@@ -290,24 +290,28 @@
     context.fillText("\u2191 z\u2081", 22, 4);
 
     var slice = this.dim >= 3 ? this.z[2] : null;
-    var order = this.points;
-    if (slice !== null) {
-      order = this.points.slice().sort(function (a, b) {
-        return Math.abs(b.z[2] - slice) - Math.abs(a.z[2] - slice);
-      });
-    }
-    var radius = size < 360 ? 1.5 : 2;
-    order.forEach(function (point) {
-      var alpha = 0.55;
+    // One path per digit and opacity level (in 3-D, the closer to the slice, the more opaque),
+    // filled at once: far fewer canvas calls than one per point. Faint levels first.
+    var radius = size < 360 ? 1.5 : 2, LEVELS = 8, batches = {};
+    this.points.forEach(function (point) {
+      var level = LEVELS - 1;
       if (slice !== null) {
         var distance = (point.z[2] - slice) / 0.4;
-        alpha = 0.05 + 0.75 * Math.exp(-distance * distance);
+        level = Math.round((LEVELS - 1) * Math.exp(-distance * distance));
       }
-      var xy = self.toCanvas(point.z[0], point.z[1]);
-      context.globalAlpha = alpha;
-      context.fillStyle = DIGIT_COLORS[point.label];
+      var key = level * 10 + point.label;
+      (batches[key] = batches[key] || []).push(point);
+    });
+    Object.keys(batches).map(Number).sort(function (a, b) { return a - b; }).forEach(function (key) {
+      var level = Math.floor(key / 10);
+      context.globalAlpha = slice === null ? 0.55 : 0.05 + 0.75 * level / (LEVELS - 1);
+      context.fillStyle = DIGIT_COLORS[key % 10];
       context.beginPath();
-      context.arc(xy[0], xy[1], radius, 0, 2 * Math.PI);
+      batches[key].forEach(function (point) {
+        var xy = self.toCanvas(point.z[0], point.z[1]);
+        context.moveTo(xy[0] + radius, xy[1]);
+        context.arc(xy[0], xy[1], radius, 0, 2 * Math.PI);
+      });
       context.fill();
     });
     context.globalAlpha = 1;
@@ -413,7 +417,16 @@
       root.insertBefore(note, root.firstChild);
       return;
     }
-    explorers[name] = new Explorer(root);
+    // Three short tasks rather than one long one: set up and draw the points; unpack the weights;
+    // decode the first digit. Only then is the explorer listed by window.vaeExplorer.models().
+    var started = new Explorer(root);
+    setTimeout(function () {
+      network(name);
+      setTimeout(function () {
+        started.setZ(started.z);
+        explorers[name] = started;
+      }, 0);
+    }, 0);
   }
 
   // The data scripts are deferred: they have run by DOMContentLoaded. Each explorer starts when it

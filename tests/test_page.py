@@ -396,9 +396,10 @@ def test_page_and_formulas_fit_every_width(browser, committed_root):
                   if (box.scrollWidth > box.clientWidth + 1 || math.right > own.right + 1 || math.left < own.left - 1)
                     bad.push(box.textContent.slice(0, 40));
                 }
-                for (const math of document.querySelectorAll('math')) {
+                const column = document.querySelector('main').getBoundingClientRect();
+                for (const math of document.querySelectorAll('main math')) {
                   const r = math.getBoundingClientRect();
-                  if (r.right > width + 0.5 || r.left < -0.5) bad.push(math.textContent.slice(0, 40));
+                  if (r.right > column.right + 0.5 || r.left < column.left - 0.5) bad.push(math.textContent.slice(0, 40));
                 }
                 return {scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth, bad: bad};
             }""")
