@@ -13,10 +13,13 @@ def evaluate(vae, images):
 
 
 def encode(encoder, images, batch_size=EVAL_BATCH_SIZE):
-    """The posterior means and log-variances of `images`: two (N, latent_dim) NumPy arrays."""
+    """The posterior means and log-variances of `images`: two (N, latent_dim) NumPy arrays.
+
+    `encoder` outputs (z_mean, z_log_var, z) in training, (z_mean, z_log_var) as saved.
+    """
     outputs = [encoder(images[i : i + batch_size], training=False) for i in range(0, len(images), batch_size)]
-    z_mean = np.concatenate([keras.ops.convert_to_numpy(z_mean) for z_mean, _, _ in outputs])
-    z_log_var = np.concatenate([keras.ops.convert_to_numpy(z_log_var) for _, z_log_var, _ in outputs])
+    z_mean = np.concatenate([keras.ops.convert_to_numpy(output[0]) for output in outputs])
+    z_log_var = np.concatenate([keras.ops.convert_to_numpy(output[1]) for output in outputs])
     return z_mean, z_log_var
 
 

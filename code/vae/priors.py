@@ -69,6 +69,14 @@ class GaussianPrior:
         log_det_ratio = self.log_det - ops.sum(z_log_var, axis=-1)
         return 0.5 * (trace + mahalanobis - self.latent_dim + log_det_ratio)
 
+    def log_density(self, z):
+        """ln N(z; 0, Σ) of latent points z (N, k): (N,) float64, in nats.
+
+        −½ [‖L⁻¹ z‖² + k ln 2π + ln det Σ], with L⁻¹ z from one triangular solve.
+        """
+        whitened = np.linalg.solve(self.cholesky, np.asarray(z, dtype=np.float64).T)
+        return -0.5 * (np.sum(np.square(whitened), axis=0) + self.latent_dim * np.log(2 * np.pi) + self.log_det)
+
     def sample(self, num_samples, seed=None):
         """Draw prior samples z = L ε with ε ~ N(0, I), as a NumPy array of shape (num_samples, k)."""
         epsilon = np.random.default_rng(seed).standard_normal((num_samples, self.latent_dim))
