@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,9 @@ MAX_GRID_LIMIT = 100.0  # in prior standard deviations: far past where any code 
 FLOAT32_TINY = float(np.finfo(np.float32).tiny)  # 1.2e-38, the smallest normal float32
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # 3.4e38
 MAX_CONDITION_NUMBER = 1e6  # of the prior's Σ: beyond it, Σ⁻¹ in float32 is mostly rounding error
+DEVICE_NAME = re.compile(r"/(device:)?(cpu|gpu|tpu):\d+", re.IGNORECASE)  # "/gpu:0", "/device:GPU:1"
+DISTRIBUTE = ("none", "mirrored", "multi_worker")  # vae/distribute.py says what each does
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")  # Keras' dtype policies
 
 
 class ConfigError(ValueError):
@@ -50,6 +54,9 @@ class Config:
     xla: bool = True  # compile the training step with XLA: faster epochs after a few seconds' compiling
     data_dir: "str | None" = None  # a folder with MNIST; None: $VAE_DATA_DIR, else the repository's data/
     out: str = str(REPO_ROOT)  # assets/ and models/ are written under this folder
+    distribute: str = "none"  # "none": one device; "mirrored": local GPUs; "multi_worker": machines in TF_CONFIG
+    devices: "list | None" = None  # for "mirrored": device names such as ["/gpu:0", "/gpu:1"]; None: all GPUs
+    precision: str = "float32"  # or "mixed_float16" (GPUs), "mixed_bfloat16" (CPUs, TPUs)
 
     def check(self, min_latent_dim=1):
         """Raise ConfigError for the first hyperparameter out of range; return self.
@@ -76,7 +83,24 @@ class Config:
         if self.data_dir is not None:
             self.data_dir = _check_folder("data_dir", self.data_dir, must_exist=True)
         self.out = _check_folder("out", self.out, must_exist=False)
+        _check_choice("distribute", self.distribute, DISTRIBUTE)
+        if self.devices is not None:
+            if self.distribute != "mirrored":
+                raise ConfigError(f"devices is only for distribute='mirrored', got distribute={self.distribute!r}")
+            if (not isinstance(self.devices, (list, tuple)) or not self.devices
+                    or not all(isinstance(d, str) and DEVICE_NAME.fullmatch(d) for d in self.devices)):
+                raise ConfigError(f"devices must be a list of device names such as ['/gpu:0', '/gpu:1'], "
+                                  f"got {self.devices!r}")
+            if len(set(map(str.lower, self.devices))) < len(self.devices):
+                raise ConfigError(f"devices names a device twice: {self.devices!r}")
+            self.devices = list(self.devices)
+        _check_choice("precision", self.precision, PRECISIONS)
         return self
+
+
+def _check_choice(name, value, choices):
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
 
 
 def _check_int(name, value, minimum, maximum):
@@ -170,6 +194,11 @@ def parse_covariance(text):
         ) from None
 
 
+def parse_devices(text):
+    """'/gpu:0,/gpu:1' → ['/gpu:0', '/gpu:1']."""
+    return [name.strip() for name in text.split(",")]
+
+
 def parse_flags(defaults, argv=None, min_latent_dim=1, description=None):
     """Return a copy of `defaults` with the command-line flags applied, checked.
 
@@ -206,6 +235,14 @@ def parse_flags(defaults, argv=None, min_latent_dim=1, description=None):
                if defaults.data_dir is None else "%(default)s)"))
     flag("--out", default=defaults.out, metavar="DIR",
          help="write assets/ and models/ under DIR (default: %(default)s)")
+    flag("--distribute", choices=DISTRIBUTE, default=defaults.distribute,
+         help="none: one device; mirrored: every local GPU (or --devices); multi_worker: the machines "
+              "in $TF_CONFIG (default: %(default)s)")
+    flag("--devices", type=parse_devices, default=defaults.devices, metavar="'/gpu:0,/gpu:1'",
+         help="with --distribute mirrored: the devices to use, comma-separated (default: " +
+              ("every GPU)" if defaults.devices is None else ",".join(defaults.devices) + ")"))
+    flag("--precision", choices=PRECISIONS, default=defaults.precision,
+         help="float32, or 16-bit layers: mixed_float16 on GPUs, mixed_bfloat16 on CPUs (default: %(default)s)")
     args = parser.parse_args(argv)
     config = dataclasses.replace(defaults, **vars(args))
     try:

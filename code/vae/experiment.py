@@ -8,8 +8,12 @@ import dataclasses
 import errno
 import math
 import os
+import hashlib
+import json
 import platform
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -19,6 +23,7 @@ import tensorflow as tf
 
 from vae import STARTED
 from vae.data import DataError, data_source, load_mnist
+from vae.distribute import is_chief, setup
 from vae.evaluation import evaluate
 from vae.figures import plot_history, plot_reconstructions
 from vae.progress import EpochBackup, Progress
@@ -42,7 +47,18 @@ class Experiment:
     def __init__(self, config, name, min_latent_dim=1):
         self.config = config.check(min_latent_dim)
         self.name = name
+        self.strategy = setup(config)  # before any model is built (vae/distribute.py)
+        if config.distribute != "none" or config.precision != "float32":
+            print(f"Training on {self.strategy.num_replicas_in_sync} replicas with {type(self.strategy).__name__} "
+                  f"(each step splits {config.batch_size} images among them), precision {config.precision}")
         self.out = Path(config.out)
+        self.chief = config.distribute != "multi_worker" or is_chief()
+        if not self.chief:
+            # Only the chief writes assets/ and models/. Every other worker runs the same steps (they
+            # take part in every collective), writing into a folder of its own in the temporary
+            # directory: kept while the run is unfinished, so that it resumes, and removed at the end.
+            tag = hashlib.sha256(str(self.out.resolve()).encode()).hexdigest()[:8]
+            self.out = Path(tempfile.gettempdir()) / f"vae-{name}-{_task_name()}-{tag}"
         self.models_dir = self.out / "models"
         # Fail now, not after training, if the results cannot be written.
         for folder in [self.out / "assets", self.models_dir]:
@@ -186,6 +202,10 @@ class Experiment:
         self.progress.remove()
         self.lock.release()
         self.stage = "done"
+        if not self.chief:
+            shutil.rmtree(self.out, ignore_errors=True)
+            print(f"Worker {_task_name()} done; the chief writes the results")
+            return self.metrics
         self.print_summary(written)
         return self.metrics
 
@@ -242,6 +262,12 @@ class Experiment:
 
 # OSError numbers that mean "this file cannot be written": disk full, quota, read-only, too large, I/O error.
 DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO}
+
+
+def _task_name():
+    """This process's task in TF_CONFIG, such as "worker-1"."""
+    task = json.loads(os.environ.get("TF_CONFIG") or "{}").get("task", {})
+    return f"{task.get('type', 'worker')}-{task.get('index', 0)}"
 
 
 def device_name():

@@ -8,6 +8,7 @@ import keras
 import tensorflow as tf
 from keras import layers, ops
 
+from vae.distribute import as_step_outputs, share_of_global_mean
 from vae.priors import GaussianPrior
 
 IMAGE_SHAPE = (28, 28, 1)
@@ -121,8 +122,11 @@ class VAE(keras.Model):
         images, _, _ = keras.utils.unpack_x_y_sample_weight(data)  # x alone, or (x,) from train_on_batch
         with tf.GradientTape() as tape:
             loss, reconstruction, kl = self.compute_losses(images, training=True)
-            # Under mixed precision the optimizer scales the loss to keep small gradients.
-            scaled_loss = self.optimizer.scale_loss(loss)
+            # With several replicas (vae/distribute.py) each holds a share of the batch, and the optimizer
+            # sums their gradients: weight each share's mean by its share of the images.
+            loss_share = share_of_global_mean(loss, ops.cast(ops.shape(images)[0], loss.dtype))
+            # Under mixed_float16 the optimizer scales the loss to keep small gradients.
+            scaled_loss = self.optimizer.scale_loss(loss_share)
         gradients = tape.gradient(scaled_loss, self.trainable_weights)
         self.optimizer.apply(gradients, self.trainable_weights)
         return self.update_trackers(images, loss, reconstruction, kl)
@@ -133,9 +137,13 @@ class VAE(keras.Model):
 
     def update_trackers(self, images, loss, reconstruction, kl):
         # Weighted by batch size, so an epoch's value is the exact mean over its images
-        # even when the last batch is smaller.
+        # even when the last batch is smaller. With several replicas, each adds its share of the
+        # batch, and Keras sums the trackers' totals and counts over the replicas when it reads them.
         batch_size = ops.cast(ops.shape(images)[0], "float32")
+        if tf.distribute.get_strategy().num_replicas_in_sync > 1:
+            # A replica can be given no images of a short last batch: its means are 0/0 = NaN, of weight 0.
+            loss, reconstruction, kl = (ops.where(batch_size > 0, value, 0.0) for value in (loss, reconstruction, kl))
         self.loss_tracker.update_state(loss, sample_weight=batch_size)
         self.reconstruction_tracker.update_state(reconstruction, sample_weight=batch_size)
         self.kl_tracker.update_state(kl, sample_weight=batch_size)
-        return {metric.name: metric.result() for metric in self.metrics}
+        return as_step_outputs({metric.name: metric.result() for metric in self.metrics})

@@ -96,6 +96,12 @@ def train(vae, x_train, x_val, epochs, batch_size, learning_rate, seed=None, ver
     data's), in nats per image, and "seconds", each a list with one value per epoch run.
     """
     steps_per_epoch = -(-len(x_train) // batch_size)
+    if tf.distribute.has_strategy():  # several devices or machines (vae/distribute.py)
+        # XLA cannot compile a step that reads the other replicas' weights ("Trying to access resource ...
+        # located in device CPU:1 from device CPU:0"): Keras itself turns XLA off under tf.distribute
+        # (keras/src/trainers/trainer.py, _resolve_auto_jit_compile). Several steps per call fail under
+        # MirroredStrategy ("You must feed a value for placeholder tensor", keras-team/keras#19246).
+        jit_compile, steps_per_execution = False, 1
     compile_vae(vae, learning_rate, jit_compile, min(steps_per_execution, steps_per_epoch))
     history = vae.fit(
         batched(x_train, batch_size, shuffle=True, seed=seed, autotune=autotune),

@@ -1,0 +1,115 @@
+"""Training beyond one device: TensorFlow's distribution strategies and Keras' mixed precision.
+
+config.distribute picks the strategy:
+- "none": TensorFlow's default, one device (a GPU when TensorFlow sees one, else the CPU);
+- "mirrored": `tf.distribute.MirroredStrategy`, one replica per local GPU (or per device in
+  config.devices); every step splits the global batch (config.batch_size images) across them;
+- "multi_worker": `tf.distribute.MultiWorkerMirroredStrategy`, one process per machine, each
+  told the cluster and its own place in it by the TF_CONFIG environment variable (README).
+
+config.precision picks Keras' dtype policy: "float32", or "mixed_float16" (GPUs) and
+"mixed_bfloat16" (CPUs, TPUs), which compute the layers in 16 bits and keep the weights, ln σ²,
+the logits and the losses in float32 (vae/model.py).
+"""
+
+import json
+import os
+
+import keras
+import tensorflow as tf
+
+from vae.data import DATASET_SIZES
+from vae.training import EVAL_BATCH_SIZE
+
+
+def setup(config):
+    """Set the precision policy and the strategy for every model, optimizer and metric created from
+    now on (the chapter scripts build theirs after this); return the strategy.
+
+    Raises SystemExit naming the parameter when this machine cannot do what config asks.
+    """
+    if config.precision == "mixed_float16" and not tf.config.list_physical_devices("GPU"):
+        raise SystemExit("error: precision: mixed_float16 needs a GPU, and TensorFlow sees none here; "
+                         "on a CPU use --precision mixed_bfloat16 (or float32)")
+    keras.mixed_precision.set_global_policy(config.precision)
+    strategy = strategy_for(config)
+    if config.distribute != "none":
+        check_even_split(config, strategy.num_replicas_in_sync)
+        # Everything built from now on is built in the strategy's scope, as if inside `with strategy.scope():`.
+        tf.distribute.experimental_set_strategy(strategy)
+    return strategy
+
+
+def check_even_split(config, replicas):
+    """Raise SystemExit unless the first batch of training and of evaluation split evenly among `replicas`.
+
+    Keras starts every distributed fit and evaluate by averaging the replicas' shares of the first
+    batch, which fails for shares of unequal size ("Inputs to operation AddN must have the same size
+    and shape", keras-team/keras#19246). Later batches, a short last one included, may split unevenly.
+    """
+    first_batch = min(config.batch_size, config.train_size or DATASET_SIZES["mnist"][0])
+    if first_batch % replicas:
+        raise SystemExit(f"error: batch_size: the first batch of {first_batch} images does not split evenly "
+                         f"among {replicas} replicas; use a multiple of {replicas}")
+    if EVAL_BATCH_SIZE % replicas:
+        raise SystemExit(f"error: distribute: evaluation's batches of {EVAL_BATCH_SIZE} images do not split evenly "
+                         f"among {replicas} replicas; use a number of devices that divides {EVAL_BATCH_SIZE}")
+
+
+def strategy_for(config):
+    """The `tf.distribute.Strategy` that config.distribute names."""
+    if config.distribute == "mirrored":
+        if config.devices is not None:
+            known = [device.name for device in tf.config.list_logical_devices()]  # "/device:GPU:0", ...
+            for device in config.devices:
+                if tf.DeviceSpec.from_string(device).to_string() not in known:  # "/gpu:0" → "/device:GPU:0"
+                    raise SystemExit(f"error: devices: {device} is not a device of this machine "
+                                     f"(TensorFlow sees {', '.join(known)})")
+        return tf.distribute.MirroredStrategy(config.devices)
+    if config.distribute == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            raise SystemExit("error: distribute: multi_worker needs the TF_CONFIG environment variable "
+                             "(the cluster's addresses and this worker's place in it; see the README)")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def is_chief():
+    """True for the process that writes the results: the only one, or in a multi-worker cluster
+    (TF_CONFIG) the task of type "chief", or worker 0 when there is no chief."""
+    tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    task = tf_config.get("task", {})
+    kind, index = task.get("type", "worker"), int(task.get("index", 0))
+    if "chief" in tf_config.get("cluster", {}):
+        return kind == "chief"
+    return kind == "worker" and index == 0
+
+
+def share_of_global_mean(mean, batch_size):
+    """This replica's part of the loss over the global batch: `mean`, a scalar averaged over this
+    replica's `batch_size` images, times its share of the global batch's images.
+
+    The optimizer sums the replicas' gradients, so these parts must sum to the mean over the global
+    batch. Keras' built-in losses divide by the number of replicas instead (`scale_loss_for_distribution`
+    in keras/src/losses/loss.py); a loss written by hand, like the VAE's, must scale itself
+    (keras-team/keras#19308). Weighting by the share is also exact when a short last batch is split
+    unevenly; a replica given no images (mean 0/0 = NaN) adds 0. With one replica: `mean`, untouched.
+    """
+    replica = tf.distribute.get_replica_context()
+    if replica is None or replica.num_replicas_in_sync == 1:
+        return mean
+    global_batch_size = replica.all_reduce("sum", batch_size)
+    return keras.ops.where(batch_size > 0, mean * (batch_size / global_batch_size), 0.0)
+
+
+def as_step_outputs(results):
+    """`results`, the dict of scalars a train or test step returns, shaped for Keras to gather.
+
+    Under MultiWorkerMirroredStrategy Keras 3 averages every output of a step along its axis 0,
+    which a scalar does not have ("Invalid reduction dimension 0 for input with 0 dimensions",
+    tensorflow/tensorflow#72388): there each value becomes a vector of one. Elsewhere: unchanged.
+    (The epoch's values come from the trackers themselves, summed over every replica.)
+    """
+    if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+        return {name: keras.ops.reshape(value, (1,)) for name, value in results.items()}
+    return results

@@ -1,0 +1,253 @@
+"""Training on several devices and machines (tf.distribute) and in mixed precision, on this CPU.
+
+A CPU split into two logical devices stands in for two GPUs, and two processes on localhost for two
+machines. Both must be set up before TensorFlow starts, so those tests run in fresh processes.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import CODE_DIR, REPO_ROOT, run_python
+from vae.config import Config, ConfigError, parse_flags
+
+TWO_CPUS = """
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+"""
+
+# A VAE whose sampling noise is a fixed function of the image: ε = cos(3μ), without gradient. Split
+# across replicas or not, each image gets the same ε, so runs differ only in how they add up the batch.
+# Trained with SGD: Adam's first step is about lr·sign(gradient), blind to a gradient N times too large.
+FIXED_NOISE_VAE = """
+import json
+import keras
+import numpy as np
+from keras import ops
+import vae.model
+from vae.training import batched
+
+class FixedNoiseSampling(vae.model.Sampling):
+    def call(self, inputs):
+        z_mean, z_log_var = inputs
+        return z_mean + ops.exp(0.5 * z_log_var) * ops.stop_gradient(ops.cos(3.0 * z_mean))
+
+vae.model.Sampling = FixedNoiseSampling  # build_encoder builds this one
+
+def images(count):
+    return np.random.default_rng(0).random((count, 28, 28, 1)).astype("float32")
+
+def train(strategy, x, batch_size=64, start=None):
+    '''SGD over x in batches of batch_size (global), in order; returns (start weights, end weights, history).'''
+    with strategy.scope():
+        keras.utils.set_random_seed(0)
+        model = vae.model.VAE(vae.model.build_encoder(2), vae.model.build_decoder(2))
+        if start is not None:
+            model.set_weights(start)
+        start = model.get_weights()
+        model.compile(optimizer=keras.optimizers.SGD(0.01), jit_compile=False, steps_per_execution=1)
+        history = model.fit(batched(x, batch_size), epochs=1, verbose=0, shuffle=False).history
+    return start, model.get_weights(), history
+
+def max_difference(a, b):
+    return float(max(np.abs(u - v).max() for u, v in zip(a, b)))
+"""
+
+# Weights are O(0.1); one SGD step moves them by O(1e-3); float32 sums in another order differ by O(1e-8).
+WEIGHT_TOLERANCE = 1e-6
+
+
+def test_two_replicas_take_the_same_steps_as_one():
+    result = run_python(TWO_CPUS + FIXED_NOISE_VAE + """
+import tensorflow as tf
+one, two = tf.distribute.get_strategy(), tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+# The first step, a batch of 64: 32 images per replica.
+start, one_step, one_history = train(one, images(64))
+_, two_step, two_history = train(two, images(64), start=start)
+# Three steps: 64, 64 and a last batch of 1 image, which leaves one replica with none.
+_, one_end, _ = train(one, images(129), start=start)
+_, two_end, _ = train(two, images(129), start=start)
+print(json.dumps({"replicas": two.num_replicas_in_sync, "loss": [one_history["loss"][0], two_history["loss"][0]],
+                  "first_step": max_difference(one_step, two_step), "moved": max_difference(one_step, start),
+                  "three_steps": max_difference(one_end, two_end)}))
+""")
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads(result.stdout.splitlines()[-1])
+    print(found)
+    assert found["replicas"] == 2
+    assert found["loss"][1] == pytest.approx(found["loss"][0], rel=1e-6)
+    assert found["moved"] > 1000 * WEIGHT_TOLERANCE  # the step did move the weights
+    assert found["first_step"] < WEIGHT_TOLERANCE
+    assert found["three_steps"] < WEIGHT_TOLERANCE
+
+
+def test_vae_2d_on_two_replicas_writes_all_its_outputs(tmp_path, small_mnist):
+    out = tmp_path / "out"
+    result = run_python(TWO_CPUS + f"""
+import runpy, sys
+sys.argv = ["vae_2d.py", "--distribute", "mirrored", "--devices", "/cpu:0,/cpu:1", "--epochs", "1",
+            "--grid-size", "4", "--data-dir", {str(small_mnist)!r}, "--out", {str(out)!r}]
+runpy.run_path({str(CODE_DIR / "vae_2d.py")!r}, run_name="__main__")
+""")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Training on 2 replicas with MirroredStrategy" in result.stdout
+    expected = {"assets/Clusters2D.png", "assets/latent2D.png", "assets/reconstructions_2d.png",
+                "assets/history_2d.png", "models/encoder_2d.h5", "models/decoder_2d.h5",
+                "models/test_encodings_2d.npz", "models/metrics_2d.json"}
+    written = {str(path.relative_to(out)) for path in out.glob("*/[!.]*")}  # not the run's lock
+    assert written == expected
+    metrics = json.loads((out / "models" / "metrics_2d.json").read_text())
+    assert 80 < metrics["test_loss"] < 400 and metrics["train_images"] == 2000
+    assert (out / "assets" / "Clusters2D.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_workers_train_as_one_process(tmp_path):
+    """Two processes on localhost, a cluster in TF_CONFIG, end with the weights of one process
+    that trains on the same global batches."""
+    cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
+    worker = f"""
+import sys
+import numpy as np
+from vae.config import Config
+from vae.distribute import is_chief, setup
+strategy = setup(Config(distribute="multi_worker", batch_size=64))
+""" + FIXED_NOISE_VAE + """
+_, end, history = train(strategy, images(192))  # three steps of 64 images, 32 on each worker
+np.savez(sys.argv[1], *end)
+print(json.dumps({"replicas": strategy.num_replicas_in_sync, "chief": is_chief(), "loss": history["loss"][0]}))
+"""
+    alone = FIXED_NOISE_VAE + """
+import sys, tensorflow as tf
+_, end, history = train(tf.distribute.get_strategy(), images(192))
+np.savez(sys.argv[1], *end)
+print(json.dumps({"loss": history["loss"][0]}))
+"""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(CODE_DIR)}
+    processes = []
+    try:
+        for index in range(2):
+            tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+            processes.append(subprocess.Popen([sys.executable, "-c", worker, str(tmp_path / f"worker{index}.npz")],
+                                              env={**env, "TF_CONFIG": tf_config}, cwd=REPO_ROOT, text=True,
+                                              stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        processes.append(subprocess.Popen([sys.executable, "-c", alone, str(tmp_path / "alone.npz")],
+                                          env=env, cwd=REPO_ROOT, text=True,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        outputs = [process.communicate(timeout=120) for process in processes]  # each stops by itself
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait(timeout=10)
+    for process, (stdout, stderr) in zip(processes, outputs):
+        assert process.returncode == 0, stderr[-3000:]
+    reports = [json.loads(stdout.splitlines()[-1]) for stdout, _ in outputs]
+    assert [r.get("chief") for r in reports[:2]] == [True, False]
+    assert [r.get("replicas") for r in reports[:2]] == [2, 2]
+    weights = [list(np.load(tmp_path / f"{name}.npz").values()) for name in ["worker0", "worker1", "alone"]]
+    print({"workers": max(np.abs(a - b).max() for a, b in zip(weights[0], weights[1])),
+           "alone": max(np.abs(a - b).max() for a, b in zip(weights[0], weights[2]))})
+    for a, b in zip(weights[0], weights[1]):
+        np.testing.assert_array_equal(a, b)  # the workers apply the same all-reduced gradients
+    for a, b in zip(weights[0], weights[2]):
+        np.testing.assert_allclose(a, b, rtol=0, atol=WEIGHT_TOLERANCE)
+    assert reports[0]["loss"] == pytest.approx(reports[2]["loss"], rel=1e-6)
+
+
+def test_mixed_bfloat16_keeps_the_losses_in_float32_and_trains_like_float32(small_mnist):
+    result = run_python(f"""
+import json, math
+import keras
+from vae.config import Config
+from vae.data import load_mnist
+from vae.distribute import setup
+from vae.evaluation import evaluate
+from vae.model import VAE, build_decoder, build_encoder, reconstruction_loss
+from vae.training import train
+
+(x_train, _), (x_test, _) = load_mnist({str(small_mnist)!r})
+found = {{}}
+for precision in ["float32", "mixed_bfloat16"]:
+    setup(Config(precision=precision))  # as an Experiment does
+    keras.utils.set_random_seed(0)
+    vae = VAE(build_encoder(2, seed=0), build_decoder(2))
+    z_mean, z_log_var, z = vae.encoder(x_test[:8], training=True)
+    losses = vae.compute_losses(x_test[:8], training=True)
+    tensors = {{"z_log_var": z_log_var, "reconstruction_per_image": reconstruction_loss(x_test[:8], vae.decoder_logits(z)),
+                "kl_per_image": vae.prior.kl_divergence(z_mean, z_log_var),
+                "loss": losses[0], "reconstruction": losses[1], "kl": losses[2]}}
+    dtypes = {{"dense": vae.encoder.layers[2].compute_dtype,
+               **{{name: keras.backend.standardize_dtype(t.dtype) for name, t in tensors.items()}}}}
+    history = train(vae, x_train, x_test, epochs=3, batch_size=128, learning_rate=1e-3, seed=0,
+                    verbose=0, jit_compile=False)
+    found[precision] = {{"dtypes": dtypes, "history": history["loss"],
+                         "test_loss": evaluate(vae, x_test)["loss"]}}
+print(json.dumps(found))
+""")
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads(result.stdout.splitlines()[-1])
+    print({precision: found[precision]["test_loss"] for precision in found})
+    mixed = found["mixed_bfloat16"]
+    assert mixed["dtypes"] == {"dense": "bfloat16", "z_log_var": "float32", "reconstruction_per_image": "float32",
+                               "kl_per_image": "float32", "loss": "float32", "reconstruction": "float32", "kl": "float32"}
+    assert all(np.isfinite(mixed["history"])) and np.isfinite(mixed["test_loss"])
+    assert mixed["history"][-1] < mixed["history"][0]  # it trained
+    assert abs(mixed["test_loss"] - found["float32"]["test_loss"]) < 1.0
+
+
+def test_distribute_and_precision_flags_are_checked():
+    defaults = Config()
+    assert (defaults.distribute, defaults.devices, defaults.precision) == ("none", None, "float32")
+    config = parse_flags(defaults, ["--distribute", "mirrored", "--devices", "/gpu:0, /gpu:1",
+                                    "--precision", "mixed_float16"])
+    assert (config.distribute, config.devices, config.precision) == ("mirrored", ["/gpu:0", "/gpu:1"], "mixed_float16")
+    for bad, message in [
+        (dict(distribute="horovod"), "distribute must be one of 'none', 'mirrored', 'multi_worker', got 'horovod'"),
+        (dict(precision="float16"), "precision must be one of 'float32', 'mixed_float16', 'mixed_bfloat16'"),
+        (dict(devices=["/gpu:0"]), "devices is only for distribute='mirrored'"),
+        (dict(distribute="mirrored", devices=["gpu0"]), "devices must be a list of device names"),
+        (dict(distribute="mirrored", devices=[]), "devices must be a list of device names"),
+        (dict(distribute="mirrored", devices=["/gpu:0", "/GPU:0"]), "devices names a device twice"),
+    ]:
+        with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            Config(**bad).check()
+    with pytest.raises(SystemExit):
+        parse_flags(defaults, ["--precision", "float16"])
+
+
+def test_what_this_machine_cannot_do_is_refused_before_any_data_loads(monkeypatch):
+    from vae.distribute import setup
+
+    for config, message in [
+        (Config(precision="mixed_float16"), "precision: mixed_float16 needs a GPU"),
+        (Config(distribute="mirrored", devices=["/gpu:7"]), "devices: /gpu:7 is not a device of this machine"),
+        (Config(distribute="multi_worker"), "distribute: multi_worker needs the TF_CONFIG environment variable"),
+    ]:
+        monkeypatch.delenv("TF_CONFIG", raising=False)
+        with pytest.raises(SystemExit, match=message):
+            setup(config.check())
+
+
+def test_the_chief_is_worker_0_or_the_chief_task(monkeypatch):
+    from vae.distribute import is_chief
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert is_chief()  # a single process writes its results
+    workers = {"worker": ["a:1", "b:1"]}
+    for cluster, task, chief in [(workers, {"type": "worker", "index": 0}, True),
+                                 (workers, {"type": "worker", "index": 1}, False),
+                                 ({"chief": ["c:1"], **workers}, {"type": "chief", "index": 0}, True),
+                                 ({"chief": ["c:1"], **workers}, {"type": "worker", "index": 0}, False)]:
+        monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": task}))
+        assert is_chief() == chief
