@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import CODE_DIR, REPO_ROOT, run_python
+from conftest import CODE_DIR, REPO_ROOT, run_python, script_command
 from vae.config import Config, ConfigError, parse_flags
 
 TWO_CPUS = """
@@ -43,22 +43,31 @@ vae.model.Sampling = FixedNoiseSampling  # build_encoder builds this one
 def images(count):
     return np.random.default_rng(0).random((count, 28, 28, 1)).astype("float32")
 
+class FirstStep(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == 0:
+            self.weights, self.loss = self.model.get_weights(), float(logs["loss"])
+
 def train(strategy, x, batch_size=64, start=None):
-    '''SGD over x in batches of batch_size (global), in order; returns (start weights, end weights, history).'''
+    '''SGD over x in batches of batch_size (global), in order.
+    Returns the weights at the start, after the first step and at the end, and the first step's loss.'''
     with strategy.scope():
         keras.utils.set_random_seed(0)
         model = vae.model.VAE(vae.model.build_encoder(2), vae.model.build_decoder(2))
         if start is not None:
             model.set_weights(start)
-        start = model.get_weights()
+        start, first_step = model.get_weights(), FirstStep()
         model.compile(optimizer=keras.optimizers.SGD(0.01), jit_compile=False, steps_per_execution=1)
-        history = model.fit(batched(x, batch_size), epochs=1, verbose=0, shuffle=False).history
-    return start, model.get_weights(), history
+        model.fit(batched(x, batch_size), epochs=1, verbose=0, shuffle=False, callbacks=[first_step])
+    return start, first_step.weights, model.get_weights(), first_step.loss
 
 def max_difference(a, b):
     return float(max(np.abs(u - v).max() for u, v in zip(a, b)))
 """
 
+TWO_D_OUTPUTS = {"assets/Clusters2D.png", "assets/latent2D.png", "assets/reconstructions_2d.png",
+                 "assets/history_2d.png", "models/encoder_2d.h5", "models/decoder_2d.h5",
+                 "models/test_encodings_2d.npz", "models/metrics_2d.json"}
 # Weights are O(0.1); one SGD step moves them by O(1e-3); float32 sums in another order differ by O(1e-8).
 WEIGHT_TOLERANCE = 1e-6
 
@@ -67,13 +76,10 @@ def test_two_replicas_take_the_same_steps_as_one():
     result = run_python(TWO_CPUS + FIXED_NOISE_VAE + """
 import tensorflow as tf
 one, two = tf.distribute.get_strategy(), tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-# The first step, a batch of 64: 32 images per replica.
-start, one_step, one_history = train(one, images(64))
-_, two_step, two_history = train(two, images(64), start=start)
-# Three steps: 64, 64 and a last batch of 1 image, which leaves one replica with none.
-_, one_end, _ = train(one, images(129), start=start)
-_, two_end, _ = train(two, images(129), start=start)
-print(json.dumps({"replicas": two.num_replicas_in_sync, "loss": [one_history["loss"][0], two_history["loss"][0]],
+# Three steps: 64 images (32 per replica), 64, and a last batch of 1 image, which leaves one replica none.
+start, one_step, one_end, one_loss = train(one, images(129))
+_, two_step, two_end, two_loss = train(two, images(129), start=start)
+print(json.dumps({"replicas": two.num_replicas_in_sync, "loss": [one_loss, two_loss],
                   "first_step": max_difference(one_step, two_step), "moved": max_difference(one_step, start),
                   "three_steps": max_difference(one_end, two_end)}))
 """)
@@ -97,11 +103,8 @@ runpy.run_path({str(CODE_DIR / "vae_2d.py")!r}, run_name="__main__")
 """)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Training on 2 replicas with MirroredStrategy" in result.stdout
-    expected = {"assets/Clusters2D.png", "assets/latent2D.png", "assets/reconstructions_2d.png",
-                "assets/history_2d.png", "models/encoder_2d.h5", "models/decoder_2d.h5",
-                "models/test_encodings_2d.npz", "models/metrics_2d.json"}
     written = {str(path.relative_to(out)) for path in out.glob("*/[!.]*")}  # not the run's lock
-    assert written == expected
+    assert written == TWO_D_OUTPUTS
     metrics = json.loads((out / "models" / "metrics_2d.json").read_text())
     assert 80 < metrics["test_loss"] < 400 and metrics["train_images"] == 2000
     assert (out / "assets" / "Clusters2D.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -124,15 +127,15 @@ from vae.config import Config
 from vae.distribute import is_chief, setup
 strategy = setup(Config(distribute="multi_worker", batch_size=64))
 """ + FIXED_NOISE_VAE + """
-_, end, history = train(strategy, images(192))  # three steps of 64 images, 32 on each worker
+_, _, end, loss = train(strategy, images(192))  # three steps of 64 images, 32 on each worker
 np.savez(sys.argv[1], *end)
-print(json.dumps({"replicas": strategy.num_replicas_in_sync, "chief": is_chief(), "loss": history["loss"][0]}))
+print(json.dumps({"replicas": strategy.num_replicas_in_sync, "chief": is_chief(), "loss": loss}))
 """
     alone = FIXED_NOISE_VAE + """
 import sys, tensorflow as tf
-_, end, history = train(tf.distribute.get_strategy(), images(192))
+_, _, end, loss = train(tf.distribute.get_strategy(), images(192))
 np.savez(sys.argv[1], *end)
-print(json.dumps({"loss": history["loss"][0]}))
+print(json.dumps({"loss": loss}))
 """
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(CODE_DIR)}
     processes = []
@@ -163,6 +166,37 @@ print(json.dumps({"loss": history["loss"][0]}))
     for a, b in zip(weights[0], weights[2]):
         np.testing.assert_allclose(a, b, rtol=0, atol=WEIGHT_TOLERANCE)
     assert reports[0]["loss"] == pytest.approx(reports[2]["loss"], rel=1e-6)
+
+
+def test_only_the_chief_worker_writes_results(tmp_path, small_mnist):
+    """vae_2d.py in two worker processes: worker 0 writes the outputs under its --out, worker 1 nothing
+    under its own; its progress and staging, in the temporary folder while it runs, are removed."""
+    cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
+    (tmp_path / "tmp").mkdir()
+    processes = []
+    try:
+        for index in range(2):
+            tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+            command, env = script_command("vae_2d.py", "--distribute", "multi_worker", "--epochs", 1,
+                                          "--train-size", 256, "--grid-size", 4, "--data-dir", small_mnist,
+                                          "--out", tmp_path / f"out{index}",
+                                          env_extra={"TF_CONFIG": tf_config, "TMPDIR": str(tmp_path / "tmp")})
+            processes.append(subprocess.Popen(command, env=env, cwd=REPO_ROOT, text=True,
+                                              stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        outputs = [process.communicate(timeout=180) for process in processes]  # each stops by itself
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait(timeout=10)
+    for process, (stdout, stderr) in zip(processes, outputs):
+        assert process.returncode == 0, stderr[-3000:]
+    assert "Training on 2 replicas with MultiWorkerMirroredStrategy" in outputs[0][0]
+    written = {str(path.relative_to(tmp_path / "out0")) for path in (tmp_path / "out0").glob("*/[!.]*")}
+    assert written == TWO_D_OUTPUTS
+    assert json.loads((tmp_path / "out0" / "models" / "metrics_2d.json").read_text())["train_images"] == 256
+    assert "the chief writes the results" in outputs[1][0]
+    assert not (tmp_path / "out1").exists()
+    assert list((tmp_path / "tmp").iterdir()) == []
 
 
 def test_mixed_bfloat16_keeps_the_losses_in_float32_and_trains_like_float32(small_mnist):
@@ -227,7 +261,7 @@ def test_distribute_and_precision_flags_are_checked():
 
 
 def test_what_this_machine_cannot_do_is_refused_before_any_data_loads(monkeypatch):
-    from vae.distribute import setup
+    from vae.distribute import check_even_split, setup
 
     for config, message in [
         (Config(precision="mixed_float16"), "precision: mixed_float16 needs a GPU"),
@@ -237,6 +271,12 @@ def test_what_this_machine_cannot_do_is_refused_before_any_data_loads(monkeypatc
         monkeypatch.delenv("TF_CONFIG", raising=False)
         with pytest.raises(SystemExit, match=message):
             setup(config.check())
+    # Keras cannot start a distributed fit or evaluate whose first batch splits unevenly (keras-team/keras#19246).
+    with pytest.raises(SystemExit, match="batch_size: the first batch of 129 images does not split evenly among 2"):
+        check_even_split(Config(batch_size=129), replicas=2)
+    with pytest.raises(SystemExit, match="distribute: evaluation's batches of 1000 images do not split evenly among 3"):
+        check_even_split(Config(batch_size=120), replicas=3)
+    check_even_split(Config(batch_size=129, train_size=100), replicas=2)  # the first batch: 100 images
 
 
 def test_the_chief_is_worker_0_or_the_chief_task(monkeypatch):

@@ -49,7 +49,9 @@ class Experiment:
         self.name = name
         self.strategy = setup(config)  # before any model is built (vae/distribute.py)
         if config.distribute != "none" or config.precision != "float32":
-            print(f"Training on {self.strategy.num_replicas_in_sync} replicas with {type(self.strategy).__name__} "
+            strategy = {"none": "one device", "mirrored": "MirroredStrategy",
+                        "multi_worker": "MultiWorkerMirroredStrategy"}[config.distribute]
+            print(f"Training on {self.strategy.num_replicas_in_sync} replicas with {strategy} "
                   f"(each step splits {config.batch_size} images among them), precision {config.precision}")
         self.out = Path(config.out)
         self.chief = config.distribute != "multi_worker" or is_chief()
