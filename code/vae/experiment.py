@@ -6,10 +6,10 @@ The chapter scripts build their own models and draw their own figures in between
 
 import dataclasses
 import errno
-import math
-import os
 import hashlib
 import json
+import math
+import os
 import platform
 import shutil
 import sys
@@ -48,11 +48,13 @@ class Experiment:
         self.config = config.check(min_latent_dim)
         self.name = name
         self.strategy = setup(config)  # before any model is built (vae/distribute.py)
-        if config.distribute != "none" or config.precision != "float32":
-            strategy = {"none": "one device", "mirrored": "MirroredStrategy",
-                        "multi_worker": "MultiWorkerMirroredStrategy"}[config.distribute]
+        if config.distribute != "none":
+            strategy = {"mirrored": "MirroredStrategy", "multi_worker": "MultiWorkerMirroredStrategy"}[config.distribute]
             print(f"Training on {self.strategy.num_replicas_in_sync} replicas with {strategy} "
-                  f"(each step splits {config.batch_size} images among them), precision {config.precision}")
+                  f"(each step splits {config.batch_size} images among them)")
+        if config.precision != "float32":
+            print(f"Precision {config.precision}: the layers compute in 16 bits; the weights, ln σ² and the losses "
+                  f"stay float32")
         self.out = Path(config.out)
         self.chief = config.distribute != "multi_worker" or is_chief()
         if not self.chief:
@@ -206,7 +208,7 @@ class Experiment:
         self.stage = "done"
         if not self.chief:
             shutil.rmtree(self.out, ignore_errors=True)
-            print(f"Worker {_task_name()} done; the chief writes the results")
+            print(f"{_task_name()} done; the chief writes the results")
             return self.metrics
         self.print_summary(written)
         return self.metrics
