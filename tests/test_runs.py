@@ -37,8 +37,10 @@ def start(out, data, *args):
     """Start vae_2d.py with COMMAND in the background; the Popen."""
     command, env = script_command("vae_2d.py", *(args or COMMAND), "--out", out,
                                   env_extra={"VAE_DATA_DIR": str(data)})
+    # Ctrl-C's SIGINT is ignored in a process started in the background by a shell (as the suite may
+    # be, in CI), and children inherit that; the run under test gets the default back, as in a terminal.
     return subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def wait_until(process, condition, timeout=120):
@@ -95,7 +97,8 @@ def check_outputs(out, name="2d"):
     return metrics
 
 
-FIGURES = {"2d": ["Clusters2D.png", "latent2D.png", "reconstructions_2d.png", "history_2d.png"]}
+FIGURES = {"2d": ["Clusters2D.png", "latent2D.png", "reconstructions_2d.png", "history_2d.png", "samples_2d.png",
+                  "interpolation_2d.png", "posterior_widths_2d.png", "holes_2d.png"]}
 
 
 @pytest.fixture(scope="module")
