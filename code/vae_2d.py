@@ -10,7 +10,8 @@ image. Two latent dimensions are few enough to draw: every figure below is a pic
 the latent plane.
 
 Writes assets/Clusters2D.png, assets/latent2D.png, assets/reconstructions_2d.png,
-assets/history_2d.png, models/encoder_2d.h5, models/decoder_2d.h5, models/test_encodings_2d.npz
+assets/history_2d.png, assets/samples_2d.png, assets/interpolation_2d.png,
+assets/posterior_widths_2d.png, assets/holes_2d.png, models/encoder_2d.h5, models/decoder_2d.h5, models/test_encodings_2d.npz
 and models/metrics_2d.json (replacing those of an earlier run, all together at the end).
 """
 
@@ -22,7 +23,9 @@ def main(config):
     from vae.evaluation import encode
     from vae.experiment import Experiment
     from vae.figures import plot_latent_clusters, plot_manifold
+    from vae.inspection import look_inside
     from vae.model import VAE, build_decoder, build_encoder
+    from vae.priors import GaussianPrior
 
     experiment = Experiment(config, name="2d", min_latent_dim=2)
     (x_train, _), (x_test, y_test) = experiment.load_data()
@@ -34,14 +37,19 @@ def main(config):
     history = experiment.train(vae, x_train, x_test)
 
     # Where does the encoder put each test digit? Its posterior mean μ, colored by label.
-    z_mean, _ = encode(encoder, x_test)
+    z_mean, z_log_var = encode(encoder, x_test)
     plot_latent_clusters(z_mean, y_test, experiment.asset("Clusters2D.png"))
 
     # What does the decoder draw at each point of the plane? A grid of z, decoded in one call.
     plot_manifold(decoder, experiment.asset("latent2D.png"), config.grid_size, config.grid_limit,
                   fixed=[0.0] * (config.latent_dim - 2))
 
-    experiment.finish(vae, history, x_test, y_test, z_mean)
+    # Inside the model: new digits from the prior, walks between test digits, how wide each posterior
+    # is, where the prior has mass and the codes do not, and ln p(x) beyond the ELBO (vae/inspection.py).
+    inside = look_inside(experiment.asset, "2d", encoder, decoder, GaussianPrior.standard(config.latent_dim),
+                         x_test, y_test, z_mean, z_log_var)
+
+    experiment.finish(vae, history, x_test, y_test, z_mean, **inside)
 
 
 if __name__ == "__main__":

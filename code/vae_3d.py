@@ -11,6 +11,8 @@ how much of each dimension the model actually uses.
 
 Writes assets/Clusters3D.png, assets/2D3DClusters.png, assets/3DLatent{1,2,3}.png,
 assets/latent_variance_3d.png, assets/reconstructions_3d.png, assets/history_3d.png,
+assets/samples_3d.png, assets/interpolation_3d.png, assets/posterior_widths_3d.png,
+assets/holes_3d.png, assets/traversal_3d.png (and with --latent-dim 4 or more, assets/embeddings_3d.png),
 models/encoder_3d.h5, models/decoder_3d.h5, models/test_encodings_3d.npz and
 models/metrics_3d.json (replacing those of an earlier run, all together at the end).
 """
@@ -25,7 +27,9 @@ def main(config):
     from vae.evaluation import encode, latent_usage
     from vae.experiment import Experiment
     from vae.figures import plot_clusters_3d, plot_latent_variance, plot_manifold, plot_pairwise_projections
+    from vae.inspection import look_inside
     from vae.model import VAE, build_decoder, build_encoder
+    from vae.priors import GaussianPrior
 
     experiment = Experiment(config, name="3d", min_latent_dim=3)
     (x_train, _), (x_test, y_test) = experiment.load_data()
@@ -49,7 +53,12 @@ def main(config):
     latent_variance, mean_posterior_variance = latent_usage(z_mean, z_log_var)
     plot_latent_variance(latent_variance, mean_posterior_variance, experiment.asset("latent_variance_3d.png"))
 
-    experiment.finish(vae, history, x_test, y_test, z_mean,
+    # Inside the model (vae/inspection.py): prior samples, walks, posterior widths, holes, and a traversal
+    # of each dimension; ln p(x) beyond the ELBO, active units and the KL per dimension.
+    inside = look_inside(experiment.asset, "3d", encoder, decoder, GaussianPrior.standard(config.latent_dim),
+                         x_test, y_test, z_mean, z_log_var)
+
+    experiment.finish(vae, history, x_test, y_test, z_mean, **inside,
                       latent_variance=latent_variance.tolist(),
                       mean_posterior_variance=mean_posterior_variance.tolist())
 

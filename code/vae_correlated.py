@@ -11,7 +11,8 @@ prior is N(0, Σ) with Σ = L Lᵀ (L its Cholesky factor). Only the prior chang
 The encoder learns to lay the digits out along the prior's tilted, stretched ellipse.
 
 Writes assets/ClustersCorrelated.png, assets/KLAdapted.png, assets/covariance_matrix.png,
-assets/reconstructions_correlated.png, assets/history_correlated.png,
+assets/reconstructions_correlated.png, assets/history_correlated.png, assets/samples_correlated.png,
+assets/interpolation_correlated.png, assets/posterior_widths_correlated.png, assets/holes_correlated.png,
 models/encoder_correlated.h5, models/decoder_correlated.h5, models/test_encodings_correlated.npz
 and models/metrics_correlated.json (replacing those of an earlier run, all together at the end).
 """
@@ -26,6 +27,7 @@ def main(config):
     from vae.evaluation import encode
     from vae.experiment import Experiment
     from vae.figures import plot_covariance, plot_latent_clusters, plot_prior_manifold
+    from vae.inspection import look_inside
     from vae.model import VAE, build_decoder, build_encoder
     from vae.priors import GaussianPrior
 
@@ -39,7 +41,7 @@ def main(config):
     history = experiment.train(vae, x_train, x_test)
 
     # The test digits' posterior means, with the prior's 1σ and 2σ ellipses drawn over them.
-    z_mean, _ = encode(encoder, x_test)
+    z_mean, z_log_var = encode(encoder, x_test)
     plot_latent_clusters(z_mean, y_test, experiment.asset("ClustersCorrelated.png"),
                          prior_covariance=prior.covariance, title="Test images under the prior N(0, Σ)")
 
@@ -51,8 +53,12 @@ def main(config):
     encoded_covariance = np.cov(z_mean.T)
     plot_covariance(prior.covariance, encoded_covariance, experiment.asset("covariance_matrix.png"))
 
+    # Inside the model (vae/inspection.py): new digits from z = L ε, walks, posterior widths, the holes
+    # of the codes under this prior, and ln p(x) beyond the ELBO with the prior's own density.
+    inside = look_inside(experiment.asset, "correlated", encoder, decoder, prior, x_test, y_test, z_mean, z_log_var)
+
     experiment.finish(
-        vae, history, x_test, y_test, z_mean,
+        vae, history, x_test, y_test, z_mean, **inside,
         prior_covariance=prior.covariance.tolist(),
         prior_correlation=float(prior.correlation[0, 1]),
         encoded_covariance=encoded_covariance.tolist(),

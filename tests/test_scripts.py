@@ -27,7 +27,8 @@ def assert_png(path):
 
 def check_run(out, name, figures, latent_dim):
     """Every file of a small run exists and is what it says; returns the metrics."""
-    for figure in figures + [f"reconstructions_{name}.png", f"history_{name}.png"]:
+    inside = [f"{figure}_{name}.png" for figure in ("samples", "interpolation", "posterior_widths", "holes")]
+    for figure in figures + inside + [f"reconstructions_{name}.png", f"history_{name}.png"]:
         assert_png(out / "assets" / figure)
     encoder = keras.models.load_model(out / "models" / f"encoder_{name}.h5", compile=False)
     decoder = keras.models.load_model(out / "models" / f"decoder_{name}.h5", compile=False)
@@ -46,6 +47,11 @@ def check_run(out, name, figures, latent_dim):
     assert 80 < metrics["test_loss"] < 400 and metrics["test_kl"] > 0
     encodings = np.load(out / "models" / f"test_encodings_{name}.npz")
     assert encodings["z_mean"].shape == (1000, latent_dim) and encodings["labels"].shape == (1000,)
+    # Beyond the ELBO (vae/inspection.py): ln p(x) by importance sampling is above the ELBO on average.
+    assert metrics["iw_samples"] == 50 and metrics["likelihood_images"] == 1000
+    assert metrics["iw_log_likelihood"] > metrics["elbo"] - 3 * metrics["elbo_standard_error"]
+    assert len(metrics["kl_per_dimension"]) == len(metrics["posterior_sigma_median"]) == latent_dim
+    assert 0 <= metrics["active_units"] <= latent_dim and "Bernoulli" in metrics["data_convention"]
     return metrics
 
 
@@ -64,7 +70,7 @@ def test_vae_3d_end_to_end(tmp_path, small_mnist):
     assert result.returncode == 0, result.stderr[-3000:]
     figures = ["Clusters3D.png", "2D3DClusters.png", "3DLatent1.png", "3DLatent2.png", "3DLatent3.png",
                "latent_variance_3d.png"]
-    metrics = check_run(tmp_path, "3d", figures, latent_dim=3)
+    metrics = check_run(tmp_path, "3d", figures + ["traversal_3d.png"], latent_dim=3)
     assert len(metrics["latent_variance"]) == len(metrics["mean_posterior_variance"]) == 3
     encodings = np.load(tmp_path / "models" / "test_encodings_3d.npz")
     np.testing.assert_allclose(encodings["z_mean"].var(axis=0), metrics["latent_variance"], rtol=1e-4)

@@ -34,3 +34,72 @@ def latent_usage(z_mean, z_log_var):
     (how far the code moves between them) and the mean posterior variance exp(z_log_var)
     (how unsure each code is). A dimension in use has the first ≫ the second."""
     return z_mean.var(axis=0), np.exp(z_log_var).mean(axis=0)
+
+
+ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2016): a dimension is active when Cov_x(E_q[z]) exceeds this
+
+
+def latent_statistics(z_mean, z_log_var, prior_covariance=None):
+    """What each latent dimension does over a set of images, as a dict for the metrics (lists per dimension):
+
+    - latent_activity: Cov_x(E_q[z]), the variance over the images of the posterior mean μ;
+      active_units: how many dimensions have it above ACTIVE_UNIT_THRESHOLD;
+    - posterior_sigma_median: the median of the posterior's σ = exp(½ ln σ²), per dimension;
+    - kl_per_dimension: the mean over the images of KL(q(zᵢ|x) ‖ p(zᵢ)) against the prior's marginal
+      N(0, Σᵢᵢ). For N(0, I) these add up to the KL; for a correlated prior they do not (the KL of the
+      joint also counts the prior's correlation), so kl_per_dimension_sums_to_kl says which.
+    """
+    z_mean, z_log_var = np.asarray(z_mean, np.float64), np.asarray(z_log_var, np.float64)
+    k = z_mean.shape[1]
+    covariance = np.eye(k) if prior_covariance is None else np.asarray(prior_covariance, np.float64)
+    prior_variance = np.diag(covariance)
+    activity = z_mean.var(axis=0)
+    variance = np.exp(z_log_var)
+    kl = 0.5 * (variance / prior_variance + z_mean ** 2 / prior_variance - 1 + np.log(prior_variance) - z_log_var)
+    return {
+        "active_unit_threshold": ACTIVE_UNIT_THRESHOLD,
+        "active_units": int((activity > ACTIVE_UNIT_THRESHOLD).sum()),
+        "latent_activity": activity.tolist(),
+        "posterior_sigma_median": np.median(np.sqrt(variance), axis=0).tolist(),
+        "kl_per_dimension": kl.mean(axis=0).tolist(),
+        "kl_per_dimension_sums_to_kl": bool(np.allclose(covariance, np.diag(prior_variance))),
+    }
+
+
+HOLE_RATIO = 0.1  # a cell of the latent plane is a hole where q(z) < HOLE_RATIO · p(z)
+
+
+def aggregate_posterior(z_mean, z_log_var, prior_covariance, limit, cells=120):
+    """The aggregate posterior q(z) = mean over the images of q(z|x), against the prior p(z), on the
+    (z0, z1) plane (the marginals of both, for a larger latent space): the probability of each of
+    cells × cells square cells over [−limit, limit]².
+
+    Each diagonal Gaussian's mass in a cell is exact, a product of differences of normal CDFs per axis,
+    so the whole grid is one matrix product. The prior's is its density at the cell's center times the
+    cell's area (it is smooth on that scale). Returns (edges (cells + 1,), q (cells, cells), p (cells, cells)),
+    indexed [z0 cell, z1 cell].
+    """
+    from scipy.special import ndtr
+
+    edges = np.linspace(-limit, limit, cells + 1)
+    mean, sigma = np.asarray(z_mean, np.float64)[:, :2], np.exp(0.5 * np.asarray(z_log_var, np.float64)[:, :2])
+    mass = [np.diff(ndtr((edges[None, :] - mean[:, d, None]) / sigma[:, d, None]), axis=1) for d in (0, 1)]
+    q = mass[0].T @ mass[1] / len(mean)
+    centers = (edges[:-1] + edges[1:]) / 2
+    c0, c1 = np.meshgrid(centers, centers, indexing="ij")
+    points = np.stack([c0.ravel(), c1.ravel()], axis=1)
+    covariance = np.asarray(prior_covariance, np.float64)[:2, :2]
+    whitened = np.linalg.solve(np.linalg.cholesky(covariance), points.T)
+    density = np.exp(-0.5 * (whitened ** 2).sum(axis=0)) / (2 * np.pi * np.sqrt(np.linalg.det(covariance)))
+    p = density.reshape(cells, cells) * (edges[1] - edges[0]) ** 2
+    return edges, q, p
+
+
+def hole_statistics(q, p):
+    """How much of the prior lies where the encodings do not: the prior's probability in the cells where
+    q < HOLE_RATIO · p (holes), and the aggregate posterior's probability in the cells where p < HOLE_RATIO · q."""
+    return {
+        "hole_ratio": HOLE_RATIO,
+        "prior_mass_in_holes": float(p[q < HOLE_RATIO * p].sum()),
+        "posterior_mass_where_prior_is_low": float(q[p < HOLE_RATIO * q].sum()),
+    }

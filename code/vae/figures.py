@@ -19,6 +19,7 @@ matplotlib.use("Agg")  # draw to files; no window needed
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib import patheffects
+from matplotlib.collections import EllipseCollection
 from matplotlib.colors import BoundaryNorm
 from matplotlib.patches import Ellipse
 from matplotlib.ticker import MultipleLocator
@@ -319,4 +320,265 @@ def plot_covariance(prior_covariance, empirical_covariance, path):
         ax.set_yticks(ticks, [f"z{'₀₁₂₃₄₅₆₇₈₉'[i]}" for i in ticks])
         ax.set_title(title)
     figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
+    save_png(figure, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Looking inside a trained model: generation, interpolation, posterior widths, holes, traversals
+
+SUBSCRIPTS = "₀₁₂₃₄₅₆₇₈₉"
+
+
+def _dimension_name(d):
+    return f"z{SUBSCRIPTS[d]}" if d < 10 else f"z{d}"
+
+
+def _digit_strip(ax, digits, columns, gap=2, frames=()):
+    """Tile (N, 28, 28) digits into rows of `columns`, `gap` white pixels apart, on `ax`, without axes.
+    `frames` lists (row, column) tiles to outline (test images among decoded ones)."""
+    digits = np.asarray(digits).reshape(-1, 28, 28)
+    rows = -(-len(digits) // columns)
+    cell = 28 + gap
+    mosaic = np.zeros((rows * cell - gap, columns * cell - gap))
+    for index, digit in enumerate(digits):
+        r, c = divmod(index, columns)
+        mosaic[r * cell:r * cell + 28, c * cell:c * cell + 28] = digit
+    ax.imshow(mosaic, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+    for r, c in frames:
+        ax.add_patch(matplotlib.patches.Rectangle((c * cell - 1.5, r * cell - 1.5), 30, 30, fill=False,
+                                                  edgecolor="tab:blue", linewidth=1.5, clip_on=False))
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    return cell
+
+
+def plot_prior_samples(decoder, cholesky, path, rows=4, columns=10, seed=0, title=None):
+    """rows × columns digits decoded from prior samples z = L ε, ε ~ N(0, I) (L = I for N(0, I))."""
+    cholesky = np.asarray(cholesky, dtype=float)
+    epsilon = np.random.default_rng(seed).standard_normal((rows * columns, len(cholesky)))
+    digits = decode(decoder, epsilon @ cholesky.T)
+    figure, ax = plt.subplots(figsize=(COLUMN_WIDTH, COLUMN_WIDTH * rows / columns + 0.45))
+    _digit_strip(ax, digits, columns)
+    prior = "N(0, I)" if np.allclose(cholesky, np.eye(len(cholesky))) else "N(0, Σ), z = L ε"
+    ax.set_title(title or f"{rows * columns} digits decoded from codes drawn from the prior {prior}")
+    save_png(figure, path)
+
+
+def interpolation_pairs(labels, count=5, seed=0):
+    """`count` pairs (i, j) of test-image indices whose labels differ, drawn reproducibly."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for _ in range(1000):
+        if len(pairs) == count or len(np.unique(labels)) < 2:
+            break
+        i, j = rng.integers(0, len(labels), 2)
+        if labels[i] != labels[j] and labels[i] not in [labels[a] for a, _ in pairs] \
+                and labels[j] not in [labels[b] for _, b in pairs]:
+            pairs.append((int(i), int(j)))
+    return pairs
+
+
+def interpolate(z_start, z_end, steps, method="linear", cholesky=None):
+    """`steps` latent points from z_start to z_end (both included): (steps, k).
+
+    "linear": z(t) = (1 − t) z_start + t z_end. "spherical": the great-circle interpolation (slerp) of
+    the whitened codes ε = L⁻¹ z, mapped back by z = L ε. Under a Gaussian prior a straight line between
+    two codes passes closer to the origin, where few codes lie, than either end; slerp keeps the norm of ε.
+    """
+    t = np.linspace(0, 1, steps)[:, None]
+    if method == "linear":
+        return (1 - t) * z_start + t * z_end
+    if method != "spherical":
+        raise ValueError(f"method must be 'linear' or 'spherical', got {method!r}")
+    cholesky = np.eye(len(z_start)) if cholesky is None else np.asarray(cholesky, dtype=float)
+    a, b = np.linalg.solve(cholesky, z_start), np.linalg.solve(cholesky, z_end)
+    cosine = np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12)
+    angle = np.arccos(np.clip(cosine, -1, 1))
+    if angle < 1e-6:
+        epsilon = (1 - t) * a + t * b
+    else:
+        epsilon = (np.sin((1 - t) * angle) * a + np.sin(t * angle) * b) / np.sin(angle)
+    return epsilon @ cholesky.T
+
+
+def plot_interpolation(decoder, images, z_mean, labels, path, pairs=None, steps=8, method="linear",
+                       cholesky=None, title=None):
+    """One row per pair of test images of different digits: the first image (framed), `steps` digits
+    decoded along the path between their posterior means (`interpolate`, ends included), the second image (framed)."""
+    z_mean, labels = np.asarray(z_mean, dtype=float), np.asarray(labels)
+    pairs = pairs if pairs is not None else interpolation_pairs(labels)
+    if not pairs:
+        raise ValueError("plot_interpolation needs two test images of different digits")
+    tiles, frames = [], []
+    for row, (i, j) in enumerate(pairs):
+        path_z = interpolate(z_mean[i], z_mean[j], steps, method, cholesky)
+        tiles += [np.squeeze(images[i]), *decode(decoder, path_z), np.squeeze(images[j])]
+        frames += [(row, 0), (row, steps + 1)]
+    columns = steps + 2
+    figure, ax = plt.subplots(figsize=(COLUMN_WIDTH, COLUMN_WIDTH * len(pairs) / columns + 0.45))
+    _digit_strip(ax, tiles, columns, gap=6, frames=frames)
+    ax.set_title(title or f"Walking between test digits ({method} path of μ; framed: the test images)")
+    save_png(figure, path)
+
+
+def plot_posterior_widths(z_mean, z_log_var, labels, path, count=300, zoom=None, title=None):
+    """The posterior means of the first `count` test images on the (z0, z1) plane, each with its
+    μ ± 2σ ellipse, over the prior's 2σ circle (left), and a close-up (right) of the square `zoom`
+    = (center0, center1, half-width) where the ellipses can be told apart (default: around the
+    busiest point, 0.4 wide)."""
+    z_mean = np.asarray(z_mean, dtype=float)[:count, :2]
+    sigma = np.exp(0.5 * np.asarray(z_log_var, dtype=float)[:count, :2])
+    labels = np.asarray(labels)[:count]
+    if zoom is None:
+        distances = np.linalg.norm(z_mean[:, None] - z_mean[None], axis=-1)
+        center = z_mean[np.argmax((distances < 0.3).sum(axis=1))]
+        zoom = (center[0], center[1], 0.2)
+    figure, axes = plt.subplots(1, 2, figsize=(COLUMN_WIDTH, 3.9), gridspec_kw={"wspace": 0.3})
+    for ax in axes:
+        colors = DIGIT_COLORS(labels.astype(int) % 10)
+        ax.add_collection(EllipseCollection(4 * sigma[:, 0], 4 * sigma[:, 1], np.zeros(len(sigma)), units="xy",
+                                            offsets=z_mean, offset_transform=ax.transData, facecolors=colors,
+                                            edgecolors=colors, alpha=0.35, linewidths=0.8))
+        ax.scatter(z_mean[:, 0], z_mean[:, 1], s=2, color="black", linewidths=0)
+        ax.set_aspect("equal")
+        ax.set_xlabel("z₀")
+    axes[0].add_patch(Ellipse((0, 0), 4, 4, fill=False, color="black", linestyle="--", linewidth=1.5))
+    extent = max(2.2, np.abs(z_mean).max() + 0.2)
+    axes[0].set_xlim(-extent, extent)
+    axes[0].set_ylim(-extent, extent)
+    _latent_ticks(axes[0], 2.0 if extent > 3 else 1.0)
+    axes[0].set_ylabel("z₁")
+    axes[0].set_title("dashed: the prior's 2σ", fontsize=12)
+    c0, c1, half = zoom
+    axes[1].set_xlim(c0 - half, c0 + half)
+    axes[1].set_ylim(c1 - half, c1 + half)
+    axes[1].xaxis.set_major_locator(MultipleLocator(0.1))
+    axes[1].yaxis.set_major_locator(MultipleLocator(0.1))
+    axes[1].set_title(f"close-up, {2 * half:g} × {2 * half:g}", fontsize=12)
+    axes[0].add_patch(matplotlib.patches.Rectangle((c0 - half, c1 - half), 2 * half, 2 * half, fill=False,
+                                                   edgecolor="black", linewidth=1.2))
+    figure.suptitle(title or f"Posterior means and their μ ± 2σ ellipses, {len(z_mean)} test images", y=0.99)
+    save_png(figure, path)
+
+
+def hole_points(q, p, edges, count=6, ratio=0.1, radius=2.0, prior_covariance=None):
+    """Up to `count` cell centers (z0, z1), inside the prior's `radius`σ ellipse, where q < ratio · p,
+    the emptiest first and each at least a quarter of the plane's width from the others."""
+    centers = (edges[:-1] + edges[1:]) / 2
+    c0, c1 = np.meshgrid(centers, centers, indexing="ij")
+    points = np.stack([c0.ravel(), c1.ravel()], axis=1)
+    covariance = np.eye(2) if prior_covariance is None else np.asarray(prior_covariance, float)[:2, :2]
+    mahalanobis = np.linalg.norm(np.linalg.solve(np.linalg.cholesky(covariance), points.T), axis=0)
+    score = (q / p).ravel()
+    candidates = np.flatnonzero((mahalanobis <= radius) & (score < ratio))
+    chosen = []
+    spacing = (edges[-1] - edges[0]) / 8
+    for index in candidates[np.argsort(score[candidates])]:
+        if all(np.linalg.norm(points[index] - points[other]) >= spacing for other in chosen):
+            chosen.append(index)
+        if len(chosen) == count:
+            break
+    return points[chosen]
+
+
+def plot_aggregate_posterior(decoder, edges, q, p, path, prior_covariance=None, latent_dim=2, ratio=0.1,
+                             title=None):
+    """Left: the aggregate posterior q(z) of the test images (log scale) with the prior's 1σ and 2σ
+    contours. Right: ln(q/p), blue where the codes are denser than the prior, red where the prior has
+    mass that no code uses (q < ratio · p: holes), with numbered hole points. Below: what the decoder
+    draws at each numbered point (the other latent values at 0, the prior's mean)."""
+    covariance = np.eye(2) if prior_covariance is None else np.asarray(prior_covariance, float)
+    holes = hole_points(q, p, edges, ratio=ratio, prior_covariance=covariance)
+    figure = plt.figure(figsize=(COLUMN_WIDTH, 5.6))
+    grid = figure.add_gridspec(2, 2, height_ratios=[3.6, 1.0], hspace=0.28, wspace=0.32)
+    extent = (edges[0], edges[-1], edges[0], edges[-1])
+    ax_q, ax_ratio = figure.add_subplot(grid[0, 0]), figure.add_subplot(grid[0, 1])
+    cell_area = (edges[1] - edges[0]) ** 2
+    density = np.log10(np.maximum(q / cell_area, 1e-4))
+    image = ax_q.imshow(density.T, origin="lower", extent=extent, cmap="Greys", vmin=-4,
+                        vmax=max(density.max(), -3), interpolation="nearest")
+    colorbar = figure.colorbar(image, ax=ax_q, fraction=0.046, pad=0.03)
+    colorbar.set_label("log₁₀ q(z)", fontsize=11)
+    ax_q.set_title("aggregate posterior q(z)", fontsize=12)
+    log_ratio = np.log(np.maximum(q, 1e-300) / p)
+    shown = np.where(p > 1e-4 * p.max(), np.clip(log_ratio, -5, 5), np.nan)
+    image = ax_ratio.imshow(shown.T, origin="lower", extent=extent, cmap="RdBu", vmin=-5, vmax=5,
+                            interpolation="nearest")
+    colorbar = figure.colorbar(image, ax=ax_ratio, fraction=0.046, pad=0.03)
+    colorbar.set_label("ln q(z)/p(z)", fontsize=11)
+    ax_ratio.set_title("red: prior mass, no codes", fontsize=12)
+    for number, (z0, z1) in enumerate(holes, start=1):
+        ax_ratio.text(z0, z1, str(number), fontsize=12, fontweight="bold", ha="center", va="center",
+                      path_effects=OUTLINE)
+    for ax in (ax_q, ax_ratio):
+        _prior_ellipses(ax, covariance, color="black")
+        ax.set_xlim(edges[0], edges[-1])
+        ax.set_ylim(edges[0], edges[-1])
+        ax.set_aspect("equal")
+        _latent_ticks(ax, 2.0 if edges[-1] > 3 else 1.0)
+        ax.set_xlabel("z₀")
+    ax_q.set_ylabel("z₁")
+    ax_digits = figure.add_subplot(grid[1, :])
+    if len(holes):
+        z = np.hstack([holes, np.zeros((len(holes), latent_dim - 2))])
+        cell = _digit_strip(ax_digits, decode(decoder, z), max(len(holes), 1), gap=14)
+        for number in range(len(holes)):
+            ax_digits.text(number * cell + 14, -3, str(number + 1), ha="center", va="bottom", fontsize=12,
+                           fontweight="bold")
+        ax_digits.set_title("decoded at the numbered holes", fontsize=12, pad=16)
+    else:
+        ax_digits.axis("off")
+        ax_digits.text(0.5, 0.5, f"no cell inside the prior's 2σ has q < {ratio:g} p", ha="center",
+                       va="center", transform=ax_digits.transAxes)
+    if title:
+        figure.suptitle(title)
+    save_png(figure, path)
+    return holes
+
+
+def plot_traversal(decoder, z_mean, path, limit=3.0, steps=7, max_rows=10, title=None):
+    """One row per latent dimension (at most `max_rows`, those whose μ varies most over the images):
+    that dimension swept from −limit to +limit, the others held at the mean of the test encodings."""
+    z_mean = np.asarray(z_mean, dtype=float)
+    k = z_mean.shape[1]
+    dims = np.arange(k) if k <= max_rows else np.sort(np.argsort(z_mean.var(axis=0))[::-1][:max_rows])
+    values = np.linspace(-limit, limit, steps)
+    z = np.repeat(z_mean.mean(axis=0)[None], len(dims) * steps, axis=0)
+    for row, d in enumerate(dims):
+        z[row * steps:(row + 1) * steps, d] = values
+    digits = decode(decoder, z)
+    figure, ax = plt.subplots(figsize=(COLUMN_WIDTH, 0.72 * len(dims) + 0.9))
+    cell = _digit_strip(ax, digits, steps)
+    ax.set_yticks([row * cell + 14 for row in range(len(dims))], [_dimension_name(d) for d in dims])
+    ax.set_xticks([column * cell + 14 for column in range(steps)], [f"{v:g}".replace("-", "−") for v in values])
+    ax.tick_params(length=0)
+    ax.set_xlabel("value of the swept dimension (the others at the test mean)")
+    ax.set_title(title or "Latent traversal: one dimension at a time")
+    save_png(figure, path)
+
+
+def plot_embeddings(z_mean, labels, path, count=2000, seed=0):
+    """PCA (left) and t-SNE (right) of `count` test encodings, colored by digit, numerals at the class
+    centers: two views of a latent space with more than three dimensions."""
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    z_mean, labels = np.asarray(z_mean, dtype=float)[:count], np.asarray(labels)[:count]
+    pca = PCA(n_components=2, random_state=seed).fit(z_mean)
+    projected = pca.transform(z_mean)
+    perplexity = min(30.0, max(2.0, (len(z_mean) - 1) / 3.5))
+    embedded = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(z_mean)
+    figure, axes = plt.subplots(1, 2, figsize=(COLUMN_WIDTH, 3.9), gridspec_kw={"wspace": 0.25})
+    explained = 100 * pca.explained_variance_ratio_
+    for ax, points, name in [(axes[0], projected, f"PCA ({explained[0]:.0f}% + {explained[1]:.0f}% of the variance)"),
+                             (axes[1], embedded, "t-SNE")]:
+        _scatter_digits(ax, points[:, 0], points[:, 1], labels, size=3)
+        _digit_numerals(ax, points, labels, fontsize=13)
+        ax.set_title(name, fontsize=12)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    figure.suptitle(f"{len(z_mean):,} test encodings of a {z_mean.shape[1]}-D latent space")
     save_png(figure, path)

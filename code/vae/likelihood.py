@@ -15,15 +15,24 @@ Bernoulli likelihood per pixel, as in training, so with l the decoder's logits
   approximation gap (the true posterior p(z|x) is not one narrow Gaussian).
 
 Log-sum-exp is accumulated in float64; images and samples are taken in batches so that memory
-stays bounded for any K and any grid.
+stays bounded for any K and any grid. The heavy parts (the decoder on every sample or grid point,
+and the products x·l) run as TensorFlow graphs on all cores.
+
+`likelihood_metrics` gathers the numbers a script or code/explore.py records: the ELBO, the
+K-sample estimate with its Monte Carlo error, and how long they took.
 """
 
 import math
+import time
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from vae.evaluation import encode
+
+DATA_CONVENTION = ("grayscale MNIST pixels in [0, 1] as the targets of one Bernoulli likelihood per pixel "
+                   "(not binarized), in nats per image, on the test set")
 
 LOG_2PI = math.log(2 * math.pi)
 DECODES_AT_ONCE = 16_384  # latent points decoded per call: (16,384, 784) float32 logits are 51 MB
@@ -46,6 +55,20 @@ def decode_logits(logits_of, z):
     return np.concatenate(logits), np.concatenate(softplus_sums)
 
 
+def bernoulli_log_likelihood_graph(decoder):
+    """A TensorFlow function (pixels (n, 784), z (n·d, k)) → ln p(x|z) (n, d) float32, where the d
+    latent points z[i·d:(i+1)·d] belong to image i: the decoder's logits and x·l − Σ softplus(l) in one graph."""
+    logits_of = logits_model(decoder)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32), tf.TensorSpec([None, None], tf.float32)])
+    def log_likelihoods(pixels, z):
+        logits = logits_of(z, training=False)
+        logits = tf.reshape(logits, (tf.shape(pixels)[0], -1, tf.shape(pixels)[1]))
+        return tf.einsum("np,ndp->nd", pixels, logits) - tf.reduce_sum(tf.nn.softplus(logits), axis=-1)
+
+    return log_likelihoods
+
+
 class RunningLogSumExp:
     """ln Σ exp(values) over chunks of values added along axis 1, per row, in float64."""
 
@@ -59,19 +82,37 @@ class RunningLogSumExp:
         self.sum = self.sum * np.exp(self.max - new_max) + np.exp(values - new_max[:, None]).sum(axis=1)
         self.max = new_max
 
+    def add_reduced(self, block_max, block_sum):
+        """Add a chunk already reduced to its maximum m and Σ exp(values − m), per row."""
+        block_max, block_sum = np.asarray(block_max, np.float64), np.asarray(block_sum, np.float64)
+        new_max = np.maximum(self.max, block_max)
+        self.sum = self.sum * np.exp(self.max - new_max) + block_sum * np.exp(block_max - new_max)
+        self.max = new_max
+
     def result(self):
         return self.max + np.log(self.sum)
+
+
+@tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32), tf.TensorSpec([None], tf.float32)])
+def _reduce_block(log_likelihoods, log_weight):
+    """One block of the quadrature: values = ln p(x|z) + ln w(z) (N, G), reduced per row to its
+    maximum m and Σ exp(values − m) in float32 (the terms are ≤ 1, summed over one block), so that
+    only (N,) numbers per block meet the float64 accumulator."""
+    values = log_likelihoods + log_weight[None, :]
+    block_max = tf.reduce_max(values, axis=1)
+    return block_max, tf.reduce_sum(tf.exp(values - block_max[:, None]), axis=1)
 
 
 def importance_weighted_log_likelihood(encoder, decoder, prior, images, samples=1000, seed=0):
     """The importance-weighted estimate of ln p(x) with K = `samples` draws from q(z|x): (N,) float64.
 
     encoder: image → (z_mean, z_log_var, ...); decoder: z → pixel probabilities, with a layer "logits";
-    prior: a vae.priors.GaussianPrior; images: (N, 28, 28, 1) in [0, 1].
+    prior: a vae.priors.GaussianPrior (its own density ln N(z; 0, Σ)); images: (N, 28, 28, 1) in [0, 1].
+    The draws are taken DECODES_AT_ONCE at a time, so memory is bounded for any K.
     """
-    if samples < 1:
+    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
         raise ValueError(f"samples must be ≥ 1, got {samples}")
-    logits_of = logits_model(decoder)
+    log_likelihoods = bernoulli_log_likelihood_graph(decoder)
     z_mean, z_log_var = (values.astype(np.float64) for values in encode(encoder, images))
     pixels = images.reshape(len(images), -1).astype(np.float32)
     rng = np.random.default_rng(seed)
@@ -85,9 +126,7 @@ def importance_weighted_log_likelihood(encoder, decoder, prior, images, samples=
         for drawn in range(0, samples, chunk):
             epsilon = rng.standard_normal((n, min(chunk, samples - drawn), k))
             z = mean[:, None, :] + np.exp(0.5 * log_var)[:, None, :] * epsilon  # (n, draws, k)
-            logits, softplus_sums = decode_logits(logits_of, z.reshape(-1, k))
-            logits = logits.reshape(n, epsilon.shape[1], -1)
-            log_likelihood = np.einsum("np,ndp->nd", x, logits) - softplus_sums.reshape(n, -1)
+            log_likelihood = log_likelihoods(x, z.reshape(-1, k).astype(np.float32)).numpy()
             log_prior = prior.log_density(z.reshape(-1, k)).reshape(z.shape[:2])
             log_posterior = -0.5 * (k * LOG_2PI + log_var.sum(axis=1)[:, None] + (epsilon ** 2).sum(axis=-1))
             total.add(log_likelihood + log_prior - log_posterior)
@@ -95,16 +134,53 @@ def importance_weighted_log_likelihood(encoder, decoder, prior, images, samples=
     return np.concatenate(estimates)
 
 
+def evidence_lower_bound(encoder, decoder, prior, images, seed=0):
+    """The ELBO of each image as training computes it: ln p(x|z) with one z ~ q(z|x), minus the
+    KL(q(z|x) ‖ p(z)) in closed form. (N,) float64, nats."""
+    log_likelihoods = bernoulli_log_likelihood_graph(decoder)
+    z_mean, z_log_var = encode(encoder, images)
+    epsilon = np.random.default_rng(seed).standard_normal(z_mean.shape)
+    z = (z_mean + np.exp(0.5 * z_log_var) * epsilon).astype(np.float32)
+    pixels = images.reshape(len(images), -1).astype(np.float32)
+    reconstruction = np.concatenate([log_likelihoods(pixels[i:i + 4096], z[i:i + 4096]).numpy()[:, 0]
+                                     for i in range(0, len(images), 4096)])
+    kl = keras.ops.convert_to_numpy(prior.kl_divergence(z_mean.astype(np.float64), z_log_var.astype(np.float64)))
+    return reconstruction.astype(np.float64) - kl
+
+
+def likelihood_metrics(encoder, decoder, prior, images, samples, seed=0):
+    """The ELBO and the K-sample estimate of ln p(x) on `images`, means in nats per image with their
+    Monte Carlo standard errors, the seconds taken and the throughput (images × samples per second)."""
+    started = time.perf_counter()
+    elbo = evidence_lower_bound(encoder, decoder, prior, images, seed=seed)
+    estimates = importance_weighted_log_likelihood(encoder, decoder, prior, images, samples, seed=seed + 1)
+    seconds = time.perf_counter() - started
+    return {
+        "data_convention": DATA_CONVENTION,
+        "likelihood_images": len(images),
+        "elbo": float(elbo.mean()),
+        "elbo_standard_error": float(elbo.std() / math.sqrt(len(elbo))),
+        "iw_samples": int(samples),
+        "iw_log_likelihood": float(estimates.mean()),
+        # The estimates' spread over the images: each one's own Monte Carlo noise is far smaller.
+        "iw_log_likelihood_standard_error": float(estimates.std() / math.sqrt(len(estimates))),
+        "iw_gain_over_elbo": float((estimates - elbo).mean()),
+        "iw_seconds": seconds,
+        "iw_samples_per_second": len(images) * (samples + 1) / seconds,
+    }
+
+
 def bernoulli_log_likelihoods(decoder):
-    """A function (pixels (N, 784), z (G, k)) → ln p(x|z) for every pair, (N, G) float32, as one
-    matrix product: x·l − Σ softplus(l) with the decoder's logits l of each z."""
+    """A function (pixels (N, 784), z (G, k)) → ln p(x|z) for every pair, (N, G) float32 tensor, as one
+    matrix product: x·l − Σ softplus(l) with the decoder's logits l of each z, in one TensorFlow graph."""
     logits_of = logits_model(decoder)
 
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32), tf.TensorSpec([None, None], tf.float32)])
     def log_likelihoods(pixels, z):
-        logits, softplus_sums = decode_logits(logits_of, z)
-        return pixels @ logits.T - softplus_sums[None, :]
+        logits = logits_of(z, training=False)
+        return tf.matmul(pixels, logits, transpose_b=True) - tf.reduce_sum(tf.nn.softplus(logits), axis=1)[None, :]
 
-    return log_likelihoods
+    return lambda pixels, z: log_likelihoods(pixels, np.asarray(z, dtype=np.float32))
 
 
 def log_likelihood_by_quadrature(log_likelihoods, cholesky, pixels, limit=5.0, spacing=0.02, grid_batch=8192):
@@ -123,7 +199,13 @@ def log_likelihood_by_quadrature(log_likelihoods, cholesky, pixels, limit=5.0, s
     log_weight = -0.5 * (epsilon ** 2).sum(axis=1) - LOG_2PI + 2 * math.log(spacing)  # ln N(ε; 0, I) dε
     z = epsilon @ cholesky.T
     total = RunningLogSumExp(len(pixels))
+    pixels = np.asarray(pixels, dtype=np.float32)
     for start in range(0, len(z), grid_batch):
         block = slice(start, start + grid_batch)
-        total.add(log_likelihoods(pixels, z[block]) + log_weight[None, block])
+        values = log_likelihoods(pixels, z[block])
+        if isinstance(values, np.ndarray) and values.dtype == np.float64:  # exact to float64 throughout
+            total.add(values + log_weight[None, block])
+        else:
+            total.add_reduced(*(v.numpy() for v in _reduce_block(tf.cast(values, tf.float32),
+                                                                   log_weight[block].astype(np.float32))))
     return total.result()

@@ -1,0 +1,179 @@
+"""Look inside a trained VAE from its saved files: figures, and ln p(x) beyond the ELBO.
+
+    python code/explore.py --model 2d                  # models/encoder_2d.h5 and decoder_2d.h5
+    python code/explore.py --model 3d --figures traversal,samples --no-evaluate
+    python code/explore.py --encoder E.h5 --decoder D.h5 --prior-cov "1.0,0.4;0.4,0.5" --out /tmp/look
+
+Loads an encoder saved as image → (z_mean, z_log_var) and a decoder saved as z → pixel
+probabilities (ending in a sigmoid after a Dense layer named "logits"), as the chapter scripts
+save them, for any latent size, with the prior N(0, I) or N(0, Σ). With --model NAME the files
+are the repository's models/encoder_NAME.h5 and models/decoder_NAME.h5, and Σ is read from
+models/metrics_NAME.json.
+
+Writes, under --out (default: the repository):
+- assets/<figure>_<name>.png for each figure asked for (default: every one that fits the latent
+  size; see vae/inspection.py): samples, interpolation, posterior_widths, aggregate_posterior
+  (holes_<name>.png), traversal (latent_dim ≥ 3), embeddings (latent_dim > 3);
+- models/likelihood_<name>.json, the evaluation on the test images: the ELBO, the importance-
+  weighted ln p(x) with K samples per image (default 1000), active units, KL and median σ per
+  dimension, the holes of the aggregate posterior and, for a 2-D latent space, the exact ln p(x)
+  by quadrature over a 500 × 500 grid. Nats per image; grayscale pixels as Bernoulli targets.
+"""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+MODEL_NAMES = ("2d", "3d", "correlated")
+
+
+def parse_arguments(argv=None):
+    from vae.inspection import FIGURES  # no TensorFlow: this module only names the figures lazily
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=MODEL_NAMES, help="a committed model of the repository (models/)")
+    parser.add_argument("--encoder", metavar="FILE", help="the encoder .h5 (image → z_mean, z_log_var)")
+    parser.add_argument("--decoder", metavar="FILE", help="the decoder .h5 (z → pixel probabilities)")
+    parser.add_argument("--name", help="the name in the output files (default: --model, else the decoder's file name)")
+    parser.add_argument("--prior-cov", metavar="'A,B;C,D'",
+                        help="the prior's covariance Σ, rows separated by ';' (default: N(0, I), or --model's)")
+    parser.add_argument("--figures", default="all",
+                        help=f"comma-separated figures to draw, 'all' or 'none' (default: all that fit): {', '.join(FIGURES)}")
+    parser.add_argument("--interpolation", choices=("linear", "spherical"), default="linear",
+                        help="the path of the interpolation figure (default: linear)")
+    parser.add_argument("--samples", type=int, default=1000, metavar="K",
+                        help="K, posterior samples per image of the importance-weighted ln p(x) (default: 1000)")
+    parser.add_argument("--images", type=int, default=None, metavar="N",
+                        help="evaluate and draw with the first N test images (default: all 10,000)")
+    parser.add_argument("--no-evaluate", dest="evaluate", action="store_false",
+                        help="draw the figures only; write no likelihood_<name>.json")
+    parser.add_argument("--no-quadrature", dest="quadrature", action="store_false",
+                        help="skip the exact 2-D ln p(x) by quadrature (about a minute for 10,000 images)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the posterior samples (default: 0)")
+    parser.add_argument("--data-dir", metavar="DIR", help="a folder holding MNIST (default: as the scripts)")
+    parser.add_argument("--out", default=str(REPO_ROOT), metavar="DIR",
+                        help="write assets/ and models/ under DIR (default: the repository)")
+    args = parser.parse_args(argv)
+
+    if args.model:
+        args.encoder = args.encoder or str(REPO_ROOT / "models" / f"encoder_{args.model}.h5")
+        args.decoder = args.decoder or str(REPO_ROOT / "models" / f"decoder_{args.model}.h5")
+    if not args.encoder or not args.decoder:
+        parser.error("give --model NAME, or both --encoder FILE and --decoder FILE")
+    for flag, path in [("--encoder", args.encoder), ("--decoder", args.decoder)]:
+        if not Path(path).is_file():
+            parser.error(f"{flag}: no such file: {path}")
+    args.name = args.name or args.model or Path(args.decoder).stem.removeprefix("decoder_")
+    if args.samples < 1:
+        parser.error(f"--samples must be at least 1, got {args.samples}")
+    if args.images is not None and args.images < 2:
+        parser.error(f"--images must be at least 2, got {args.images}")
+    if args.figures in ("all", "none"):
+        args.figure_list = args.figures
+    else:
+        args.figure_list = [name.strip() for name in args.figures.split(",") if name.strip()]
+        unknown = [name for name in args.figure_list if name not in FIGURES]
+        if unknown or not args.figure_list:
+            parser.error(f"--figures: unknown figure {', '.join(map(repr, unknown)) or repr(args.figures)}; "
+                         f"choose from {', '.join(FIGURES)}, 'all' or 'none'")
+    if args.prior_cov is not None:
+        from vae.config import parse_covariance
+
+        try:
+            args.prior_cov = parse_covariance(args.prior_cov)
+        except (ValueError, argparse.ArgumentTypeError) as error:
+            parser.error(f"--prior-cov: {error}")
+    elif args.model:
+        import json
+
+        metrics = REPO_ROOT / "models" / f"metrics_{args.model}.json"
+        if metrics.is_file():
+            args.prior_cov = json.loads(metrics.read_text()).get("prior_covariance")
+    return parser, args
+
+
+def load_model(parser, flag, path):
+    import keras
+
+    import vae.model  # noqa: F401  (registers the Sampling layer that older encoder files contain)
+
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as error:  # h5py and Keras raise many kinds for a file that is not a model
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        parser.error(f"{flag}: {path} is not a saved Keras model ({first_line})")
+
+
+def main(argv=None):
+    parser, args = parse_arguments(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import numpy as np
+
+    from vae import inspection
+    from vae.data import DataError, load_mnist
+    from vae.evaluation import encode
+    from vae.priors import GaussianPrior
+    from vae.saving import save_json
+
+    encoder = load_model(parser, "--encoder", args.encoder)
+    decoder = load_model(parser, "--decoder", args.decoder)
+    if len(encoder.outputs) < 2 or tuple(encoder.input_shape[1:]) != (28, 28, 1):
+        parser.error(f"--encoder: {args.encoder} is not an encoder image (28, 28, 1) → (z_mean, z_log_var); "
+                     f"it maps {encoder.input_shape} to {len(encoder.outputs)} output(s)")
+    if len(decoder.inputs) != 1 or len(decoder.input_shape) != 2:
+        parser.error(f"--decoder: {args.decoder} is not a decoder z → image; it takes {decoder.input_shape}")
+    if "logits" not in [layer.name for layer in decoder.layers]:
+        parser.error(f"--decoder: {args.decoder} has no layer named 'logits' (the Dense layer before its sigmoid)")
+    latent_dim = int(encoder.outputs[0].shape[-1])
+    if int(decoder.input_shape[-1]) != latent_dim:
+        parser.error(f"the encoder's latent size is {latent_dim} but the decoder's is {decoder.input_shape[-1]}: "
+                     f"they are not from the same model")
+    try:
+        prior = GaussianPrior(args.prior_cov) if args.prior_cov is not None else GaussianPrior.standard(latent_dim)
+    except ValueError as error:
+        parser.error(f"--prior-cov: {error}")
+    if prior.latent_dim != latent_dim:
+        parser.error(f"--prior-cov is {prior.latent_dim}×{prior.latent_dim}, but the model's latent size is {latent_dim}")
+    names = (inspection.figures_for(latent_dim) if args.figure_list == "all" else
+             [] if args.figure_list == "none" else args.figure_list)
+    for figure in names:
+        if figure not in inspection.figures_for(latent_dim):
+            parser.error(f"--figures: {figure} needs a larger latent space than {latent_dim}-D")
+
+    try:
+        _, (x_test, y_test) = load_mnist(args.data_dir)
+    except DataError as error:
+        raise SystemExit(f"error: {error}") from None
+    x_test, y_test = x_test[:args.images], y_test[:args.images]
+    z_mean, z_log_var = encode(encoder, x_test)
+    out = Path(args.out)
+    for folder in (out / "assets", out / "models"):
+        folder.mkdir(parents=True, exist_ok=True)
+    for figure in names:
+        path = out / "assets" / inspection.figure_filename(figure, args.name)
+        inspection.draw(figure, path, decoder, prior, x_test, y_test, z_mean, z_log_var,
+                        interpolation=args.interpolation)
+        print(f"wrote {path}")
+    if args.evaluate:
+        quadrature = args.quadrature and latent_dim == 2
+        result = {"model": args.name, "encoder": str(args.encoder), "decoder": str(args.decoder),
+                  "latent_dim": latent_dim, "prior_covariance": prior.covariance.tolist(),
+                  **inspection.evaluate_model(encoder, decoder, prior, x_test, z_mean, z_log_var,
+                                              samples=args.samples, quadrature=quadrature, seed=args.seed)}
+        path = out / "models" / f"likelihood_{args.name}.json"
+        save_json(result, path)
+        lines = [f"ELBO {result['elbo']:.2f}", f"IW K={args.samples} {result['iw_log_likelihood']:.2f}"]
+        if quadrature:
+            lines.append(f"exact (quadrature) {result['quadrature_log_likelihood']:.2f}")
+        print(f"ln p(x), nats per image over {len(x_test):,} test images: {', '.join(lines)}; "
+              f"active units {result['active_units']} of {latent_dim}")
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    sys.exit(main())

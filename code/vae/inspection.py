@@ -1,0 +1,114 @@
+"""Looking inside a trained VAE: the figures and numbers that show what it does beyond its loss.
+
+Shared by the chapter scripts (which draw every figure for their model and record the evaluation
+in models/metrics_<name>.json) and code/explore.py (which does the same from saved .h5 files, with
+more samples, and the exact 2-D likelihood). Figures, by name (`FIGURES`):
+
+- samples: digits decoded from prior samples z = L ε (L = I for N(0, I));
+- interpolation: decoded walks between the posterior means of test images of different digits;
+- posterior_widths: test means with their μ ± 2σ ellipses, and a close-up where σ is visible;
+- aggregate_posterior: q(z) = mean over the test images of q(z|x) against p(z), and the holes;
+- traversal (latent_dim ≥ 3): one dimension swept at a time, the others at the test mean;
+- embeddings (latent_dim > 3): PCA and t-SNE of the test encodings.
+"""
+
+import time
+
+import numpy as np
+
+# TensorFlow loads with vae.figures, vae.evaluation and vae.likelihood, imported where they are used, so
+# that code/explore.py answers --help and refuses a bad argument at once.
+
+# K of the importance-weighted ln p(x) in a chapter script's run: on two CPU cores, 10,000 test images
+# × (50 + 1) decoder calls take about 10 s (code/explore.py defaults to K = 1000).
+SCRIPT_SAMPLES = 50
+# name: (file name pattern, smallest latent_dim it is drawn for, largest or None)
+FIGURES = {
+    "samples": ("samples_{name}.png", 1, None),
+    "interpolation": ("interpolation_{name}.png", 1, None),
+    "posterior_widths": ("posterior_widths_{name}.png", 2, None),
+    "aggregate_posterior": ("holes_{name}.png", 2, None),
+    "traversal": ("traversal_{name}.png", 3, None),
+    "embeddings": ("embeddings_{name}.png", 4, None),
+}
+POSTERIOR_WIDTH_IMAGES = 300  # ellipses drawn in posterior_widths
+HOLES_LIMIT = 4.0  # the aggregate posterior is mapped over [−4, 4]² in prior standard deviations
+
+
+def figures_for(latent_dim):
+    """The names of the figures drawn for a latent space of `latent_dim` dimensions."""
+    return [name for name, (_, low, high) in FIGURES.items() if latent_dim >= low and (high is None or latent_dim <= high)]
+
+
+def figure_filename(figure, name):
+    return FIGURES[figure][0].format(name=name)
+
+
+def holes_map(z_mean, z_log_var, prior_covariance):
+    """(edges, q, p) of `evaluation.aggregate_posterior` over ±HOLES_LIMIT prior standard deviations."""
+    from vae.evaluation import aggregate_posterior
+
+    limit = HOLES_LIMIT * float(np.sqrt(np.max(np.diag(np.asarray(prior_covariance))[:2])))
+    return aggregate_posterior(z_mean, z_log_var, prior_covariance, limit)
+
+
+def draw(figure, path, decoder, prior, images, labels, z_mean, z_log_var, interpolation="linear"):
+    """Draw one of FIGURES to `path`. `prior` is a vae.priors.GaussianPrior; images, labels, z_mean and
+    z_log_var are the test set's."""
+    from vae import figures
+
+    if figure not in FIGURES:
+        raise ValueError(f"unknown figure {figure!r}; the figures are {', '.join(FIGURES)}")
+    if figure == "samples":
+        figures.plot_prior_samples(decoder, prior.cholesky, path)
+    elif figure == "interpolation":
+        figures.plot_interpolation(decoder, images, z_mean, labels, path, method=interpolation,
+                                   cholesky=prior.cholesky)
+    elif figure == "posterior_widths":
+        figures.plot_posterior_widths(z_mean, z_log_var, labels, path, count=POSTERIOR_WIDTH_IMAGES)
+    elif figure == "aggregate_posterior":
+        edges, q, p = holes_map(z_mean, z_log_var, prior.covariance)
+        figures.plot_aggregate_posterior(decoder, edges, q, p, path, prior.covariance, latent_dim=z_mean.shape[1])
+    elif figure == "traversal":
+        figures.plot_traversal(decoder, z_mean, path)
+    elif figure == "embeddings":
+        figures.plot_embeddings(z_mean, labels, path)
+
+
+def evaluate_model(encoder, decoder, prior, images, z_mean, z_log_var, samples=SCRIPT_SAMPLES, quadrature=False,
+                   seed=0):
+    """The evaluation beyond the ELBO, as a dict for a metrics file: the ELBO and the K-sample
+    importance-weighted ln p(x) (`likelihood.likelihood_metrics`), per-dimension statistics and active
+    units (`evaluation.latent_statistics`), the holes of the aggregate posterior and, with `quadrature`
+    (2-D only), the exact ln p(x) by quadrature with its time."""
+    from vae.evaluation import hole_statistics, latent_statistics
+    from vae.likelihood import bernoulli_log_likelihoods, likelihood_metrics, log_likelihood_by_quadrature
+
+    result = {**likelihood_metrics(encoder, decoder, prior, images, samples, seed=seed),
+              **latent_statistics(z_mean, z_log_var, prior.covariance),
+              **hole_statistics(*holes_map(z_mean, z_log_var, prior.covariance)[1:])}
+    if quadrature:
+        if prior.latent_dim != 2:
+            raise ValueError(f"the quadrature needs a 2-D latent space, this one has {prior.latent_dim} dimensions")
+        started = time.perf_counter()
+        exact = log_likelihood_by_quadrature(bernoulli_log_likelihoods(decoder), prior.cholesky,
+                                             images.reshape(len(images), -1))
+        result.update({
+            "quadrature_log_likelihood": float(exact.mean()),
+            "quadrature_seconds": time.perf_counter() - started,
+            "quadrature_grid": {"limit": 5.0, "spacing": 0.02, "points": 500 * 500},
+            "approximation_gap": float(exact.mean() - result["iw_log_likelihood"]),
+            "quadrature_minus_elbo": float(exact.mean() - result["elbo"]),
+        })
+    return result
+
+
+def look_inside(asset, name, encoder, decoder, prior, images, labels, z_mean, z_log_var, samples=SCRIPT_SAMPLES):
+    """What a chapter script does after training: draw every figure of `figures_for` its latent size to
+    asset(filename) and return `evaluate_model`'s numbers (K = `samples`), with the seconds it all took."""
+    started = time.perf_counter()
+    for figure in figures_for(z_mean.shape[1]):
+        draw(figure, asset(figure_filename(figure, name)), decoder, prior, images, labels, z_mean, z_log_var)
+    evaluation = evaluate_model(encoder, decoder, prior, images, z_mean, z_log_var, samples=samples)
+    evaluation["seconds_looking_inside"] = time.perf_counter() - started  # the figures above and the evaluation
+    return evaluation
