@@ -1,24 +1,38 @@
 """Benchmark (not a test): how fast does the 2-D VAE train, against the machine's limit?
 
-    python benchmarks/train_speed.py              # the project's training vs a textbook baseline
-    python benchmarks/train_speed.py --levers     # also each speed lever on its own
+    python benchmarks/train_speed.py                  # the project's training vs a textbook baseline
+    python benchmarks/train_speed.py --levers         # also each speed lever on its own
+    python benchmarks/train_speed.py --levers --scripts --explorers --save   # everything (README)
 
 Measures in one run
   (a) the machine's fp32 matrix-multiply peak, from a large tf.matmul;
-  (b) the steady-state epoch time of the project's training (vae.training.train);
+  (b) the steady-state epoch time of the project's training (vae.training.train), on Keras' plain
+      path (one XLA call per step) and on the fused path (64 steps per XLA call, vae/fused.py);
+      the faster is the project's number;
   (c) the same for a textbook Keras baseline of the same model: sigmoid output with
       binary cross-entropy on probabilities, default compile() settings (no XLA on a CPU,
       one step per call), NumPy arrays passed to fit();
+  (d) where the project's epoch goes: its train steps, the validation pass, and, measured apart,
+      the same steps in one compiled loop over batches already in memory, their matrix products
+      alone, and the time the products would take at the measured peak;
 and prints one JSON line with epoch_s, baseline_epoch_s, speedup, images per second,
 achieved GFLOP/s from an analytic FLOP count, and the fraction of the measured peak.
 Epoch times include the pass over the 10,000 validation images, as in the scripts.
+
+--scripts also runs each chapter script end to end (imports, data, 30 epochs, evaluation, figures,
+saving; into a temporary --out folder) and prints one JSON line each; without it, those lines come
+from the committed models/metrics_*.json. --explorers times the page's latent explorers decoding
+in Chromium (benchmarks/explorer_speed.py). With --save each result goes to its JSON file here.
+No GPU was available when these were written: the output says so (gpu: null) when none is seen.
 """
 
 import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,11 +45,18 @@ from keras import ops  # noqa: E402
 
 from vae.data import load_mnist  # noqa: E402
 from vae.experiment import device_name  # noqa: E402
+from vae.fused import FusedTrainFunction, why_not_fused  # noqa: E402
 from vae.model import VAE, build_decoder, build_encoder  # noqa: E402
 from vae.saving import save_json  # noqa: E402
-from vae.training import EpochTimer, train  # noqa: E402
+from vae.training import EpochTimer, compile_vae, train  # noqa: E402
 
+HERE = Path(__file__).resolve().parent
+REPO_ROOT = HERE.parent
 SCRIPTS_SETTINGS = "XLA, 64 steps per call"  # the lever that vae.training.train uses by default
+FUSED_SETTINGS = "XLA, 64 steps fused in one XLA call"  # vae.training.train(..., fused_steps=64)
+FUSED_STEPS = 64
+TARGET_FRACTION = 0.70  # issue 15: the steady 2-D epoch, validation included, at 70% of the fp32 peak
+SCRIPTS = {"2d": "vae_2d.py", "3d": "vae_3d.py", "correlated": "vae_correlated.py"}
 LAYERS_2D = [(784, 512), (512, 256), (256, 2), (256, 2), (2, 256), (256, 512), (512, 784)]
 
 
@@ -76,11 +97,118 @@ def steady_epoch_seconds(seconds):
     return float(np.median(seconds[1:]))
 
 
+class PhaseTimer(keras.callbacks.Callback):
+    """Splits every epoch into its training part (from the epoch's start to the start of the
+    validation pass) and its validation pass, in seconds, one value per epoch in each list."""
+
+    def __init__(self):
+        super().__init__()
+        self.train_s, self.validation_s = [], []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_test_begin(self, logs=None):
+        self._validation_start = time.perf_counter()
+        self.train_s.append(self._validation_start - self._start)
+
+    def on_test_end(self, logs=None):
+        self.validation_s.append(time.perf_counter() - self._validation_start)
+
+
 def run_project(x_train, x_test, epochs, **levers):
+    """Train as the scripts do (vae.training.train, `levers` as its keyword arguments); returns the
+    steady epoch's seconds (validation included), its training and validation parts, the first
+    epoch's seconds (XLA compiles in it), the last val_loss, and whether the fused path ran."""
     keras.utils.set_random_seed(0)
     vae = VAE(build_encoder(2), build_decoder(2))
-    history = train(vae, x_train, x_test, epochs, 128, 1e-3, seed=0, verbose=0, **levers)
-    return steady_epoch_seconds(history["seconds"]), history["val_loss"][-1]
+    phases = PhaseTimer()
+    history = train(vae, x_train, x_test, epochs, 128, 1e-3, seed=0, verbose=0, callbacks=[phases], **levers)
+    return {
+        "epoch_s": steady_epoch_seconds(history["seconds"]),
+        "train_s": steady_epoch_seconds(phases.train_s),
+        "validation_s": steady_epoch_seconds(phases.validation_s),
+        "first_epoch_s": history["seconds"][0],
+        "val_loss": history["val_loss"][-1],
+        "fused": isinstance(vae.train_function, FusedTrainFunction),
+    }
+
+
+def median_seconds(function, repeats):
+    """Median wall-clock seconds of `function()` over `repeats` calls, after one call that compiles."""
+    function()
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        seconds.append(time.perf_counter() - start)
+    return float(np.median(seconds))
+
+
+def steps_alone_seconds_per_step(x_train, steps=FUSED_STEPS, repeats=7):
+    """Seconds per train step of the fused path's compiled program alone: `steps` steps of 128
+    images in one XLA call, on batches already chosen, with no tf.data, Keras or Python between them."""
+    keras.utils.set_random_seed(0)
+    vae = VAE(build_encoder(2), build_decoder(2))
+    compile_vae(vae, 1e-3, steps_per_execution=steps)
+    fused = FusedTrainFunction(vae, x_train, 128, steps)
+    order = np.random.default_rng(0).permutation(len(x_train))[:steps * 128]
+    indices, count = tf.constant(order.reshape(steps, 128)), tf.constant(steps)
+    return median_seconds(lambda: fused.run_full_batches(indices, count)["loss"].numpy(), repeats) / steps
+
+
+def matmuls_alone_seconds_per_step(batch=128, layers=LAYERS_2D, steps=FUSED_STEPS, repeats=7):
+    """Seconds per train step of the step's matrix products alone, at their shapes, `steps` steps in
+    one XLA loop. Per layer (fan_in, fan_out): the forward product (batch × fan_in)·(fan_in × fan_out),
+    the weight gradient's (fan_in × batch)·(batch × fan_out) and, except for the first layer, the
+    input gradient's (batch × fan_out)·(fan_out × fan_in): exactly the FLOPs that
+    training_gflop_per_epoch counts."""
+    rng = np.random.default_rng(0)
+    kernels = [tf.constant(rng.standard_normal((i, o), dtype=np.float32)) for i, o in layers]
+    inputs = [tf.constant(rng.standard_normal((batch, i), dtype=np.float32)) for i, _ in layers]
+    grads = [tf.constant(rng.standard_normal((batch, o), dtype=np.float32)) for _, o in layers]
+
+    @tf.function(jit_compile=True)
+    def loop(inputs, grads):
+        def body(step, inputs, grads):
+            total = 0.0
+            for k, kernel in enumerate(kernels):
+                total += tf.reduce_sum(tf.matmul(inputs[k], kernel))
+                total += tf.reduce_sum(tf.matmul(inputs[k], grads[k], transpose_a=True))
+                if k > 0:
+                    total += tf.reduce_sum(tf.matmul(grads[k], kernel, transpose_b=True))
+            # A trace of the results flows into the next step, so XLA cannot hoist the products out of the loop.
+            return step + 1, [x + 1e-30 * total for x in inputs], [g + 1e-30 * total for g in grads]
+
+        _, inputs, _ = tf.while_loop(lambda step, *_: step < steps, body, (0, inputs, grads))
+        return inputs[0][0, 0]
+
+    return median_seconds(lambda: loop(inputs, grads).numpy(), repeats) / steps
+
+
+def breakdown(project, images, gflop, peak, step_s, matmul_s):
+    """Where the project's steady epoch goes, in seconds: its own phases, and the train steps
+    (`step_s` per step of 128 images) and their matrix products (`matmul_s`) measured alone,
+    scaled to the epoch's images."""
+    steps_alone = step_s * images / 128
+    matmuls_alone = matmul_s * images / 128
+    at_peak = gflop / peak
+    return {
+        "epoch_s": round(project["epoch_s"], 3),
+        "train_steps_s": round(project["train_s"], 3),
+        "validation_s": round(project["validation_s"], 3),
+        "callbacks_s": round(project["epoch_s"] - project["train_s"] - project["validation_s"], 3),
+        "steps_alone_s": round(steps_alone, 3),
+        "matmuls_alone_s": round(matmuls_alone, 3),
+        "matmuls_at_peak_s": round(at_peak, 3),
+        # what separates each measurement from the next:
+        "per_call_overhead_s": round(project["train_s"] - steps_alone, 3),  # tf.data, Python, launches, last batch
+        "elementwise_and_adam_s": round(steps_alone - matmuls_alone, 3),  # sampling, KL, BCE, Adam, gather
+        "matmul_shortfall_s": round(matmuls_alone - at_peak, 3),  # small products vs the 4096² peak
+        "fraction_without_validation": round(gflop / project["train_s"] / peak, 3),
+        "fraction_steps_alone": round(gflop / steps_alone / peak, 3),
+        "fraction_matmuls_alone": round(gflop / matmuls_alone / peak, 3),
+    }
 
 
 def run_baseline(x_train, x_test, epochs):
@@ -92,62 +220,145 @@ def run_baseline(x_train, x_test, epochs):
     return steady_epoch_seconds(history["seconds"]), float(history["val_loss"][-1])
 
 
+def script_results(run):
+    """One dict per chapter script: its end-to-end seconds (imports, data, 30 epochs, evaluation,
+    figures, saving: `seconds_total` of its metrics). With `run`, each script runs now, into a
+    temporary --out folder; else the numbers come from the committed models/metrics_*.json."""
+    results = []
+    for name, script in SCRIPTS.items():
+        if run:
+            with tempfile.TemporaryDirectory() as out:
+                start = time.perf_counter()
+                subprocess.run([sys.executable, str(REPO_ROOT / "code" / script), "--out", out],
+                               check=True, stdout=subprocess.DEVNULL)
+                wall = time.perf_counter() - start
+                metrics = json.loads((Path(out) / "models" / f"metrics_{name}.json").read_text())
+            source = "run by this benchmark"
+        else:
+            metrics = json.loads((REPO_ROOT / "models" / f"metrics_{name}.json").read_text())
+            wall, source = None, f"models/metrics_{name}.json"
+        results.append({
+            "benchmark": "script_end_to_end",
+            "script": f"code/{script}",
+            "seconds_total": round(metrics["seconds_total"], 1),
+            "seconds_training": round(metrics["seconds_training"], 1),
+            # (older metrics files lack seconds_training_this_run: their runs were never resumed)
+            "seconds_outside_training": round(metrics["seconds_total"] - metrics.get(
+                "seconds_training_this_run", metrics["seconds_training"]), 1),
+            "median_epoch_s": round(float(np.median(metrics["seconds_per_epoch"])), 2),
+            "epochs": metrics["epochs"],
+            "test_loss": round(metrics["test_loss"], 2),
+            "process_wall_s": None if wall is None else round(wall, 1),
+            "device": metrics.get("device"),
+            "source": source,
+        })
+    return results
+
+
+def gpu_note():
+    """None-valued GPU figure, and why: no GPU figure exists unless this run saw one."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        return {"gpu": device_name(), "gpu_note": "measured on this GPU (the fused path falls back to Keras' there)"}
+    return {"gpu": None, "gpu_note": "no GPU was available to this benchmark: no GPU figure exists"}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=4, help="epochs per measurement (the first is dropped)")
+    parser.add_argument("--epochs", type=int, default=5, help="epochs per measurement (the first is dropped)")
     parser.add_argument("--levers", action="store_true", help="also time each lever separately")
+    parser.add_argument("--scripts", action="store_true",
+                        help="also run the three chapter scripts end to end (about 5 minutes on 2 cores)")
+    parser.add_argument("--explorers", action="store_true",
+                        help="also time the page's explorers in Chromium (benchmarks/explorer_speed.py)")
     parser.add_argument("--data-dir", default=None, help="MNIST folder (default: $VAE_DATA_DIR)")
     parser.add_argument("--save", action="store_true",
-                        help="also write the result to benchmarks/train_speed.json (quoted by the README)")
+                        help="also write the results to benchmarks/*.json (quoted by the README)")
     args = parser.parse_args()
     if args.epochs < 2:
         parser.error("--epochs must be ≥ 2: the first epoch compiles and is not counted")
 
+    load_before = os.getloadavg()[0]
     (x_train, _), (x_test, _) = load_mnist(args.data_dir)
     peak = matmul_peak_gflops()
     gflop = training_gflop_per_epoch(len(x_train))
 
     levers = []
-    if args.levers:
-        for name, settings in [
-            ("no XLA, 1 step per call", dict(jit_compile=False, steps_per_execution=1)),
-            ("no XLA, 64 steps per call", dict(jit_compile=False, steps_per_execution=64)),
-            ("XLA, 1 step per call", dict(jit_compile=True, steps_per_execution=1)),
-            ("XLA, 64 steps per call, tf.data autotuning on", dict(steps_per_execution=64, autotune=True)),
-            (SCRIPTS_SETTINGS, {}),  # train()'s defaults: what the scripts use
-            ("XLA, a whole epoch per call", dict(jit_compile=True, steps_per_execution=10_000)),
-        ]:
-            seconds, val_loss = run_project(x_train, x_test, args.epochs, **settings)
-            levers.append({"lever": name, "epoch_s": round(seconds, 3), "val_loss": round(val_loss, 2)})
-            print(json.dumps(levers[-1]), flush=True)
+    runs = {}
+    settings = [
+        ("no XLA, 1 step per call", dict(jit_compile=False, steps_per_execution=1)),
+        ("no XLA, 64 steps per call", dict(jit_compile=False, steps_per_execution=64)),
+        ("XLA, 1 step per call", dict(jit_compile=True, steps_per_execution=1)),
+        ("XLA, 64 steps per call, tf.data autotuning on", dict(steps_per_execution=64, autotune=True)),
+        (SCRIPTS_SETTINGS, {}),  # train()'s defaults: what the scripts use
+        ("XLA, a whole epoch per call", dict(jit_compile=True, steps_per_execution=10_000)),
+        (FUSED_SETTINGS, dict(fused_steps=FUSED_STEPS)),  # vae/fused.py
+        ("XLA, a whole epoch fused in one XLA call", dict(fused_steps=10_000)),
+    ]
+    for name, options in settings:
+        if not args.levers and name not in (SCRIPTS_SETTINGS, FUSED_SETTINGS):
+            continue
+        runs[name] = run_project(x_train, x_test, args.epochs, **options)
+        run = runs[name]
+        levers.append({"lever": name, "epoch_s": round(run["epoch_s"], 3), "train_s": round(run["train_s"], 3),
+                       "validation_s": round(run["validation_s"], 3), "first_epoch_s": round(run["first_epoch_s"], 1),
+                       "val_loss": round(run["val_loss"], 2)})
+        print(json.dumps(levers[-1]), flush=True)
 
-    # The project's number is the scripts' configuration: measured once, among the levers if they ran.
-    scripts_lever = next((lever for lever in levers if lever["lever"] == SCRIPTS_SETTINGS), None)
-    if scripts_lever:
-        epoch_s, val_loss = scripts_lever["epoch_s"], scripts_lever["val_loss"]
-    else:
-        epoch_s, val_loss = run_project(x_train, x_test, args.epochs)
+    # The project's number: the faster of Keras' plain path and the fused path (if it ran: not on a GPU).
+    plain, fused = runs[SCRIPTS_SETTINGS], runs[FUSED_SETTINGS]
+    project_name = FUSED_SETTINGS if fused["fused"] and fused["epoch_s"] < plain["epoch_s"] else SCRIPTS_SETTINGS
+    project = runs[project_name]
     baseline_s, baseline_val_loss = run_baseline(x_train, x_test, args.epochs)
+    step_s = steps_alone_seconds_per_step(x_train)
+    matmul_s = matmuls_alone_seconds_per_step()
+    epoch_s = project["epoch_s"]
     result = {
+        "benchmark": "train_speed",
         "epoch_s": round(epoch_s, 3),
+        "project_path": project_name,
+        "plain_epoch_s": round(plain["epoch_s"], 3),
+        "fused_epoch_s": round(fused["epoch_s"], 3) if fused["fused"] else None,
+        "fused_note": None if fused["fused"] else "the fused path fell back to Keras' here (vae.fused.why_not_fused)",
         "baseline_epoch_s": round(baseline_s, 3),
         "speedup": round(baseline_s / epoch_s, 2),
         "images_per_s": round(len(x_train) / epoch_s),
         "baseline_images_per_s": round(len(x_train) / baseline_s),
+        "steps_per_s": round(-(-len(x_train) // 128) / epoch_s, 1),
         "gflop_per_epoch": round(gflop, 1),
         "achieved_gflops": round(gflop / epoch_s, 1),
         "peak_gflops": round(peak, 1),
         "fraction_of_peak": round(gflop / epoch_s / peak, 3),
-        "val_loss_after": {"epochs": args.epochs, "project": round(val_loss, 2), "baseline": round(baseline_val_loss, 2)},
+        "target_fraction": TARGET_FRACTION,
+        "breakdown": breakdown(project, len(x_train), gflop, peak, step_s, matmul_s),
+        "val_loss_after": {"epochs": args.epochs, "project": round(project["val_loss"], 2),
+                           "plain": round(plain["val_loss"], 2), "fused": round(fused["val_loss"], 2),
+                           "baseline": round(baseline_val_loss, 2)},
         "device": device_name(),
         "cores": os.cpu_count(),
+        "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],  # 1-minute; above `cores`: shared
+        **gpu_note(),
         "tensorflow": tf.__version__,
         "python": platform.python_version(),
         "levers": levers,
     }
-    print(json.dumps(result))
+    print(json.dumps(result), flush=True)
     if args.save:
-        save_json(result, Path(__file__).parent / "train_speed.json")
+        save_json(result, HERE / "train_speed.json")
+
+    scripts = script_results(run=args.scripts)
+    for line in scripts:
+        print(json.dumps(line), flush=True)
+    if args.save and args.scripts:
+        save_json({"benchmark": "script_end_to_end", "scripts": scripts}, HERE / "scripts_end_to_end.json")
+
+    if args.explorers:
+        from explorer_speed import measure_explorers  # beside this file
+
+        explorers = measure_explorers()
+        print(json.dumps(explorers), flush=True)
+        if args.save:
+            save_json(explorers, HERE / "explorer_speed.json")
 
 
 if __name__ == "__main__":
