@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -68,23 +69,43 @@ def max_difference(a, b):
 TWO_D_OUTPUTS = {"assets/Clusters2D.png", "assets/latent2D.png", "assets/reconstructions_2d.png",
                  "assets/history_2d.png", "models/encoder_2d.h5", "models/decoder_2d.h5",
                  "models/test_encodings_2d.npz", "models/metrics_2d.json"}
+
+
+def check_outputs(out, stdout):
+    """Every file the run says it wrote is in `out`, not empty, and they include vae_2d.py's outputs."""
+    said = {line.strip() for line in stdout.split("\nWrote ")[-1].splitlines()[1:] if line.startswith("  ")}
+    written = {str(path) for path in out.glob("*/[!.]*")}  # not the run's lock
+    assert said == written and all(Path(path).stat().st_size > 0 for path in written)
+    assert {f"{out}/{name}" for name in TWO_D_OUTPUTS} <= written
+
+
 # Weights are O(0.1); one SGD step moves them by O(1e-3); float32 sums in another order differ by O(1e-8).
 WEIGHT_TOLERANCE = 1e-6
 
 
-def test_two_replicas_take_the_same_steps_as_one():
-    result = run_python(TWO_CPUS + FIXED_NOISE_VAE + """
+@pytest.fixture(scope="module")
+def replica_runs(tmp_path_factory):
+    """One process, its CPU split in two: the fixed-noise VAE trained on the same 129 images with one
+    replica and with two, from the same weights. Returns the comparisons, and the folder where the
+    one-replica run's end weights are (one_replica.npz)."""
+    folder = tmp_path_factory.mktemp("replicas")
+    result = run_python(TWO_CPUS + FIXED_NOISE_VAE + f"""
 import tensorflow as tf
 one, two = tf.distribute.get_strategy(), tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 # Three steps: 64 images (32 per replica), 64, and a last batch of 1 image, which leaves one replica none.
 start, one_step, one_end, one_loss = train(one, images(129))
 _, two_step, two_end, two_loss = train(two, images(129), start=start)
-print(json.dumps({"replicas": two.num_replicas_in_sync, "loss": [one_loss, two_loss],
-                  "first_step": max_difference(one_step, two_step), "moved": max_difference(one_step, start),
-                  "three_steps": max_difference(one_end, two_end)}))
+np.savez({str(folder / "one_replica.npz")!r}, *one_end)
+print(json.dumps({{"replicas": two.num_replicas_in_sync, "loss": [one_loss, two_loss],
+                   "first_step": max_difference(one_step, two_step), "moved": max_difference(one_step, start),
+                   "three_steps": max_difference(one_end, two_end)}}))
 """)
     assert result.returncode == 0, result.stderr[-3000:]
-    found = json.loads(result.stdout.splitlines()[-1])
+    return json.loads(result.stdout.splitlines()[-1]), folder
+
+
+def test_two_replicas_take_the_same_steps_as_one(replica_runs):
+    found, _ = replica_runs
     print(found)
     assert found["replicas"] == 2
     assert found["loss"][1] == pytest.approx(found["loss"][0], rel=1e-6)
@@ -103,8 +124,7 @@ runpy.run_path({str(CODE_DIR / "vae_2d.py")!r}, run_name="__main__")
 """)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Training on 2 replicas with MirroredStrategy" in result.stdout
-    written = {str(path.relative_to(out)) for path in out.glob("*/[!.]*")}  # not the run's lock
-    assert written == TWO_D_OUTPUTS
+    check_outputs(out, result.stdout)
     metrics = json.loads((out / "models" / "metrics_2d.json").read_text())
     assert 80 < metrics["test_loss"] < 400 and metrics["train_images"] == 2000
     assert (out / "assets" / "Clusters2D.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -116,83 +136,76 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_two_workers_train_as_one_process(tmp_path):
-    """Two processes on localhost, a cluster in TF_CONFIG, end with the weights of one process
-    that trains on the same global batches."""
+def two_workers():
+    """The TF_CONFIG of worker 0 and of worker 1 of a cluster of two on this machine's loopback."""
     cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
-    worker = f"""
+    return [json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}) for index in range(2)]
+
+
+def run_together(commands, timeout):
+    """Start every (command, environment) at once and wait until all have stopped by themselves, at most
+    `timeout` seconds (a worker whose peer died would wait for it forever); any left is killed.
+    Returns their (stdout, stderr); fails the test if one failed."""
+    processes = []
+    try:
+        for command, env in commands:
+            processes.append(subprocess.Popen(command, env=env, cwd=REPO_ROOT, text=True,
+                                              stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        outputs = [process.communicate(timeout=timeout) for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait(timeout=10)
+    for process, (_, stderr) in zip(processes, outputs):
+        assert process.returncode == 0, stderr[-3000:]
+    return outputs
+
+
+def test_two_workers_train_as_one_process(tmp_path, replica_runs):
+    """Two processes on localhost, a cluster in TF_CONFIG, end with the weights of one process that
+    trains on the same global batches (the one-replica run of `replica_runs`)."""
+    worker = """
 import sys
 import numpy as np
 from vae.config import Config
 from vae.distribute import is_chief, setup
 strategy = setup(Config(distribute="multi_worker", batch_size=64))
 """ + FIXED_NOISE_VAE + """
-_, _, end, loss = train(strategy, images(192))  # three steps of 64 images, 32 on each worker
+# Three steps: 64 images (32 per worker), 64, and 1 image, which leaves one worker none.
+_, _, end, loss = train(strategy, images(129))
 np.savez(sys.argv[1], *end)
 print(json.dumps({"replicas": strategy.num_replicas_in_sync, "chief": is_chief(), "loss": loss}))
 """
-    alone = FIXED_NOISE_VAE + """
-import sys, tensorflow as tf
-_, _, end, loss = train(tf.distribute.get_strategy(), images(192))
-np.savez(sys.argv[1], *end)
-print(json.dumps({"loss": loss}))
-"""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(CODE_DIR)}
-    processes = []
-    try:
-        for index in range(2):
-            tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-            processes.append(subprocess.Popen([sys.executable, "-c", worker, str(tmp_path / f"worker{index}.npz")],
-                                              env={**env, "TF_CONFIG": tf_config}, cwd=REPO_ROOT, text=True,
-                                              stdout=subprocess.PIPE, stderr=subprocess.PIPE))
-        processes.append(subprocess.Popen([sys.executable, "-c", alone, str(tmp_path / "alone.npz")],
-                                          env=env, cwd=REPO_ROOT, text=True,
-                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE))
-        outputs = [process.communicate(timeout=120) for process in processes]  # each stops by itself
-    finally:
-        for process in processes:
-            process.kill()
-            process.wait(timeout=10)
-    for process, (stdout, stderr) in zip(processes, outputs):
-        assert process.returncode == 0, stderr[-3000:]
+    outputs = run_together([([sys.executable, "-c", worker, str(tmp_path / f"worker{index}.npz")],
+                             {**env, "TF_CONFIG": tf_config}) for index, tf_config in enumerate(two_workers())],
+                           timeout=120)
     reports = [json.loads(stdout.splitlines()[-1]) for stdout, _ in outputs]
-    assert [r.get("chief") for r in reports[:2]] == [True, False]
-    assert [r.get("replicas") for r in reports[:2]] == [2, 2]
-    weights = [list(np.load(tmp_path / f"{name}.npz").values()) for name in ["worker0", "worker1", "alone"]]
+    assert [r["chief"] for r in reports] == [True, False]
+    assert [r["replicas"] for r in reports] == [2, 2]
+    found, folder = replica_runs
+    assert reports[0]["loss"] == reports[1]["loss"] == pytest.approx(found["loss"][0], rel=1e-6)
+    weights = [list(np.load(path).values()) for path in
+               [tmp_path / "worker0.npz", tmp_path / "worker1.npz", folder / "one_replica.npz"]]
     print({"workers": max(np.abs(a - b).max() for a, b in zip(weights[0], weights[1])),
-           "alone": max(np.abs(a - b).max() for a, b in zip(weights[0], weights[2]))})
+           "one process": max(np.abs(a - b).max() for a, b in zip(weights[0], weights[2]))})
     for a, b in zip(weights[0], weights[1]):
         np.testing.assert_array_equal(a, b)  # the workers apply the same all-reduced gradients
     for a, b in zip(weights[0], weights[2]):
         np.testing.assert_allclose(a, b, rtol=0, atol=WEIGHT_TOLERANCE)
-    assert reports[0]["loss"] == pytest.approx(reports[2]["loss"], rel=1e-6)
 
 
 def test_only_the_chief_worker_writes_results(tmp_path, small_mnist):
     """vae_2d.py in two worker processes: worker 0 writes the outputs under its --out, worker 1 nothing
     under its own; its progress and staging, in the temporary folder while it runs, are removed."""
-    cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
     (tmp_path / "tmp").mkdir()
-    processes = []
-    try:
-        for index in range(2):
-            tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-            command, env = script_command("vae_2d.py", "--distribute", "multi_worker", "--epochs", 1,
-                                          "--train-size", 256, "--grid-size", 4, "--data-dir", small_mnist,
-                                          "--out", tmp_path / f"out{index}",
-                                          env_extra={"TF_CONFIG": tf_config, "TMPDIR": str(tmp_path / "tmp")})
-            processes.append(subprocess.Popen(command, env=env, cwd=REPO_ROOT, text=True,
-                                              stdout=subprocess.PIPE, stderr=subprocess.PIPE))
-        outputs = [process.communicate(timeout=180) for process in processes]  # each stops by itself
-    finally:
-        for process in processes:
-            process.kill()
-            process.wait(timeout=10)
-    for process, (stdout, stderr) in zip(processes, outputs):
-        assert process.returncode == 0, stderr[-3000:]
+    outputs = run_together([script_command("vae_2d.py", "--distribute", "multi_worker", "--epochs", 1,
+                                           "--train-size", 256, "--grid-size", 4, "--data-dir", small_mnist,
+                                           "--out", tmp_path / f"out{index}",
+                                           env_extra={"TF_CONFIG": tf_config, "TMPDIR": str(tmp_path / "tmp")})
+                            for index, tf_config in enumerate(two_workers())], timeout=180)
     assert "Training on 2 replicas with MultiWorkerMirroredStrategy" in outputs[0][0]
-    written = {str(path.relative_to(tmp_path / "out0")) for path in (tmp_path / "out0").glob("*/[!.]*")}
-    assert written == TWO_D_OUTPUTS
+    check_outputs(tmp_path / "out0", outputs[0][0])
     assert json.loads((tmp_path / "out0" / "models" / "metrics_2d.json").read_text())["train_images"] == 256
     assert "the chief writes the results" in outputs[1][0]
     assert not (tmp_path / "out1").exists()
@@ -223,7 +236,7 @@ for precision in ["float32", "mixed_bfloat16"]:
                 "loss": losses[0], "reconstruction": losses[1], "kl": losses[2]}}
     dtypes = {{"dense": vae.encoder.layers[2].compute_dtype,
                **{{name: keras.backend.standardize_dtype(t.dtype) for name, t in tensors.items()}}}}
-    history = train(vae, x_train, x_test, epochs=3, batch_size=128, learning_rate=1e-3, seed=0,
+    history = train(vae, x_train, x_test, epochs=2, batch_size=128, learning_rate=1e-3, seed=0,
                     verbose=0, jit_compile=False)
     found[precision] = {{"dtypes": dtypes, "history": history["loss"],
                          "test_loss": evaluate(vae, x_test)["loss"]}}
