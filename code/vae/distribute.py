@@ -102,6 +102,21 @@ def share_of_global_mean(mean, batch_size):
     return keras.ops.where(batch_size > 0, mean * (batch_size / global_batch_size), 0.0)
 
 
+def normal_noise(shape, dtype, seed_generator):
+    """ε ~ N(0, I) of `shape`, drawn with `seed_generator` (a `keras.random.SeedGenerator`).
+
+    Every replica holds a copy of the generator's state, so `keras.random.normal` would draw the same
+    ε on all of them, for different images. With several replicas, the replica's number is folded
+    into the seed (TensorFlow's `stateless_fold_in`), so each draws its own; with one replica this is
+    `keras.random.normal`, untouched.
+    """
+    replica = tf.distribute.get_replica_context()
+    if replica is None or replica.num_replicas_in_sync == 1:
+        return keras.random.normal(shape, dtype=dtype, seed=seed_generator)
+    seed = tf.random.experimental.stateless_fold_in(seed_generator.next(), replica.replica_id_in_sync_group)
+    return tf.random.stateless_normal(shape, seed=seed, dtype=dtype)
+
+
 def as_step_outputs(results):
     """`results`, the dict of scalars a train or test step returns, shaped for Keras to gather.
 

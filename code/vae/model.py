@@ -8,7 +8,7 @@ import keras
 import tensorflow as tf
 from keras import layers, ops
 
-from vae.distribute import as_step_outputs, share_of_global_mean
+from vae.distribute import as_step_outputs, normal_noise, share_of_global_mean
 from vae.priors import GaussianPrior
 
 IMAGE_SHAPE = (28, 28, 1)
@@ -30,7 +30,7 @@ class Sampling(layers.Layer):
 
     def call(self, inputs):
         z_mean, z_log_var = inputs
-        epsilon = keras.random.normal(ops.shape(z_mean), dtype=z_mean.dtype, seed=self.seed_generator)
+        epsilon = normal_noise(ops.shape(z_mean), z_mean.dtype, self.seed_generator)  # own ε on every replica
         return z_mean + ops.exp(0.5 * z_log_var) * epsilon
 
     def get_config(self):
