@@ -107,6 +107,12 @@ def load_model(parser, flag, path):
         parser.error(f"{flag}: {path} is not a saved Keras model ({first_line})")
 
 
+def shown_path(path):
+    """A path as the metrics record it: relative to the repository when it is inside it."""
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+
+
 def main(argv=None):
     parser, args = parse_arguments(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -159,7 +165,7 @@ def main(argv=None):
         print(f"wrote {path}")
     if args.evaluate:
         quadrature = args.quadrature and latent_dim == 2
-        result = {"model": args.name, "encoder": str(args.encoder), "decoder": str(args.decoder),
+        result = {"model": args.name, "encoder": shown_path(args.encoder), "decoder": shown_path(args.decoder),
                   "latent_dim": latent_dim, "prior_covariance": prior.covariance.tolist(),
                   **inspection.evaluate_model(encoder, decoder, prior, x_test, z_mean, z_log_var,
                                               samples=args.samples, quadrature=quadrature, seed=args.seed)}

@@ -7,6 +7,7 @@
 Sources, in page/: tutorial.md (the text: Markdown with LaTeX math, and Jinja2 placeholders such
 as {{ two_d.test_loss | num(".2f") }} and calls such as {{ image("latent2D.png", "alt") }}),
 template.html, explorer.html, style.css and explorer.js. Inputs: assets/*.png, models/metrics_*.json,
+models/likelihood_*.json (written by code/explore.py: ln p(x) beyond the ELBO, posterior widths, holes),
 models/decoder_*.h5 and models/test_encodings_*.npz for the models 2d, 3d and correlated, and
 the source files whose code the page shows (code/vae/model.py, ...), read when the page is built.
 
@@ -42,6 +43,7 @@ PAGE_DIR = Path(__file__).resolve().parent
 MODELS = {"2d": "2-D latent space", "3d": "3-D latent space", "correlated": "correlated prior"}
 TEMPLATE_NAMES = {"2d": "two_d", "3d": "three_d", "correlated": "correlated"}  # metrics as named in tutorial.md
 EXPLORER_POINTS = 3000  # test encodings drawn in each explorer
+STRIP_COUNT = 8  # digits in an explorer's strip: prior samples, or the steps of a walk between two points
 
 
 class BuildError(Exception):
@@ -71,6 +73,14 @@ def load_facts(root):
         m["kl_first"], m["kl_last"] = m["history"]["kl"][0], m["history"]["kl"][-1]
         m["kl_rises_every_epoch"] = all(b > a for a, b in zip(m["history"]["kl"], m["history"]["kl"][1:]))
         m["kl_rise_epochs"] = sum(b > a for a, b in zip(m["history"]["kl"], m["history"]["kl"][1:]))
+        # What code/explore.py measured inside the model (models/likelihood_<name>.json): ln p(x) three
+        # ways, the posterior widths, the holes, active units.
+        path = Path(root) / f"models/likelihood_{name}.json"
+        if not path.is_file():
+            raise BuildError(f"missing input: models/likelihood_{name}.json (run `python code/explore.py --model {name}`)")
+        inside = m["inside"] = json.loads(path.read_text())
+        inside["sigma_percent_of_prior"] = [100 * s / np.sqrt(v) for s, v in
+                                            zip(inside["posterior_sigma_median"], np.diag(inside["prior_covariance"]))]
         if "prior_covariance" in m:
             sigma = np.asarray(m["prior_covariance"], dtype=np.float64)
             m["prior_cholesky"] = np.linalg.cholesky(sigma).tolist()
@@ -301,6 +311,8 @@ class Page:
             model=model, title=MODELS[model], number=self.explorer_numbers[model], latent_dim=metrics["latent_dim"],
             fallback=fallback, fallback_number=self.figure_numbers[fallback], caption=caption,
             prior=metrics.get("prior_covariance") is not None,
+            prior_text="N(0, Σ) as z = L ε" if metrics.get("prior_covariance") is not None else "N(0, I)",
+            strip_count=STRIP_COUNT,
             slice_extent=explorer_view(self.root, model, metrics).get("slice_extent", 0),
         )
 

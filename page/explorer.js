@@ -1,5 +1,6 @@
 // The latent explorers: each decodes the point under the pointer with the trained decoder,
 // in plain JavaScript, from the weights in assets/explorer/<model>.js (window.VAE_MODELS).
+// Below the plane, a strip of digits: fresh prior samples, or a straight walk between two chosen points.
 // No libraries, no network. An explorer starts only when it scrolls into view.
 // window.vaeExplorer exposes the decoder and each explorer's state (for the tests).
 (function () {
@@ -85,6 +86,15 @@
     this.slider = root.querySelector(".explorer-slice");
     this.sliceReadout = root.querySelector(".explorer-slice-value");
     this.activate = root.querySelector(".explorer-activate");
+    this.strip = root.querySelector(".explorer-strip");
+    this.stripStatus = root.querySelector(".explorer-strip-status");
+    this.walkButton = root.querySelector(".explorer-walk");
+    this.stripCount = this.strip.width / 28;
+    this.stripZ = [];  // the latent points decoded in the strip
+    this.stripPixels = [];
+    this.stripKind = null;  // "samples" or "walk"
+    this.walking = false;  // choosing the two ends of a walk
+    this.walkEnds = [];
     this.extent = this.model.view.extent;
     this.z = new Array(this.dim).fill(0);
     this.pixels = null;
@@ -115,7 +125,12 @@
     }
 
     this.plane.addEventListener("pointerdown", function (event) {
-      if (event.pointerType === "touch" && !self.exploring) {
+      if (self.walking && event.pointerType !== "touch") {  // a click: one end of the walk
+        self.setFromEvent(event);
+        self.addWalkEnd(self.z);
+        return;
+      }
+      if (event.pointerType === "touch" && (!self.exploring || self.walking)) {
         self.touch = { x: event.clientX, y: event.clientY };  // a tap or the start of a scroll: see pointerup
         return;
       }
@@ -131,13 +146,25 @@
       self.touch = null;
       self.pressed = false;
       if (touch && Math.abs(event.clientX - touch.x) < 10 && Math.abs(event.clientY - touch.y) < 10) {
+        if (self.walking) {  // a tap while choosing a walk: one of its ends
+          self.setFromEvent(event);
+          self.addWalkEnd(self.z);
+          return;
+        }
         self.setExploring(true);  // a tap: decode there, and let the next drags explore
         self.setFromEvent(event);
       }
     });
     this.plane.addEventListener("pointercancel", function () { self.touch = null; self.pressed = false; });
     this.activate.addEventListener("click", function () { self.setExploring(!self.exploring); });
+    root.querySelector(".explorer-sample").addEventListener("click", function () { self.drawSamples(); });
+    this.walkButton.addEventListener("click", function () { self.setWalking(!self.walking); });
     this.plane.addEventListener("keydown", function (event) {
+      if (event.key === "Enter" && self.walking) {  // the keyboard's point: one end of the walk
+        self.addWalkEnd(self.z);
+        event.preventDefault();
+        return;
+      }
       var step = event.shiftKey ? 0.5 : 0.1;
       var moves = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, step], ArrowDown: [0, -step] };
       var move = moves[event.key];
@@ -168,6 +195,78 @@
     this.root.classList.toggle("exploring", on);
     this.activate.textContent = on ? "Done exploring" : "Tap to explore";
     this.activate.setAttribute("aria-pressed", on ? "true" : "false");
+  };
+
+  // A standard normal number (Box–Muller).
+  function gaussian() {
+    var u = 1 - Math.random(), v = Math.random();
+    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
+  }
+
+  // Fresh prior samples z = L ε (L = I for N(0, I)), kept inside the explorer's domain, decoded into the strip.
+  Explorer.prototype.drawSamples = function () {
+    var zs = [], L = this.cholesky, sliceExtent = this.model.view.slice_extent;
+    for (var s = 0; s < this.stripCount; s++) {
+      var e = [];
+      for (var d = 0; d < this.dim; d++) e.push(gaussian());
+      var z = e.slice();
+      if (L) { z[0] = L[0][0] * e[0]; z[1] = L[1][0] * e[0] + L[1][1] * e[1]; }
+      z[0] = this.clamp(z[0]); z[1] = this.clamp(z[1]);
+      if (this.dim >= 3) z[2] = Math.max(-sliceExtent, Math.min(sliceExtent, z[2]));
+      zs.push(z);
+    }
+    this.setWalking(false);
+    this.showStrip(zs, "samples");
+    this.stripStatus.textContent = this.stripCount + " new digits decoded from codes drawn from the prior" +
+      (L ? " N(0, \u03a3), z = L\u03b5" : " N(0, I)") + ": the crosses on the plane mark their (z\u2080, z\u2081).";
+  };
+
+  Explorer.prototype.setWalking = function (on) {
+    this.walking = on;
+    this.walkEnds = [];
+    this.walkButton.setAttribute("aria-pressed", on ? "true" : "false");
+    if (on) {
+      this.stripStatus.textContent = "Choose the first end of the walk: click or tap the plane, or press Enter at the keyboard's point.";
+    }
+    this.drawPlane();
+  };
+
+  Explorer.prototype.addWalkEnd = function (z) {
+    this.walkEnds.push(z.slice());
+    if (this.walkEnds.length === 1) {
+      this.stripStatus.textContent = "Now choose the other end of the walk.";
+      this.drawPlane();
+      return;
+    }
+    var a = this.walkEnds[0], b = this.walkEnds[1], zs = [], n = this.stripCount;
+    for (var s = 0; s < n; s++) {
+      var t = s / (n - 1);
+      zs.push(a.map(function (value, d) { return (1 - t) * value + t * b[d]; }));
+    }
+    this.walking = false;
+    this.walkButton.setAttribute("aria-pressed", "false");
+    this.walkEnds = [];
+    this.showStrip(zs, "walk");
+    this.stripStatus.textContent = "The straight walk from (" + a.slice(0, 2).map(function (v) { return v.toFixed(2); }).join(", ") +
+      ") to (" + b.slice(0, 2).map(function (v) { return v.toFixed(2); }).join(", ") + "), decoded at " + n + " evenly spaced points, both ends included.";
+  };
+
+  // Decode the latent points zs into the strip, left to right, and mark them on the plane.
+  Explorer.prototype.showStrip = function (zs, kind) {
+    var self = this, context = this.strip.getContext("2d"), image = context.createImageData(28 * zs.length, 28);
+    this.stripZ = zs.map(function (z) { return z.slice(); });
+    this.stripKind = kind;
+    this.stripPixels = zs.map(function (z) { return decode(self.name, z); });
+    this.stripPixels.forEach(function (pixels, s) {
+      for (var i = 0; i < 784; i++) {
+        var at = 4 * ((i / 28 | 0) * 28 * zs.length + s * 28 + i % 28), gray = Math.round(255 * (1 - pixels[i]));
+        image.data[at] = image.data[at + 1] = image.data[at + 2] = gray;
+        image.data[at + 3] = 255;
+      }
+    });
+    context.putImageData(image, 0, 0);
+    this.strip.setAttribute("aria-label", kind === "walk" ? "digits decoded along the walk" : "digits decoded from prior samples");
+    this.drawPlane();
   };
 
   // The median of each digit class's points: where its numeral is written on the plane.
@@ -358,12 +457,40 @@
     context.lineWidth = 1.5;
     context.strokeStyle = "#111111";
     context.beginPath(); context.arc(xy[0], xy[1], 7, 0, 2 * Math.PI); context.stroke();
+    this.drawStripMarks(context);
+    context.lineWidth = 1.5;
+    context.strokeStyle = "#111111";
     context.beginPath();
     context.moveTo(xy[0] - 11, xy[1]); context.lineTo(xy[0] - 4, xy[1]);
     context.moveTo(xy[0] + 4, xy[1]); context.lineTo(xy[0] + 11, xy[1]);
     context.moveTo(xy[0], xy[1] - 11); context.lineTo(xy[0], xy[1] - 4);
     context.moveTo(xy[0], xy[1] + 4); context.lineTo(xy[0], xy[1] + 11);
     context.stroke();
+  };
+
+  // The strip's points on the plane: a line for a walk, crosses for prior samples; a chosen first end.
+  Explorer.prototype.drawStripMarks = function (context) {
+    var self = this;
+    context.lineWidth = 2;
+    context.strokeStyle = "#d62728";
+    if (this.stripKind === "walk") {
+      var a = this.toCanvas(this.stripZ[0][0], this.stripZ[0][1]);
+      var b = this.toCanvas(this.stripZ[this.stripZ.length - 1][0], this.stripZ[this.stripZ.length - 1][1]);
+      context.beginPath(); context.moveTo(a[0], a[1]); context.lineTo(b[0], b[1]); context.stroke();
+    }
+    if (this.stripKind) {
+      this.stripZ.forEach(function (z) {
+        var xy = self.toCanvas(z[0], z[1]);
+        context.beginPath();
+        context.moveTo(xy[0] - 4, xy[1] - 4); context.lineTo(xy[0] + 4, xy[1] + 4);
+        context.moveTo(xy[0] - 4, xy[1] + 4); context.lineTo(xy[0] + 4, xy[1] - 4);
+        context.stroke();
+      });
+    }
+    this.walkEnds.forEach(function (z) {
+      var xy = self.toCanvas(z[0], z[1]);
+      context.beginPath(); context.arc(xy[0], xy[1], 5, 0, 2 * Math.PI); context.stroke();
+    });
   };
 
   // The digit, ink dark on white like the figures: gray = 255 (1 − p), rounded.
@@ -396,7 +523,21 @@
       var drawn = e.digitContext.getImageData(0, 0, 28, 28).data;
       var gray = [];
       for (var i = 0; i < 784; i++) gray.push(drawn[4 * i]);
-      return { z: e.z.slice(), pixels: Array.from(e.pixels), drawn: gray, extent: e.extent, exploring: e.exploring };
+      return { z: e.z.slice(), pixels: Array.from(e.pixels), drawn: gray, extent: e.extent, exploring: e.exploring,
+               walking: e.walking, walkEnds: e.walkEnds.map(function (z) { return z.slice(); }) };
+    },
+    // The strip: its kind ("samples", "walk" or null), latent points, pixel probabilities, and the gray
+    // levels drawn on its canvas (one array of 784 per digit).
+    strip: function (name) {
+      var e = explorer(name), n = e.stripZ.length;
+      var data = e.strip.getContext("2d").getImageData(0, 0, e.strip.width, 28).data, drawn = [];
+      for (var s = 0; s < n; s++) {
+        var gray = [];
+        for (var i = 0; i < 784; i++) gray.push(data[4 * ((i / 28 | 0) * e.strip.width + s * 28 + i % 28)]);
+        drawn.push(gray);
+      }
+      return { kind: e.stripKind, z: e.stripZ.map(function (z) { return z.slice(); }),
+               pixels: e.stripPixels.map(function (p) { return Array.from(p); }), drawn: drawn };
     },
     // Where latent (z0, z1) is on the plane canvas, in CSS pixels from its top left.
     toCanvas: function (name, z0, z1) { return explorer(name).toCanvas(z0, z1); },

@@ -29,13 +29,16 @@ _spec.loader.exec_module(build_page)
 
 MODELS = ("2d", "3d", "correlated")
 SECTIONS = ["introduction", "what-is-a-vae", "model-architecture", "2d-latent-space-experiments",
-            "3d-latent-space-extension", "correlated-prior", "implementation-guide", "results", "references"]
+            "inside-the-2-d-model", "3d-latent-space-extension", "correlated-prior", "implementation-guide", "results", "references"]
 FIGURES = {  # every figure the training scripts draw
     "Clusters2D.png", "latent2D.png", "reconstructions_2d.png", "history_2d.png",
     "Clusters3D.png", "2D3DClusters.png", "3DLatent1.png", "3DLatent2.png", "3DLatent3.png",
     "latent_variance_3d.png", "reconstructions_3d.png", "history_3d.png",
     "ClustersCorrelated.png", "KLAdapted.png", "covariance_matrix.png", "reconstructions_correlated.png",
     "history_correlated.png",
+    # inside the models (vae/inspection.py, drawn by the scripts and by code/explore.py)
+    "samples_2d.png", "interpolation_2d.png", "posterior_widths_2d.png", "holes_2d.png", "traversal_3d.png",
+    "samples_correlated.png",
 }
 LISTINGS = {("code/vae/model.py", "Sampling"), ("code/vae/model.py", "reconstruction_loss"),
             ("code/vae/priors.py", "kl_divergence"), ("code/vae/priors.py", "GaussianPrior.kl_divergence"),
@@ -67,6 +70,12 @@ def outputs(committed_root):
 @pytest.fixture(scope="module")
 def metrics(committed_root):
     return {name: json.loads((committed_root / "models" / f"metrics_{name}.json").read_text()) for name in MODELS}
+
+
+@pytest.fixture(scope="module")
+def inside(committed_root):
+    """{model: models/likelihood_<model>.json}, written by code/explore.py."""
+    return {name: json.loads((committed_root / "models" / f"likelihood_{name}.json").read_text()) for name in MODELS}
 
 
 @pytest.fixture(scope="module")
@@ -317,6 +326,51 @@ def test_text_quotes_the_metrics(page_html, metrics):
     assert f"a difference of {difference:+.2f} nats" in text
     for quoted in ("~165", "~161", "~3.9", "~164", "~160", "~4.2", "~166", "~162", "~4.1"):
         assert quoted in text, "the seed tutorial's numbers are quoted as its own"
+
+
+def test_likelihood_table_and_text_quote_the_likelihood_files(page_html, inside, metrics):
+    """ln p(x) three ways, the posterior widths and the holes, as code/explore.py measured them."""
+    cells = dict(re.findall(r'data-metric="([\w.]+)">([^<]*)<', page_html))
+    text = page_text(page_html)
+    for name in MODELS:
+        m = inside[name]
+        assert m["elbo"] <= m["iw_log_likelihood"] + 3 * m["iw_log_likelihood_standard_error"]
+        assert number(cells[f"{name}.inside.elbo"]) == f"{-m['elbo']:.2f}"
+        assert number(cells[f"{name}.inside.iw_log_likelihood"]) == f"{-m['iw_log_likelihood']:.2f}"
+        assert cells[f"{name}.inside.active_units"] == f"{m['active_units']} of {metrics[name]['latent_dim']}"
+        assert f"{100 * m['prior_mass_in_holes']:.1f}%" in text, name
+    two = inside["2d"]
+    assert two["iw_log_likelihood"] <= two["quadrature_log_likelihood"] + 3 * two["iw_log_likelihood_standard_error"]
+    assert number(cells["2d.inside.quadrature_log_likelihood"]) == f"{-two['quadrature_log_likelihood']:.2f}"
+    for key in ("quadrature_minus_elbo", "iw_gain_over_elbo", "approximation_gap"):
+        assert f"{two[key]:.2f} nats" in text, key
+    for sigma in two["posterior_sigma_median"]:
+        assert f"{sigma:.3f}" in text
+    assert two["data_convention"] in page_text(page_html, numbers=False)
+    source = (REPO_ROOT / "page" / "tutorial.md").read_text() + (REPO_ROOT / "page" / "tables.html").read_text()
+    for name in MODELS:
+        for key in ("elbo", "iw_log_likelihood"):
+            assert f"{-inside[name][key]:.2f}" not in source, f"{name}.{key} typed into the page's sources"
+
+
+def test_page_claims_no_more_than_the_models_show(page_html):
+    """The sentences the issue named are gone: the posteriors are narrow, the plane has holes."""
+    text = page_text(page_html, numbers=False)
+    assert "latent space without holes" not in text
+    assert "the space between clusters decodes to plausible in-between shapes" not in text
+    assert "fills the gaps between classes" not in text
+    assert "morphs one digit smoothly into another" not in text
+
+
+def test_missing_likelihood_file_is_named(committed_root, tmp_path):
+    for name in ("assets", "code"):
+        (tmp_path / name).symlink_to(committed_root / name)
+    (tmp_path / "models").mkdir()
+    for path in (committed_root / "models").iterdir():
+        if path.name != "likelihood_3d.json":
+            (tmp_path / "models" / path.name).symlink_to(path)
+    with pytest.raises(build_page.BuildError, match=r"models/likelihood_3d\.json \(run `python code/explore\.py --model 3d`\)"):
+        build_page.build(tmp_path)
 
 
 def test_captions_describe_the_learning_curves(page_html, metrics):
@@ -603,3 +657,97 @@ def test_page_reads_without_javascript(browser, committed_root):
         assert not any(page.locator(".explorer-live").nth(i).is_visible() for i in range(3))
     finally:
         opened.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# The explorers' strip: prior samples and walks between two points
+
+
+def strip(opened, name):
+    return opened.page.evaluate("name => window.vaeExplorer.strip(name)", name)
+
+
+def assert_strip_decodes_like_keras(decoders, explorer_models, name, shown):
+    z = np.asarray(shown["z"])
+    pixels, drawn = np.asarray(shown["pixels"]), 1 - np.asarray(shown["drawn"]) / 255
+    assert pixels.shape == (8, 784) and drawn.shape == (8, 784)
+    assert np.max(np.abs(pixels - numpy_decode(explorer_models[name], z))) <= EXACT_TOLERANCE
+    assert np.max(np.abs(pixels - keras_decode(decoders, name, z))) <= QUANTIZED_TOLERANCE
+    assert np.max(np.abs(drawn - pixels)) <= 0.5 / 255 + 1e-9, "the strip is drawn as decoded"
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_prior_samples_button_decodes_fresh_samples(laptop, decoders, explorer_models, name):
+    page = laptop.page
+    button = page.locator(f"#explorer-{name} .explorer-sample")
+    button.scroll_into_view_if_needed()
+    button.click()
+    first = strip(laptop, name)
+    assert first["kind"] == "samples" and len(first["z"]) == 8
+    assert_strip_decodes_like_keras(decoders, explorer_models, name, first)
+    button.focus()
+    page.keyboard.press("Enter")  # the keyboard draws again
+    second = strip(laptop, name)
+    assert second["z"] != first["z"], "fresh samples each time"
+    z = np.asarray(first["z"] + second["z"])
+    if name == "correlated":  # z = L ε: the samples lean along the prior's correlation
+        assert np.all(np.abs(z[:, :2]) <= explorer_models[name]["view"]["extent"])
+    status = page.locator(f"#explorer-{name} .explorer-strip-status").inner_text()
+    assert "decoded from codes drawn from the prior" in status
+
+
+def test_walk_between_two_clicked_points(laptop, decoders, explorer_models):
+    page = laptop.page
+    page.locator("#explorer-2d .explorer-walk").click()
+    assert state(laptop, "2d")["walking"]
+    plane = page.locator("#explorer-2d .explorer-plane")
+    plane.scroll_into_view_if_needed()
+    box = plane.bounding_box()
+    page.mouse.click(box["x"] + 0.2 * box["width"], box["y"] + 0.2 * box["height"])
+    assert len(state(laptop, "2d")["walkEnds"]) == 1
+    page.mouse.click(box["x"] + 0.8 * box["width"], box["y"] + 0.7 * box["height"])
+    shown = strip(laptop, "2d")
+    assert shown["kind"] == "walk" and not state(laptop, "2d")["walking"]
+    z = np.asarray(shown["z"])
+    assert z[0, 0] < 0 < z[0, 1] and z[-1, 0] > 0 > z[-1, 1], z[[0, -1]]
+    np.testing.assert_allclose(z, np.linspace(z[0], z[-1], 8), atol=1e-12)  # a straight, evenly spaced walk
+    assert_strip_decodes_like_keras(decoders, explorer_models, "2d", shown)
+    x, y = page.evaluate("([z0, z1]) => window.vaeExplorer.toCanvas('2d', z0, z1)", ((z[0] + z[-1]) / 2).tolist())
+    pixel = page.evaluate("([x, y]) => window.vaeExplorer.planePixel('2d', x, y)", [x, y])
+    assert pixel[0] > 150 and pixel[1] < 120, f"the walk is drawn on the plane in red: {pixel}"
+
+
+def test_walk_by_keyboard_in_the_3d_slice(laptop, decoders, explorer_models):
+    page = laptop.page
+    page.evaluate("() => window.vaeExplorer.setZ('3d', [-1.0, 0.5, 0.5])")
+    button = page.locator("#explorer-3d .explorer-walk")
+    button.focus()
+    page.keyboard.press("Enter")
+    plane = page.locator("#explorer-3d .explorer-plane")
+    plane.focus()
+    page.keyboard.press("Enter")
+    for _ in range(10):
+        page.keyboard.press("ArrowRight")
+    page.keyboard.press("Enter")
+    shown = strip(laptop, "3d")
+    assert shown["kind"] == "walk"
+    np.testing.assert_allclose(shown["z"][0], [-1.0, 0.5, 0.5], atol=1e-9)
+    np.testing.assert_allclose(shown["z"][-1], [0.0, 0.5, 0.5], atol=1e-9)
+    assert_strip_decodes_like_keras(decoders, explorer_models, "3d", shown)
+
+
+def test_phone_taps_draw_samples_and_choose_a_walk(phone, decoders, explorer_models):
+    page = phone.page
+    page.locator("#explorer-correlated .explorer-sample").tap()
+    assert strip(phone, "correlated")["kind"] == "samples"
+    page.locator("#explorer-correlated .explorer-walk").tap()
+    plane = page.locator("#explorer-correlated .explorer-plane")
+    plane.scroll_into_view_if_needed()
+    box = plane.bounding_box()
+    page.touchscreen.tap(box["x"] + 0.3 * box["width"], box["y"] + 0.5 * box["height"])
+    page.touchscreen.tap(box["x"] + 0.7 * box["width"], box["y"] + 0.5 * box["height"])
+    shown = strip(phone, "correlated")
+    assert shown["kind"] == "walk" and shown["z"][0][0] < 0 < shown["z"][-1][0]
+    assert_strip_decodes_like_keras(decoders, explorer_models, "correlated", shown)
+    buttons = [page.locator(f"#explorer-correlated {c}").bounding_box() for c in (".explorer-sample", ".explorer-walk")]
+    assert all(b["height"] >= 24 for b in buttons), "touch targets of at least 24 px"

@@ -1,5 +1,6 @@
-"""Fill README.md's results and performance sections from models/metrics_*.json and
-benchmarks/train_speed.json, so that no number in the README is typed by hand.
+"""Fill README.md's results and performance sections from models/metrics_*.json,
+models/likelihood_*.json (written by code/explore.py) and benchmarks/train_speed.json, so that no
+number in the README is typed by hand.
 
     python tools/update_readme.py                # rewrite the generated sections
     python tools/update_readme.py --check        # exit 1 if README.md is out of date
@@ -31,6 +32,10 @@ def load_metrics(root=REPO_ROOT):
         if not path.exists():
             raise FileNotFoundError(f"{path} is missing: run code/vae_{name}.py first")
         metrics[name] = json.loads(path.read_text())
+        inside = root / "models" / f"likelihood_{name}.json"
+        if not inside.exists():
+            raise FileNotFoundError(f"{inside} is missing: run python code/explore.py --model {name} first")
+        metrics[name]["inside"] = json.loads(inside.read_text())
     return metrics
 
 
@@ -57,8 +62,37 @@ def results_section(metrics):
         f"{correlated['encoded_correlation']:.3f}.",
         f"Trained with TensorFlow {metrics['2d']['tensorflow_version']} and Keras "
         f"{metrics['2d']['keras_version']} on {', '.join(devices)}.",
+        "",
+        *likelihood_lines(metrics),
     ]
     return "\n".join(lines)
+
+
+def likelihood_lines(metrics):
+    """The table of ln p(x) beyond the ELBO, from models/likelihood_*.json (code/explore.py)."""
+    two = metrics["2d"]["inside"]
+    lines = [
+        f"Beyond the ELBO (`python code/explore.py --model NAME`, `models/likelihood_NAME.json`): −ln p(x) in nats "
+        f"per image over the {two['likelihood_images']:,} test images, with {two['data_convention'].split(', in nats')[0]}.",
+        "",
+        "| model | −ELBO | importance-weighted | exact (quadrature) | active units | median posterior σ | prior mass in holes |",
+        "|---|---:|---:|---:|---:|---|---:|",
+    ]
+    for name, label in MODELS.items():
+        m = metrics[name]["inside"]
+        exact = f"{-m['quadrature_log_likelihood']:.2f}" if "quadrature_log_likelihood" in m else "—"
+        sigma = ", ".join(f"{value:.3f}" for value in m["posterior_sigma_median"])
+        lines.append(f"| `vae_{name}.py` | {-m['elbo']:.2f} | {-m['iw_log_likelihood']:.2f} (K = {m['iw_samples']:,}) | "
+                     f"{exact} | {m['active_units']} of {m['latent_dim']} | {sigma} | "
+                     f"{100 * m['prior_mass_in_holes']:.1f}% |")
+    lines += [
+        "",
+        f"The exact value sums p(x|z) p(z) over a grid of {two['quadrature_grid']['points']:,} codes (2-D models only; "
+        f"{two['quadrature_seconds']:.0f} s for the 2-D model's test set). The importance-weighted estimate ran at "
+        f"{two['iw_samples_per_second']:,.0f} decoded samples per second. Holes: where the codes' aggregate posterior "
+        f"q(z) is below {two['hole_ratio']:g} p(z), in the (z₀, z₁) plane.",
+    ]
+    return lines
 
 
 def performance_section(root=REPO_ROOT):
