@@ -495,7 +495,8 @@ def build(root=REPO_ROOT):
                            output_format="html")
     body = restore_math(md.convert(text[text.index("\n## "):]), formulas)
     lede = restore_math(markdown.markdown(text[title_match.end():text.index("\n## ")].strip()), formulas)
-    body = body.replace("<table>", '<div class="table-wrap"><table>').replace("</table>", "</table></div>")
+    # Markdown's own tables (a bare <table>) scroll sideways in a wrapper; those of tables.html have theirs.
+    body = re.sub(r"<table>(.*?)</table>", r'<div class="table-wrap"><table>\1</table></div>', body, flags=re.DOTALL)
 
     outputs = {f"assets/explorer/{name}.js": explorer_script(explorer_data(root, name, metrics[name])).encode()
                for name in MODELS}

@@ -751,3 +751,10 @@ def test_phone_taps_draw_samples_and_choose_a_walk(phone, decoders, explorer_mod
     assert_strip_decodes_like_keras(decoders, explorer_models, "correlated", shown)
     buttons = [page.locator(f"#explorer-correlated {c}").bounding_box() for c in (".explorer-sample", ".explorer-walk")]
     assert all(b["height"] >= 24 for b in buttons), "touch targets of at least 24 px"
+
+
+def test_every_explorer_table_and_section_is_inside_main(laptop):
+    """A stray closing tag (e.g. a table wrapped twice) would end <main> early and push the rest out of the column."""
+    outside = laptop.page.evaluate("""() => Array.from(document.querySelectorAll('.explorer, table, h2'))
+        .filter(el => !el.closest('main')).map(el => el.id || el.tagName)""")
+    assert outside == [], f"outside <main>: {outside}"
