@@ -96,10 +96,10 @@ class FusedTrainFunction:
         (loss, reconstruction, kl: the epoch's running means, nats per image)."""
         full, last = [], None
         for _ in range(self.steps):
-            batch = iterator.get_next_as_optional()
-            if not batch.has_value():
+            try:
+                indices = next(iterator)  # (batch_size,) int64, or fewer at the end of an epoch
+            except StopIteration:  # the epoch's batches have run out
                 break
-            indices = batch.get_value()
             if indices.shape[0] == self.batch_size:
                 full.append(indices)
             else:

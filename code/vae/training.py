@@ -11,6 +11,8 @@ import time
 import keras
 import tensorflow as tf
 
+from vae.fused import fuse_steps
+
 STEPS_PER_EXECUTION = 64  # gradient steps per call from Python into the compiled graph
 EVAL_BATCH_SIZE = 1000  # evaluation has no gradients, so it takes larger batches
 
@@ -88,12 +90,16 @@ class EpochTimer(keras.callbacks.Callback):
 
 
 def train(vae, x_train, x_val, epochs, batch_size, learning_rate, seed=None, verbose="auto", callbacks=(),
-          jit_compile=True, steps_per_execution=STEPS_PER_EXECUTION, autotune=False, initial_epoch=0):
+          jit_compile=True, steps_per_execution=STEPS_PER_EXECUTION, autotune=False, initial_epoch=0,
+          fused_steps=None):
     """Compile and fit `vae` on `x_train`, validating on `x_val` after every epoch, from epoch
     `initial_epoch` (the number already done, for a resumed run) up to `epochs`.
 
     Returns the history: "loss", "reconstruction", "kl" and their "val_" twins (the validation
     data's), in nats per image, and "seconds", each a list with one value per epoch run.
+
+    `fused_steps` K (e.g. 64) runs K train steps in each XLA call (vae/fused.py says how, and where
+    it falls back to Keras' own loop); None: Keras' loop, one XLA call per step.
     """
     steps_per_epoch = -(-len(x_train) // batch_size)
     if tf.distribute.has_strategy():  # several devices or machines (vae/distribute.py)
@@ -103,8 +109,11 @@ def train(vae, x_train, x_val, epochs, batch_size, learning_rate, seed=None, ver
         # MirroredStrategy ("You must feed a value for placeholder tensor", keras-team/keras#19246).
         jit_compile, steps_per_execution = False, 1
     compile_vae(vae, learning_rate, jit_compile, min(steps_per_execution, steps_per_epoch))
+    train_data = batched(x_train, batch_size, shuffle=True, seed=seed, autotune=autotune)
+    if fused_steps:
+        train_data = fuse_steps(vae, x_train, train_data, batch_size, fused_steps, seed)
     history = vae.fit(
-        batched(x_train, batch_size, shuffle=True, seed=seed, autotune=autotune),
+        train_data,
         validation_data=batched(x_val, EVAL_BATCH_SIZE),
         epochs=epochs,
         initial_epoch=initial_epoch,
