@@ -168,20 +168,27 @@ def matmuls_alone_seconds_per_step(batch=128, layers=LAYERS_2D, steps=FUSED_STEP
     inputs = [tf.constant(rng.standard_normal((batch, i), dtype=np.float32)) for i, _ in layers]
     grads = [tf.constant(rng.standard_normal((batch, o), dtype=np.float32)) for _, o in layers]
 
+    def products_of(inputs, grads):
+        products = []
+        for k, kernel in enumerate(kernels):
+            products.append(tf.matmul(inputs[k], kernel))
+            products.append(tf.matmul(inputs[k], grads[k], transpose_a=True))
+            if k > 0:
+                products.append(tf.matmul(grads[k], kernel, transpose_b=True))
+        return products
+
     @tf.function(jit_compile=True)
     def loop(inputs, grads):
-        def body(step, inputs, grads):
-            total = 0.0
-            for k, kernel in enumerate(kernels):
-                total += tf.reduce_sum(tf.matmul(inputs[k], kernel))
-                total += tf.reduce_sum(tf.matmul(inputs[k], grads[k], transpose_a=True))
-                if k > 0:
-                    total += tf.reduce_sum(tf.matmul(grads[k], kernel, transpose_b=True))
-            # A trace of the results flows into the next step, so XLA cannot hoist the products out of the loop.
-            return step + 1, [x + 1e-30 * total for x in inputs], [g + 1e-30 * total for g in grads]
+        def body(step, inputs, grads, products):
+            products = products_of(inputs, grads)
+            # The products are the loop's outputs, and one number from them flows into the next
+            # step's operands, so that XLA can neither drop nor hoist any product out of the loop.
+            trace = 1e-30 * tf.add_n([product[0, 0] for product in products])
+            return step + 1, [x + trace for x in inputs], [g + trace for g in grads], products
 
-        _, inputs, _ = tf.while_loop(lambda step, *_: step < steps, body, (0, inputs, grads))
-        return inputs[0][0, 0]
+        products = [tf.zeros_like(product) for product in products_of(inputs, grads)]
+        *_, products = tf.while_loop(lambda step, *_: step < steps, body, (0, inputs, grads, products))
+        return tf.add_n([product[0, 0] for product in products])
 
     return median_seconds(lambda: loop(inputs, grads).numpy(), repeats) / steps
 
