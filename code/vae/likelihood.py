@@ -180,7 +180,7 @@ def bernoulli_log_likelihoods(decoder):
         logits = logits_of(z, training=False)
         return tf.matmul(pixels, logits, transpose_b=True) - tf.reduce_sum(tf.nn.softplus(logits), axis=1)[None, :]
 
-    return lambda pixels, z: log_likelihoods(pixels, np.asarray(z, dtype=np.float32))
+    return lambda pixels, z: log_likelihoods(np.asarray(pixels, dtype=np.float32), np.asarray(z, dtype=np.float32))
 
 
 def log_likelihood_by_quadrature(log_likelihoods, cholesky, pixels, limit=5.0, spacing=0.02, grid_batch=8192):
@@ -199,7 +199,6 @@ def log_likelihood_by_quadrature(log_likelihoods, cholesky, pixels, limit=5.0, s
     log_weight = -0.5 * (epsilon ** 2).sum(axis=1) - LOG_2PI + 2 * math.log(spacing)  # ln N(ε; 0, I) dε
     z = epsilon @ cholesky.T
     total = RunningLogSumExp(len(pixels))
-    pixels = np.asarray(pixels, dtype=np.float32)
     for start in range(0, len(z), grid_batch):
         block = slice(start, start + grid_batch)
         values = log_likelihoods(pixels, z[block])
