@@ -71,7 +71,7 @@ def measure_explorers(root=REPO_ROOT, count=100, rounds=7):
     if not Path(CHROMIUM).exists():
         raise SystemExit(f"Chromium not found at {CHROMIUM}: apt-get install chromium (or set VAE_PAGE_CHROMIUM)")
     result = {"benchmark": "explorer_decode", "page": "index.html", "viewport": DESKTOP, "points_per_round": count,
-              "rounds": rounds}
+              "rounds": rounds, "cores": os.cpu_count(), "load_average": round(os.getloadavg()[0], 2)}
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         result["browser"] = f"Chromium {browser.version}"
