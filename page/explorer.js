@@ -95,6 +95,16 @@
     this.stripKind = null;  // "samples" or "walk"
     this.walking = false;  // choosing the two ends of a walk
     this.walkEnds = [];
+    this.pickButton = root.querySelector(".explorer-pick");
+    this.picking = false;  // choosing a test image
+    this.picked = null;  // the index (into this.tests) of the test image shown, or null
+    var tests = this.model.test_images, testZ = floats(tests.z), testSigma = floats(tests.sigma), raw = bytes(tests.pixels);
+    this.tests = [];
+    for (var t = 0; t < tests.count; t++) {
+      this.tests.push({ index: tests.index[t], label: +tests.labels.charAt(t), pixels: raw.subarray(784 * t, 784 * (t + 1)),
+                        z: Array.prototype.slice.call(testZ, t * this.dim, (t + 1) * this.dim),
+                        sigma: Array.prototype.slice.call(testSigma, t * this.dim, (t + 1) * this.dim) });
+    }
     this.extent = this.model.view.extent;
     this.z = new Array(this.dim).fill(0);
     this.pixels = null;
@@ -130,7 +140,12 @@
         self.addWalkEnd(self.z);
         return;
       }
-      if (event.pointerType === "touch" && (!self.exploring || self.walking)) {
+      if (self.picking && event.pointerType !== "touch") {  // a click: the nearest ringed test dot
+        self.setFromEvent(event);
+        self.pickNearest(self.z);
+        return;
+      }
+      if (event.pointerType === "touch" && (!self.exploring || self.walking || self.picking)) {
         self.touch = { x: event.clientX, y: event.clientY };  // a tap or the start of a scroll: see pointerup
         return;
       }
@@ -151,6 +166,11 @@
           self.addWalkEnd(self.z);
           return;
         }
+        if (self.picking) {  // a tap while picking: the nearest ringed test dot
+          self.setFromEvent(event);
+          self.pickNearest(self.z);
+          return;
+        }
         self.setExploring(true);  // a tap: decode there, and let the next drags explore
         self.setFromEvent(event);
       }
@@ -159,9 +179,15 @@
     this.activate.addEventListener("click", function () { self.setExploring(!self.exploring); });
     root.querySelector(".explorer-sample").addEventListener("click", function () { self.drawSamples(); });
     this.walkButton.addEventListener("click", function () { self.setWalking(!self.walking); });
+    this.pickButton.addEventListener("click", function () { self.setPicking(!self.picking); });
     this.plane.addEventListener("keydown", function (event) {
       if (event.key === "Enter" && self.walking) {  // the keyboard's point: one end of the walk
         self.addWalkEnd(self.z);
+        event.preventDefault();
+        return;
+      }
+      if (event.key === "Enter" && self.picking) {  // the test dot nearest the keyboard's point
+        self.pickNearest(self.z);
         event.preventDefault();
         return;
       }
@@ -221,7 +247,54 @@
       (L ? " N(0, \u03a3), z = L\u03b5" : " N(0, I)") + ": the crosses on the plane mark their (z\u2080, z\u2081).";
   };
 
+  Explorer.prototype.setPicking = function (on) {
+    this.picking = on;
+    this.pickButton.setAttribute("aria-pressed", on ? "true" : "false");
+    if (on) {
+      if (this.walking) this.setWalking(false);
+      this.stripStatus.textContent = "Click or tap near one of the ringed test dots, or press Enter on the plane: the nearest one is shown.";
+    }
+    this.drawPlane();
+  };
+
+  // Show the ringed test image nearest to z in (z0, z1) (in 3-D, weighing the distance to the slice too).
+  Explorer.prototype.pickNearest = function (z) {
+    var best = 0, bestDistance = Infinity, dim = this.dim;
+    this.tests.forEach(function (test, t) {
+      var distance = 0;
+      for (var d = 0; d < dim; d++) distance += (test.z[d] - z[d]) * (test.z[d] - z[d]);
+      if (distance < bestDistance) { bestDistance = distance; best = t; }
+    });
+    this.showPicked(best);
+  };
+
+  Explorer.prototype.showPicked = function (t) {
+    var test = this.tests[t], self = this;
+    this.picked = t;
+    this.picking = false;
+    this.pickButton.setAttribute("aria-pressed", "false");
+    this.pickedPixels = decode(this.name, test.z);
+    [[".explorer-test", function (i) { return test.pixels[i] / 255; }], [".explorer-rebuilt", function (i) { return self.pickedPixels[i]; }]]
+      .forEach(function (pair) {
+        var canvas = self.root.querySelector(pair[0]), context = canvas.getContext("2d"), image = context.createImageData(28, 28);
+        for (var i = 0; i < 784; i++) {
+          var gray = Math.round(255 * (1 - pair[1](i)));
+          image.data[4 * i] = image.data[4 * i + 1] = image.data[4 * i + 2] = gray;
+          image.data[4 * i + 3] = 255;
+        }
+        context.putImageData(image, 0, 0);
+      });
+    this.root.querySelector(".explorer-picked").hidden = false;
+    var names = "\u2080\u2081\u2082\u2083";
+    this.root.querySelector(".explorer-picked-text").textContent = "Test image " + (test.index + 1).toLocaleString("en") +
+      ", a " + test.label + ": " + test.z.map(function (m, d) {
+        return "\u03bc" + names[d] + " = " + formatNumber(m).trim() + ", \u03c3" + names[d] + " = " + test.sigma[d].toFixed(3);
+      }).join("; ") + ". The red ellipse on the plane is its \u03bc \u00b1 2\u03c3.";
+    this.drawPlane();
+  };
+
   Explorer.prototype.setWalking = function (on) {
+    if (on && this.picking) this.setPicking(false);
     this.walking = on;
     this.walkEnds = [];
     this.walkButton.setAttribute("aria-pressed", on ? "true" : "false");
@@ -491,6 +564,24 @@
       var xy = self.toCanvas(z[0], z[1]);
       context.beginPath(); context.arc(xy[0], xy[1], 5, 0, 2 * Math.PI); context.stroke();
     });
+    // The test dots that can be picked, ringed; the picked one's μ ± 2σ ellipse, filled, with a ring to find it.
+    context.lineWidth = 1;
+    context.strokeStyle = this.picking ? "#111111" : "#8a8f99";
+    this.tests.forEach(function (test) {
+      var xy = self.toCanvas(test.z[0], test.z[1]);
+      context.beginPath(); context.arc(xy[0], xy[1], 3.5, 0, 2 * Math.PI); context.stroke();
+    });
+    if (this.picked !== null) {
+      var test = this.tests[this.picked], center = this.toCanvas(test.z[0], test.z[1]);
+      var scale = this.cssSize / (2 * this.extent);
+      context.fillStyle = "#d62728";
+      context.beginPath();
+      context.ellipse(center[0], center[1], Math.max(2 * test.sigma[0] * scale, 0.75), Math.max(2 * test.sigma[1] * scale, 0.75), 0, 0, 2 * Math.PI);
+      context.fill();
+      context.lineWidth = 2;
+      context.strokeStyle = "#d62728";
+      context.beginPath(); context.arc(center[0], center[1], 10, 0, 2 * Math.PI); context.stroke();
+    }
   };
 
   // The digit, ink dark on white like the figures: gray = 255 (1 − p), rounded.
@@ -524,7 +615,23 @@
       var gray = [];
       for (var i = 0; i < 784; i++) gray.push(drawn[4 * i]);
       return { z: e.z.slice(), pixels: Array.from(e.pixels), drawn: gray, extent: e.extent, exploring: e.exploring,
-               walking: e.walking, walkEnds: e.walkEnds.map(function (z) { return z.slice(); }) };
+               walking: e.walking, walkEnds: e.walkEnds.map(function (z) { return z.slice(); }), picking: e.picking };
+    },
+    // The picked test image: its test-set index, label, μ, σ, pixels (0..1), and its reconstruction decoded at μ
+    // (the pixel probabilities, and the gray levels drawn); null when none is picked.
+    picked: function (name) {
+      var e = explorer(name);
+      if (e.picked === null) return null;
+      var test = e.tests[e.picked];
+      var drawn = e.root.querySelector(".explorer-rebuilt").getContext("2d").getImageData(0, 0, 28, 28).data, gray = [];
+      for (var i = 0; i < 784; i++) gray.push(drawn[4 * i]);
+      return { index: test.index, label: test.label, z: test.z.slice(), sigma: test.sigma.slice(),
+               pixels: Array.from(test.pixels, function (v) { return v / 255; }), reconstruction: Array.from(e.pickedPixels),
+               drawn: gray };
+    },
+    // The test images an explorer can show: [{index, z, sigma}].
+    pickable: function (name) {
+      return explorer(name).tests.map(function (t) { return { index: t.index, z: t.z.slice(), sigma: t.sigma.slice() }; });
     },
     // The strip: its kind ("samples", "walk" or null), latent points, pixel probabilities, and the gray
     // levels drawn on its canvas (one array of 784 per digit).

@@ -663,6 +663,13 @@ def test_page_reads_without_javascript(browser, committed_root):
 # The explorers' strip: prior samples and walks between two points
 
 
+def redness(page, name, x, y):
+    """The largest red minus green of the plane's pixels within one CSS pixel of (x, y)."""
+    pixels = [page.evaluate("([name, x, y]) => window.vaeExplorer.planePixel(name, x, y)", [name, x + dx, y + dy])
+              for dx in (-1, 0, 1) for dy in (-1, 0, 1)]
+    return max(r - g for r, g, _, _ in pixels)
+
+
 def strip(opened, name):
     return opened.page.evaluate("name => window.vaeExplorer.strip(name)", name)
 
@@ -713,8 +720,7 @@ def test_walk_between_two_clicked_points(laptop, decoders, explorer_models):
     np.testing.assert_allclose(z, np.linspace(z[0], z[-1], 8), atol=1e-12)  # a straight, evenly spaced walk
     assert_strip_decodes_like_keras(decoders, explorer_models, "2d", shown)
     x, y = page.evaluate("([z0, z1]) => window.vaeExplorer.toCanvas('2d', z0, z1)", ((z[0] + z[-1]) / 2).tolist())
-    pixel = page.evaluate("([x, y]) => window.vaeExplorer.planePixel('2d', x, y)", [x, y])
-    assert pixel[0] > 150 and pixel[1] < 120, f"the walk is drawn on the plane in red: {pixel}"
+    assert redness(page, "2d", x, y) > 80, "the walk is drawn on the plane in red"
 
 
 def test_walk_by_keyboard_in_the_3d_slice(laptop, decoders, explorer_models):
@@ -758,3 +764,68 @@ def test_every_explorer_table_and_section_is_inside_main(laptop):
     outside = laptop.page.evaluate("""() => Array.from(document.querySelectorAll('.explorer, table, h2:not(.toc-title)'))
         .filter(el => !el.closest('main')).map(el => el.id || el.tagName)""")
     assert outside == [], f"outside <main>: {outside}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Picking a test dot: the test image, its reconstruction, its posterior's μ ± 2σ ellipse
+
+
+@pytest.fixture(scope="module")
+def test_images():
+    from vae.data import read_idx
+
+    return read_idx(REPO_ROOT / "data" / "mnist" / "t10k-images-idx3-ubyte.gz")
+
+
+def assert_picked_is_the_test_image(decoders, explorer_models, test_images, committed_root, name, picked):
+    encodings = np.load(committed_root / "models" / f"test_encodings_{name}.npz")
+    np.testing.assert_allclose(picked["pixels"], test_images[picked["index"]].ravel() / 255, atol=1e-12)
+    np.testing.assert_allclose(picked["z"], encodings["z_mean"][picked["index"]], atol=1e-6)
+    assert picked["label"] == encodings["labels"][picked["index"]]
+    reconstruction = np.asarray(picked["reconstruction"])
+    assert np.max(np.abs(reconstruction - numpy_decode(explorer_models[name], [picked["z"]])[0])) <= EXACT_TOLERANCE
+    assert np.max(np.abs(reconstruction - keras_decode(decoders, name, [picked["z"]])[0])) <= QUANTIZED_TOLERANCE
+    assert np.max(np.abs(1 - np.asarray(picked["drawn"]) / 255 - reconstruction)) <= 0.5 / 255 + 1e-9
+    assert all(0 < s < 1 for s in picked["sigma"])
+
+
+def test_pick_a_test_dot_by_click_and_by_keyboard(laptop, decoders, explorer_models, test_images, committed_root):
+    page = laptop.page
+    pickable = page.evaluate("() => window.vaeExplorer.pickable('2d')")
+    assert len(pickable) == build_page.PICKABLE_IMAGES
+    target = pickable[17]
+    page.locator("#explorer-2d .explorer-pick").click()
+    assert state(laptop, "2d")["picking"]
+    plane = page.locator("#explorer-2d .explorer-plane")
+    plane.scroll_into_view_if_needed()
+    box = plane.bounding_box()
+    x, y = page.evaluate("([z0, z1]) => window.vaeExplorer.toCanvas('2d', z0, z1)", target["z"][:2])
+    page.mouse.click(box["x"] + x, box["y"] + y)
+    picked = page.evaluate("() => window.vaeExplorer.picked('2d')")
+    assert picked["index"] == target["index"] and not state(laptop, "2d")["picking"]
+    assert_picked_is_the_test_image(decoders, explorer_models, test_images, committed_root, "2d", picked)
+    assert page.locator("#explorer-2d .explorer-picked").is_visible()
+    assert f"Test image {target['index'] + 1:,}" in page.locator("#explorer-2d .explorer-picked-text").inner_text()
+    assert redness(page, "2d", x + 10, y) > 80, "the picked dot is ringed in red"
+    # Keyboard: the pick button, then Enter on the plane at the keyboard's point.
+    other = pickable[60]
+    page.evaluate("(z) => window.vaeExplorer.setZ('2d', z)", other["z"])
+    page.locator("#explorer-2d .explorer-pick").focus()
+    page.keyboard.press("Enter")
+    plane.focus()
+    page.keyboard.press("Enter")
+    assert page.evaluate("() => window.vaeExplorer.picked('2d')")["index"] == other["index"]
+
+
+def test_pick_a_test_dot_by_touch(phone, decoders, explorer_models, test_images, committed_root):
+    page = phone.page
+    target = page.evaluate("() => window.vaeExplorer.pickable('correlated')")[5]
+    page.locator("#explorer-correlated .explorer-pick").tap()
+    plane = page.locator("#explorer-correlated .explorer-plane")
+    plane.scroll_into_view_if_needed()
+    box = plane.bounding_box()
+    x, y = page.evaluate("([z0, z1]) => window.vaeExplorer.toCanvas('correlated', z0, z1)", target["z"][:2])
+    page.touchscreen.tap(box["x"] + x, box["y"] + y)
+    picked = page.evaluate("() => window.vaeExplorer.picked('correlated')")
+    assert picked["index"] == target["index"]
+    assert_picked_is_the_test_image(decoders, explorer_models, test_images, committed_root, "correlated", picked)
