@@ -290,6 +290,8 @@
       ", a " + test.label + ": " + test.z.map(function (m, d) {
         return "\u03bc" + names[d] + " = " + formatNumber(m).trim() + ", \u03c3" + names[d] + " = " + test.sigma[d].toFixed(3);
       }).join("; ") + ". The red ellipse on the plane is its \u03bc \u00b1 2\u03c3.";
+    this.stripStatus.textContent = "Picked test image " + (test.index + 1).toLocaleString("en") + ", a " + test.label +
+      ": above, beside its reconstruction.";
     this.drawPlane();
   };
 
