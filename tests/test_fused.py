@@ -142,3 +142,4 @@ def test_it_falls_back_to_the_plain_path_without_xla_or_under_a_strategy():
         distributed = VAE(build_encoder(2), build_decoder(2))
         compile_vae(distributed, 1e-3)
         assert "strategy" in why_not_fused(distributed)
+    assert "strategy" in why_not_fused(distributed)  # outside the scope too: the model keeps its strategy

@@ -32,9 +32,10 @@ def why_not_fused(model):
     if not model.jit_compile:
         # Without XLA there is no compiled program to put the K steps in (--no-xla is for short runs).
         return "XLA is off (jit_compile=False)"
-    if model.distribute_strategy.num_replicas_in_sync > 1 or tf.distribute.has_strategy():
-        # Under tf.distribute each step must go through strategy.run, which splits a batch among the
-        # replicas and sums their gradients; Keras' own train function does that, this one does not.
+    if tf.distribute.has_strategy() or model.distribute_strategy is not tf.distribute.get_strategy():
+        # Under tf.distribute (vae/distribute.py) each step must go through strategy.run, which splits
+        # a batch among the replicas and sums their gradients; Keras' own train function does that,
+        # this one does not. (A model built in a strategy's scope keeps that strategy: second test.)
         return "a tf.distribute strategy is in use"
     if tf.config.list_logical_devices("GPU"):
         # On a GPU, Keras' launches overlap with the GPU's work and the while loop's condition would
