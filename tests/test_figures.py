@@ -99,3 +99,13 @@ def test_latent_variance_uses_a_log_axis_that_shows_both_bars(tmp_path, drawn):
     assert ax.get_yscale() == "log"
     low, high = ax.get_ylim()
     assert low < 0.004 and high > 1.2
+
+
+def test_interpolation_with_one_digit_class_walks_between_two_of_its_images(tmp_path, drawn):
+    images = np.random.default_rng(0).random((5, 28, 28, 1))
+    z, _ = clusters(count=5)
+    figures.plot_interpolation(blob_decoder, images, z, np.zeros(5, dtype=int), tmp_path / "walk.png", steps=4)
+    assert (tmp_path / "walk.png").is_file()
+    assert figures.interpolation_pairs(np.zeros(5, dtype=int)) == []
+    with pytest.raises(ValueError, match="at least two test images"):
+        figures.plot_interpolation(blob_decoder, images[:1], z[:1], np.zeros(1, dtype=int), tmp_path / "one.png")

@@ -409,9 +409,11 @@ def plot_interpolation(decoder, images, z_mean, labels, path, pairs=None, steps=
     """One row per pair of test images of different digits: the first image (framed), `steps` digits
     decoded along the path between their posterior means (`interpolate`, ends included), the second image (framed)."""
     z_mean, labels = np.asarray(z_mean, dtype=float), np.asarray(labels)
-    pairs = pairs if pairs is not None else interpolation_pairs(labels)
-    if not pairs:
-        raise ValueError("plot_interpolation needs two test images of different digits")
+    if pairs is None:
+        # Test images of different digits; with one digit class only, its first and last image.
+        pairs = interpolation_pairs(labels) or [(0, len(labels) - 1)]
+    if not pairs or len(labels) < 2:
+        raise ValueError("plot_interpolation needs at least two test images")
     tiles, frames = [], []
     for row, (i, j) in enumerate(pairs):
         path_z = interpolate(z_mean[i], z_mean[j], steps, method, cholesky)
