@@ -138,10 +138,16 @@ def browser():
         from playwright.sync_api import sync_playwright
     except ImportError:
         pytest.fail("Playwright is not installed: pip install -r requirements-page.txt")
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium not found at {CHROMIUM}: apt-get install chromium (or set VAE_PAGE_CHROMIUM)")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        if Path(CHROMIUM).exists():  # Debian's chromium, or $VAE_PAGE_CHROMIUM
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        else:  # Playwright's own Chromium, on a machine where `python -m playwright install chromium` ran
+            try:
+                browser = playwright.chromium.launch(args=CHROMIUM_ARGS)
+            except Exception as error:
+                pytest.fail(f"no Chromium: {CHROMIUM} does not exist and Playwright has none of its own "
+                            f"({str(error).splitlines()[0]}). On Debian or Ubuntu: sudo apt-get install chromium; "
+                            f"elsewhere (macOS): python -m playwright install chromium")
         yield browser
         browser.close()
 
