@@ -44,7 +44,7 @@ MODELS = {"2d": "2-D latent space", "3d": "3-D latent space", "correlated": "cor
 TEMPLATE_NAMES = {"2d": "two_d", "3d": "three_d", "correlated": "correlated"}  # metrics as named in tutorial.md
 EXPLORER_POINTS = 3000  # test encodings drawn in each explorer
 STRIP_COUNT = 8  # digits in an explorer's strip: prior samples, or the steps of a walk between two points
-PICKABLE_IMAGES = 100  # test images each explorer ships, to show one with its reconstruction and μ ± 2σ
+PICKABLE_IMAGES = 50  # test images each explorer ships, to show one with its reconstruction and μ ± 2σ
 
 
 class BuildError(Exception):
