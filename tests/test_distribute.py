@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -131,19 +132,35 @@ def test_each_replica_draws_its_own_sampling_noise(replica_runs):
     assert abs(found["noise_correlation"]) < 0.15
 
 
-def test_vae_2d_on_two_replicas_writes_all_its_outputs(tmp_path, small_mnist):
+def test_vae_2d_on_two_replicas_resumes_when_killed_and_writes_all_its_outputs(tmp_path, small_mnist):
     out = tmp_path / "out"
-    result = run_python(TWO_CPUS + f"""
+    code = TWO_CPUS + f"""
 import runpy, sys
-sys.argv = ["vae_2d.py", "--distribute", "mirrored", "--devices", "/cpu:0,/cpu:1", "--epochs", "1",
+sys.argv = ["vae_2d.py", "--distribute", "mirrored", "--devices", "/cpu:0,/cpu:1", "--epochs", "2",
             "--grid-size", "4", "--data-dir", {str(small_mnist)!r}, "--out", {str(out)!r}]
 runpy.run_path({str(CODE_DIR / "vae_2d.py")!r}, run_name="__main__")
-""")
+"""
+    # Killed once its first epoch is checkpointed: the same command resumes under the strategy.
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(CODE_DIR)}
+    first = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=REPO_ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = out / "models" / ".interrupted_2d" / "epoch-0001"
+    try:
+        deadline = time.monotonic() + 180
+        while not checkpoint.exists():
+            assert first.poll() is None and time.monotonic() < deadline, "no checkpoint after the first epoch"
+            time.sleep(0.01)
+    finally:
+        first.kill()
+        first.wait()
+    result = run_python(code)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Training on 2 replicas with MirroredStrategy" in result.stdout
+    assert "Resuming an interrupted run after its epoch 1" in result.stdout
     check_outputs(out, result.stdout)
     metrics = json.loads((out / "models" / "metrics_2d.json").read_text())
     assert 80 < metrics["test_loss"] < 400 and metrics["train_images"] == 2000
+    assert metrics["resumed_after_epoch"] == 1 and len(metrics["history"]["loss"]) == 2
     assert (out / "assets" / "Clusters2D.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
