@@ -116,8 +116,6 @@ def shown_path(path):
 def main(argv=None):
     parser, args = parse_arguments(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import numpy as np
-
     from vae import inspection
     from vae.data import DataError, load_mnist
     from vae.evaluation import encode

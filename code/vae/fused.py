@@ -20,7 +20,6 @@ loss is the mean over its own 96 images, as on the plain path, and the epoch's v
 per-image means (the model's trackers weight each step by its batch size).
 """
 
-import keras
 import tensorflow as tf
 
 

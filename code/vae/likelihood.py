@@ -43,18 +43,6 @@ def logits_model(decoder):
     return keras.Model(decoder.input, decoder.get_layer("logits").output)
 
 
-def decode_logits(logits_of, z):
-    """For latent points z (N, k), decoded DECODES_AT_ONCE at a time: the logits (N, 784) float32 and
-    Σ_pixels softplus(logits) (N,), the part of ln p(x|z) that does not depend on x."""
-    z = np.asarray(z, dtype=np.float32)
-    logits, softplus_sums = [], []
-    for start in range(0, len(z), DECODES_AT_ONCE):
-        chunk = logits_of(z[start:start + DECODES_AT_ONCE], training=False)
-        logits.append(keras.ops.convert_to_numpy(chunk))
-        softplus_sums.append(keras.ops.convert_to_numpy(keras.ops.sum(keras.ops.softplus(chunk), axis=1)))
-    return np.concatenate(logits), np.concatenate(softplus_sums)
-
-
 def bernoulli_log_likelihood_graph(decoder):
     """A TensorFlow function (pixels (n, 784), z (n·d, k)) → ln p(x|z) (n, d) float32, where the d
     latent points z[i·d:(i+1)·d] belong to image i: the decoder's logits and x·l − Σ softplus(l) in one graph."""
