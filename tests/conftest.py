@@ -12,14 +12,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 CODE_DIR = REPO_ROOT / "code"
 
 
-def real_data_dir():
-    """A folder with the real MNIST: $VAE_DATA_DIR if set, else the repository's data/ (data/mnist/)."""
-    folder = Path(os.environ.get("VAE_DATA_DIR") or REPO_ROOT / "data")
-    if not (folder / "mnist").is_dir() and not list(folder.glob("*idx*")):
-        pytest.fail(f"real MNIST not found in {folder}: set VAE_DATA_DIR to a folder holding mnist/")
-    return folder
-
-
 def real_fashion_dir():
     """A folder with the real Fashion-MNIST (not in the repository): $VAE_DATA_DIR if set, else
     ../shared/data beside the repository. Skips the test when neither holds fashion-mnist/."""
@@ -30,10 +22,16 @@ def real_fashion_dir():
 
 
 
+def idx_bytes(array):
+    """The bytes of a valid IDX file holding the array as uint8."""
+    array = np.asarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(size).to_bytes(4, "big") for size in array.shape)
+    return header + array.tobytes()
+
+
 def write_idx(path, array):
     """A plain IDX file holding the uint8 array."""
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(size).to_bytes(4, "big") for size in array.shape)
-    Path(path).write_bytes(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+    Path(path).write_bytes(idx_bytes(array))
 
 
 def write_mnist(folder, train, test, only_class=None):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import real_fashion_dir, run_python
+from conftest import idx_bytes, real_fashion_dir, run_python
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -32,15 +32,6 @@ IDX_NAMES = [
 # ---------------------------------------------------------------------------
 # Helpers that write small data sets
 # ---------------------------------------------------------------------------
-
-
-def idx_bytes(array):
-    """The bytes of a valid IDX file holding the uint8 array."""
-    array = np.asarray(array, dtype=np.uint8)
-    header = bytes([0, 0, 0x08, array.ndim])
-    for size in array.shape:
-        header += int(size).to_bytes(4, "big")
-    return header + array.tobytes()
 
 
 def write_file(path, content, compress=False):
