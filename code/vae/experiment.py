@@ -250,13 +250,17 @@ class Experiment:
         else:
             sys.__excepthook__(kind, error, traceback)
 
+    @property
+    def epochs_saved(self):
+        """The epochs whose checkpoint is on disk: what a rerun of the same command starts from."""
+        return self.backup.epoch if self.backup else 0
+
     def _interrupted_message(self):
-        done = self.backup.epoch if self.backup else 0
-        where = f"after epoch {done} of {self.config.epochs}" if self.stage == "training" else f"while {self.stage}"
+        where = f"after epoch {self.epochs_saved} of {self.config.epochs}" if self.stage == "training" else f"while {self.stage}"
         return f"Interrupted {where}; the earlier results in {self.out} are unchanged. " + self._resume_hint("Run")
 
     def _resume_hint(self, verb):
-        done = self.backup.epoch if self.backup else 0
+        done = self.epochs_saved
         if done == 0:
             return f"{verb} the same command again to start over."
         if done == self.config.epochs:
