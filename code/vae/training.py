@@ -1,7 +1,7 @@
 """Training: compile a `VAE` for speed and fit it, timing every epoch.
 
 What makes it fast (measured in benchmarks/train_speed.py, see benchmarks/README.md):
-XLA compilation of the train step, many steps per call into TensorFlow, and the
+XLA compilation of the train step, 64 steps inside each compiled call (vae/fused.py), and the
 data kept as one tensor and batched by index, with tf.data's autotuning threads off.
 """
 
@@ -91,15 +91,16 @@ class EpochTimer(keras.callbacks.Callback):
 
 def train(vae, x_train, x_val, epochs, batch_size, learning_rate, seed=None, verbose="auto", callbacks=(),
           jit_compile=True, steps_per_execution=STEPS_PER_EXECUTION, autotune=False, initial_epoch=0,
-          fused_steps=None):
+          fused_steps=STEPS_PER_EXECUTION):
     """Compile and fit `vae` on `x_train`, validating on `x_val` after every epoch, from epoch
     `initial_epoch` (the number already done, for a resumed run) up to `epochs`.
 
     Returns the history: "loss", "reconstruction", "kl" and their "val_" twins (the validation
     data's), in nats per image, and "seconds", each a list with one value per epoch run.
 
-    `fused_steps` K (e.g. 64) runs K train steps in each XLA call (vae/fused.py says how, and where
-    it falls back to Keras' own loop); None: Keras' loop, one XLA call per step.
+    `fused_steps` K (default 64) runs K train steps inside each XLA call (vae/fused.py says how, and
+    where it falls back to Keras' own loop: without XLA, under tf.distribute, on a GPU); None: Keras'
+    own loop, `steps_per_execution` steps per call from Python but one XLA call per step.
     """
     steps_per_epoch = -(-len(x_train) // batch_size)
     if tf.distribute.has_strategy():  # several devices or machines (vae/distribute.py)
