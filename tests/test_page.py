@@ -40,6 +40,10 @@ FIGURES = {  # every figure the training scripts draw
     "samples_2d.png", "interpolation_2d.png", "posterior_widths_2d.png", "holes_2d.png", "traversal_3d.png",
     "samples_correlated.png",
 }
+FOLDED_FIGURES = {  # inside a <details> ("Inside the 3-D model: ..."): loaded only when the reader opens it
+    "samples_3d.png", "interpolation_3d.png", "posterior_widths_3d.png", "holes_3d.png",
+    "interpolation_correlated.png", "posterior_widths_correlated.png", "holes_correlated.png",
+}
 LISTINGS = {("code/vae/model.py", "Sampling"), ("code/vae/model.py", "reconstruction_loss"),
             ("code/vae/priors.py", "kl_divergence"), ("code/vae/priors.py", "GaussianPrior.kl_divergence"),
             ("code/vae/model.py", "VAE.train_step")}
@@ -187,7 +191,8 @@ class OpenPage:
             self.page.evaluate(f"window.scrollTo(0, {y})")
             self.page.wait_for_timeout(25)
         self.page.wait_for_function("window.vaeExplorer && window.vaeExplorer.models().length === 3", timeout=20_000)
-        self.page.wait_for_function("Array.from(document.images).every(img => img.complete)", timeout=20_000)
+        self.page.wait_for_function("Array.from(document.images).every(img => img.complete "
+                                    "|| img.closest('details:not([open])'))", timeout=20_000)  # folded: not loaded
         self.page.evaluate("window.scrollTo(0, 0)")
 
     def close(self):
@@ -424,20 +429,30 @@ def test_every_section_and_figure_is_there_lazy_and_sized(laptop):
     page = laptop.page
     for section in SECTIONS:
         assert page.locator(f"h2[id='{section}']").count() == 1, section
-    images = page.evaluate("""() => Array.from(document.images).map(img => ({
-        src: img.getAttribute('src'), loaded: img.complete && img.naturalWidth > 0, lazy: img.loading === 'lazy',
-        sized: img.hasAttribute('width') && img.hasAttribute('height'),
-        captioned: !!img.closest('figure') && !!img.closest('figure').querySelector('figcaption')}))""")
-    assert {image["src"] for image in images} == {f"assets/{figure}" for figure in FIGURES}
+    images = page.evaluate(IMAGES_JS)
+    assert {image["src"] for image in images} == {f"assets/{figure}" for figure in FIGURES | FOLDED_FIGURES}
     for image in images:
-        assert image["loaded"] and image["lazy"] and image["sized"] and image["captioned"], image
+        assert image["lazy"] and image["sized"] and image["captioned"], image
+        if image["folded"]:  # in a closed <details>: not loaded yet
+            assert image["src"].removeprefix("assets/") in FOLDED_FIGURES, image
+            assert not any(url.endswith(image["src"]) for url in laptop.loaded), f"{image['src']} loaded while folded"
+        else:
+            assert image["loaded"], image
+
+
+IMAGES_JS = """() => Array.from(document.images).map(img => ({
+    src: img.getAttribute('src'), loaded: img.complete && img.naturalWidth > 0, lazy: img.loading === 'lazy',
+    sized: img.hasAttribute('width') && img.hasAttribute('height'),
+    captioned: !!img.closest('figure') && !!img.closest('figure').querySelector('figcaption'),
+    folded: !!img.closest('details:not([open])'),
+    shown: img.getBoundingClientRect().width, natural: img.naturalWidth, density: +img.dataset.density}))"""
 
 
 def test_figures_are_shown_large_enough_to_read(laptop):
     """At 1280 px every figure is shown at least at half its CSS size (natural width ÷ density), so that
     its smallest text, 11 points or 15 CSS pixels at full size (code/vae/figures.py), is at least 9 px."""
-    sizes = laptop.page.evaluate("""() => Array.from(document.images).map(img => [img.getAttribute('src'),
-        img.getBoundingClientRect().width, img.naturalWidth, +img.dataset.density])""")
+    sizes = laptop.page.evaluate("""() => Array.from(document.images).filter(img => !img.closest('details:not([open])'))
+        .map(img => [img.getAttribute('src'), img.getBoundingClientRect().width, img.naturalWidth, +img.dataset.density])""")
     for src, shown, natural, density in sizes:
         assert density == 2, f"{src}: drawn for a 2× screen (200 dpi)"
         assert shown >= natural / density / 2, f"{src}: {shown:.0f} px wide, natural {natural} px"
@@ -484,6 +499,33 @@ def test_total_bytes_loaded(laptop):
     sizes = {url: (Path(url.replace("file://", "")).stat().st_size) for url in files}
     assert len(files) == 1 + 3 + len(FIGURES), sorted(files)
     assert sum(sizes.values()) <= PAGE_BUDGET, f"{sum(sizes.values()):,} bytes loaded"
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_folded_figures_open_by_click_and_keyboard_and_fit(browser, committed_root, width):
+    """Each chapter's further figures sit in a <details>: opened with a click (or Enter on its summary), its
+    images load, are captioned, shown large enough to read at 1280 px, and nothing overflows at 390 px."""
+    opened = OpenPage(browser, committed_root, viewport={"width": width, "height": 900}, device_scale_factor=2,
+                      is_mobile=width < 1000, has_touch=width < 1000)
+    try:
+        summaries = opened.page.locator("details.more-figures > summary")
+        assert summaries.count() == 2
+        summaries.nth(0).click()
+        summaries.nth(1).focus()
+        opened.page.keyboard.press("Enter")
+        assert opened.page.evaluate("Array.from(document.querySelectorAll('details.more-figures')).every(d => d.open)")
+        opened.scroll_through()
+        images = [image for image in opened.page.evaluate(IMAGES_JS) if image["src"].removeprefix("assets/")
+                  in FOLDED_FIGURES]
+        assert len(images) == len(FOLDED_FIGURES)
+        for image in images:
+            assert image["loaded"] and image["captioned"] and image["density"] == 2, image
+            if width == 1280:
+                assert image["shown"] >= image["natural"] / image["density"] / 2, image
+        assert opened.page.evaluate("document.documentElement.scrollWidth") <= width
+        assert opened.errors == [] and opened.blocked == []
+    finally:
+        opened.close()
 
 
 @pytest.mark.parametrize("name", MODELS)
