@@ -316,7 +316,7 @@ def main():
 
     load_before = os.getloadavg()[0]
     (x_train, _), (x_test, _) = load_mnist(args.data_dir)
-    peak = matmul_peak_gflops()
+    peak_at_start = matmul_peak_gflops()
     gflop = training_gflop_per_epoch(len(x_train))
 
     levers = []
@@ -349,6 +349,11 @@ def main():
     step_s = steps_alone_seconds_per_step(x_train)
     matmul_s = matmuls_alone_seconds_per_step()
     interleaved = interleaved_ms_per_step(x_train)
+    # The 4096² product's speed varies from one measurement to the next on a shared machine (220 to 408
+    # GFLOP/s have been seen here): measured at the start and again at the end, the higher is the peak,
+    # so that the fraction of it is never flattered by one slow measurement.
+    peaks = [peak_at_start, matmul_peak_gflops()]
+    peak = max(peaks)
     epoch_s = project["epoch_s"]
     result = {
         "benchmark": "train_speed",
@@ -365,6 +370,7 @@ def main():
         "gflop_per_epoch": round(gflop, 1),
         "achieved_gflops": round(gflop / epoch_s, 1),
         "peak_gflops": round(peak, 1),
+        "peak_gflops_measured": [round(value, 1) for value in peaks],  # at the start, at the end
         "fraction_of_peak": round(gflop / epoch_s / peak, 3),
         "target_fraction": TARGET_FRACTION,
         "breakdown": breakdown(project, len(x_train), gflop, peak, step_s, matmul_s),
