@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from conftest import run_python, run_script
+from conftest import REPO_ROOT, run_python, run_script
 from vae.config import Config, ConfigError, parse_covariance, parse_flags
 
 DEFAULTS = Config(latent_dim=2, epochs=30, batch_size=128, learning_rate=1e-3, beta=1.0, seed=0)
@@ -19,11 +19,12 @@ def test_flags_override_their_fields():
     config = parse_flags(DEFAULTS, [
         "--epochs", "3", "--batch-size", "64", "--learning-rate", "5e-4", "--latent-dim", "3",
         "--beta", "0.5", "--seed", "7", "--train-size", "2000", "--data-dir", ".", "--out", "/tmp/x",
-        "--grid-size", "10", "--grid-limit", "2",
+        "--grid-size", "10", "--grid-limit", "2", "--likelihood", "continuous_bernoulli", "--binarize", "dynamic",
     ])
     assert config == dataclasses.replace(
         DEFAULTS, epochs=3, batch_size=64, learning_rate=5e-4, latent_dim=3, beta=0.5, seed=7,
-        train_size=2000, data_dir=".", out="/tmp/x", grid_size=10, grid_limit=2.0,
+        train_size=2000, data_dir=".", out="/tmp/x", grid_size=10, grid_limit=2.0, likelihood="continuous_bernoulli",
+        binarize="dynamic",
     )
 
 
@@ -69,6 +70,10 @@ def test_parse_covariance():
     ("prior_cov", [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], "prior_cov: covariance does not match latent_dim"),
     ("prior_cov", [[1.0, 0.4, 0.0], [0.4, 0.5, 0.0]], "prior_cov: covariance is not square"),
     ("prior_cov", [[float("inf"), 0.0], [0.0, 1.0]], "prior_cov: covariance is not finite"),
+    ("likelihood", "gaussian", "likelihood must be one of 'bernoulli', 'continuous_bernoulli', got 'gaussian'"),
+    ("likelihood", None, "likelihood must be one of 'bernoulli', 'continuous_bernoulli', got None"),
+    ("binarize", True, "binarize must be one of 'off', 'dynamic', got True"),
+    ("binarize", "static", "binarize must be one of 'off', 'dynamic', got 'static'"),
 ])
 def test_each_bad_value_is_refused_by_name(field, value, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
@@ -109,7 +114,7 @@ def test_help_lists_every_flag():
     result = run_script("vae_2d.py", "--help")
     assert result.returncode == 0
     for flag in ["--epochs", "--batch-size", "--learning-rate", "--latent-dim", "--beta", "--seed",
-                 "--train-size", "--data-dir", "--out"]:
+                 "--train-size", "--data-dir", "--out", "--likelihood", "--binarize"]:
         assert flag in result.stdout
 
 
@@ -162,3 +167,29 @@ def test_an_unsupported_python_gets_one_clear_message_before_any_import_fails(ve
     assert result.returncode == 1
     assert f"error: this tutorial runs on Python 3.10 to 3.13, and this is Python {version}." in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("flag, value", [("--likelihood", "gaussian"), ("--binarize", "yes")])
+def test_script_refuses_a_bad_likelihood_or_binarize_flag_before_loading_data(tmp_path, flag, value):
+    result = run_script("vae_2d.py", flag, value, "--out", tmp_path,
+                        env_extra={"VAE_DATA_DIR": str(tmp_path / "missing")})
+    assert result.returncode == 2
+    assert f"argument {flag}: invalid choice: '{value}'" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "assets").exists()
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("likelihood", "'gaussian'", "likelihood must be one of 'bernoulli', 'continuous_bernoulli', got 'gaussian'"),
+    ("binarize", "True", "binarize must be one of 'off', 'dynamic', got True"),
+])
+def test_a_bad_value_in_the_main_block_is_refused_by_name_before_loading_data(tmp_path, field, value, message):
+    """The reader's own edit of the script's block: the run stops at the flags, with one line."""
+    source = (REPO_ROOT / "code" / "vae_2d.py").read_text()
+    assert "        seed=0,\n" in source
+    script = tmp_path / "vae_2d.py"
+    script.write_text(source.replace("        seed=0,\n", f"        seed=0,\n        {field}={value},\n"))
+    result = run_python(f"import runpy, sys; sys.argv = ['vae_2d.py', '--out', {str(tmp_path)!r}]; "
+                        f"runpy.run_path({str(script)!r}, run_name='__main__')")
+    assert result.returncode == 2
+    assert f"error: {message}" in result.stderr and "Traceback" not in result.stderr
+    assert "MNIST from" not in result.stdout and not (tmp_path / "assets").exists()

@@ -31,6 +31,8 @@ MAX_CONDITION_NUMBER = 1e6  # of the prior's Σ: beyond it, Σ⁻¹ in float32 i
 DEVICE_NAME = re.compile(r"/(device:)?(cpu|gpu|tpu):\d+", re.IGNORECASE)  # "/gpu:0", "/device:GPU:1"
 DISTRIBUTE = ("none", "mirrored", "multi_worker")  # vae/distribute.py says what each does
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")  # Keras' dtype policies
+LIKELIHOODS = ("bernoulli", "continuous_bernoulli")  # p(x|z) per pixel: vae/pixels.py says what each is
+BINARIZE = ("off", "dynamic")  # "dynamic": training images drawn afresh as Bernoulli(pixel) at every step
 
 
 class ConfigError(ValueError):
@@ -46,6 +48,8 @@ class Config:
     batch_size: int = 128
     learning_rate: float = 1e-3
     beta: float = 1.0  # weight of the KL term; 1 gives the ELBO
+    likelihood: str = "bernoulli"  # p(x|z) per pixel, or "continuous_bernoulli": a density on [0, 1]
+    binarize: str = "off"  # "dynamic": train on images drawn as Bernoulli(pixel) at every step, test on one draw
     seed: int = 0
     train_size: "int | None" = None  # use the first N training images; None: all 60,000
     prior_cov: "list | None" = None  # the prior's covariance Σ (k×k); None: N(0, I)
@@ -68,6 +72,8 @@ class Config:
         _check_int("batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
         _check_number("learning_rate", self.learning_rate, FLOAT32_TINY, FLOAT32_MAX)
         _check_number("beta", self.beta, 0.0, FLOAT32_MAX)
+        _check_choice("likelihood", self.likelihood, LIKELIHOODS)
+        _check_choice("binarize", self.binarize, BINARIZE)
         _check_int("seed", self.seed, 0, MAX_SEED)
         if self.train_size is not None:
             _check_int("train_size", self.train_size, 1, DATASET_SIZES["mnist"][0])
@@ -213,6 +219,12 @@ def parse_flags(defaults, argv=None, min_latent_dim=1, description=None):
          help="images per gradient step (default: %(default)s)")
     flag("--learning-rate", type=float, default=defaults.learning_rate, help="Adam's step size (default: %(default)s)")
     flag("--beta", type=float, default=defaults.beta, help="weight of the KL term, 1 gives the ELBO (default: %(default)s)")
+    flag("--likelihood", choices=LIKELIHOODS, default=defaults.likelihood,
+         help="p(x|z) of each pixel: bernoulli (binary cross-entropy on the pixels) or continuous_bernoulli "
+              "(a density on [0, 1]; the decoder then draws its mean) (default: %(default)s)")
+    flag("--binarize", choices=BINARIZE, default=defaults.binarize,
+         help="off: grayscale pixels; dynamic: each training image drawn afresh as Bernoulli(pixel) at every "
+              "step, the test set drawn once with a fixed seed (default: %(default)s)")
     flag("--seed", type=int, default=defaults.seed,
          help="seed for weights, shuffling and sampling (default: %(default)s)")
     flag("--train-size", type=int, default=defaults.train_size, metavar="N",
