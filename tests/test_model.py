@@ -8,6 +8,7 @@ import pytest
 
 from conftest import run_python
 from vae.model import VAE, Sampling, build_decoder, build_encoder, reconstruction_loss
+from vae.pixels import ContinuousBernoulliMean, continuous_bernoulli_log_normalizer
 from vae.priors import GaussianPrior, kl_divergence
 
 
@@ -112,3 +113,34 @@ print(json.dumps([type(l).__name__ for l in encoder.layers]))
     np.testing.assert_allclose(np.load(tmp_path / "z_mean.npy"), np.asarray(z_mean), atol=1e-6)
     np.testing.assert_allclose(np.load(tmp_path / "z_log_var.npy"), np.asarray(z_log_var), atol=1e-6)
     np.testing.assert_allclose(np.load(tmp_path / "decoded.npy"), np.asarray(decoded), atol=1e-6)
+
+
+def test_the_bernoulli_reconstruction_is_bit_for_bit_the_summed_cross_entropy():
+    """The default likelihood computes what the committed models were trained with, to the last bit."""
+    rng = np.random.default_rng(5)
+    images = rng.random((4, 28, 28, 1)).astype("float32")
+    logits = rng.normal(scale=3, size=(4, 784)).astype("float32")
+    before = keras.ops.sum(keras.ops.binary_crossentropy(images.reshape(-1, 784), logits, from_logits=True), axis=-1)
+    np.testing.assert_array_equal(np.asarray(reconstruction_loss(images, logits)), np.asarray(before))
+
+
+@pytest.mark.parametrize("likelihood, pixel_means", [("bernoulli", keras.layers.Activation),
+                                                     ("continuous_bernoulli", ContinuousBernoulliMean)])
+def test_both_decoders_end_in_logits_pixel_means_and_image(likelihood, pixel_means):
+    decoder = build_decoder(2, likelihood=likelihood)
+    assert [layer.name for layer in decoder.layers[-3:]] == ["logits", "pixel_means", "image"]
+    assert type(decoder.get_layer("pixel_means")) is pixel_means
+
+
+def test_the_vae_refuses_a_decoder_built_for_another_likelihood():
+    with pytest.raises(ValueError, match="decoder was built for likelihood='continuous_bernoulli', not 'bernoulli'"):
+        VAE(build_encoder(2), build_decoder(2, likelihood="continuous_bernoulli"))
+
+
+def test_the_continuous_bernoulli_reconstruction_adds_the_normalizer():
+    rng = np.random.default_rng(6)
+    images = rng.random((4, 28, 28, 1)).astype("float32")
+    logits = rng.normal(scale=3, size=(4, 784)).astype("float32")
+    normalizer = np.sum(np.asarray(continuous_bernoulli_log_normalizer(logits)), axis=1)
+    np.testing.assert_allclose(np.asarray(reconstruction_loss(images, logits, "continuous_bernoulli")),
+                               np.asarray(reconstruction_loss(images, logits)) - normalizer, rtol=1e-5)

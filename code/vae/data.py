@@ -141,6 +141,23 @@ def data_source(name="mnist", data_dir=None):
     return f"the folder {folder} (from {source})"
 
 
+# Binarized MNIST (a run with binarize="dynamic"): the training images are drawn afresh at every step,
+# inside the training step (vae/pixels.py); the test set is drawn once, with this seed, the same in every run.
+TEST_BINARIZATION_SEED = 0
+BINARIZATION_PROTOCOL = ("training images drawn afresh as Bernoulli(pixel) at every step; "
+                         f"test set drawn once with seed {TEST_BINARIZATION_SEED}")
+
+
+def binarize(images, seed=TEST_BINARIZATION_SEED):
+    """One binary draw of `images`: each pixel 1 with probability its grayscale value, else 0.
+
+    images: float32 (N, 28, 28, 1) in [0, 1]. Returns float32 of the same shape, values 0 or 1;
+    the same draw for the same seed (NumPy's default generator).
+    """
+    uniform = np.random.default_rng(seed).random(images.shape, dtype=np.float32)  # in [0, 1)
+    return (uniform < images).astype(np.float32)
+
+
 def read_idx(path, ndim=None):
     """Read one IDX file (plain, or gzip if the name ends in ".gz").
 

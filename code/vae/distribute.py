@@ -110,11 +110,20 @@ def normal_noise(shape, dtype, seed_generator):
     into the seed (TensorFlow's `stateless_fold_in`), so each draws its own; with one replica this is
     `keras.random.normal`, untouched.
     """
+    return _replica_noise(keras.random.normal, tf.random.stateless_normal, shape, dtype, seed_generator)
+
+
+def uniform_noise(shape, dtype, seed_generator):
+    """u ~ U[0, 1) of `shape`, drawn with `seed_generator`, each replica its own: as `normal_noise`."""
+    return _replica_noise(keras.random.uniform, tf.random.stateless_uniform, shape, dtype, seed_generator)
+
+
+def _replica_noise(draw, stateless_draw, shape, dtype, seed_generator):
     replica = tf.distribute.get_replica_context()
     if replica is None or replica.num_replicas_in_sync == 1:
-        return keras.random.normal(shape, dtype=dtype, seed=seed_generator)
+        return draw(shape, dtype=dtype, seed=seed_generator)
     seed = tf.random.experimental.stateless_fold_in(seed_generator.next(), replica.replica_id_in_sync_group)
-    return tf.random.stateless_normal(shape, seed=seed, dtype=dtype)
+    return stateless_draw(shape, seed=seed, dtype=dtype)
 
 
 def as_step_outputs(results):

@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from vae import STARTED
-from vae.data import DataError, data_source, load_mnist
+from vae.data import BINARIZATION_PROTOCOL, TEST_BINARIZATION_SEED, DataError, binarize, data_source, load_mnist
 from vae.distribute import is_chief, setup
 from vae.evaluation import evaluate
 from vae.figures import plot_history, plot_reconstructions
@@ -89,17 +89,24 @@ class Experiment:
         keras.utils.set_random_seed(config.seed)
 
     def load_data(self):
-        """MNIST as ((x_train, y_train), (x_test, y_test)), the training set cut to config.train_size."""
+        """MNIST as ((x_train, y_train), (x_test, y_test)), the training set cut to config.train_size.
+
+        With config.binarize "dynamic" the test images are binarized once (vae.data.binarize, the same
+        draw in every run); the training images stay grayscale, drawn afresh at every step by the VAE.
+        """
         self.stage = "loading the data"
         try:
             print(f"MNIST from {data_source('mnist', self.config.data_dir)}")
-            (x_train, y_train), test = load_mnist(self.config.data_dir)
+            (x_train, y_train), (x_test, y_test) = load_mnist(self.config.data_dir)
         except DataError as error:
             raise SystemExit(f"error: {error}") from None
         size = self.config.train_size
         if size is not None and size > len(x_train):
             raise SystemExit(f"error: train_size is {size}, but the training set has only {len(x_train)} images")
-        return (x_train[:size], y_train[:size]), test
+        if self.config.binarize == "dynamic":
+            print(f"Binarized MNIST: {BINARIZATION_PROTOCOL}")
+            x_test = binarize(x_test, TEST_BINARIZATION_SEED)
+        return (x_train[:size], y_train[:size]), (x_test, y_test)
 
     def train(self, vae, x_train, x_test):
         """Fit `vae` (x_test is the validation data of every epoch); returns the history dict,
@@ -184,6 +191,10 @@ class Experiment:
             "latent_dim": config.latent_dim,
             "learning_rate": config.learning_rate,
             "beta": config.beta,
+            "likelihood": config.likelihood,
+            "binarize": config.binarize,
+            **({"test_binarization_seed": TEST_BINARIZATION_SEED, "binarization": BINARIZATION_PROTOCOL}
+               if config.binarize == "dynamic" else {}),
             "seed": config.seed,
             "train_images": self.train_images,
             "test_images": len(x_test),

@@ -1,7 +1,8 @@
 """The VAE: a `Sampling` layer, the encoder, the decoder and the `VAE` model that trains them.
 
 Images are (batch, 28, 28, 1) floats in [0, 1]; latent codes are (batch, latent_dim).
-Losses are in nats per image.
+Losses are in nats per image. The likelihood p(x|z) of the pixels, Bernoulli or continuous
+Bernoulli, is in vae/pixels.py.
 """
 
 import keras
@@ -9,6 +10,7 @@ import tensorflow as tf
 from keras import layers, ops
 
 from vae.distribute import as_step_outputs, normal_noise, share_of_global_mean
+from vae.pixels import decoder_likelihood, log_likelihood, pixel_means_layer, sample_bernoulli
 from vae.priors import GaussianPrior
 
 IMAGE_SHAPE = (28, 28, 1)
@@ -53,47 +55,60 @@ def build_encoder(latent_dim, seed=None):
     return keras.Model(images, [z_mean, z_log_var, z], name="encoder")
 
 
-def build_decoder(latent_dim):
-    """z → Dense 256 relu → Dense 512 relu → Dense 784 sigmoid → 28×28×1.
+def build_decoder(latent_dim, likelihood="bernoulli"):
+    """z → Dense 256 relu → Dense 512 relu → Dense 784 → pixel means → 28×28×1.
 
-    The last Dense layer is named "logits" and its sigmoid is a separate layer, so that
-    the training loss can use the logits directly (see `VAE`); the model's output is the
-    sigmoid, the per-pixel Bernoulli mean in [0, 1].
+    The last Dense layer is named "logits" and the layer "pixel_means" after it is separate, so that
+    the training loss can use the logits directly (see `VAE`). The model's output is the mean of
+    p(x|z) per pixel, in [0, 1]: the sigmoid σ(l) for the Bernoulli likelihood, the continuous
+    Bernoulli's mean for likelihood="continuous_bernoulli" (vae/pixels.py).
     """
     z = keras.Input(shape=(latent_dim,), name="z")
     x = layers.Dense(256, activation="relu")(z)
     x = layers.Dense(512, activation="relu")(x)
     logits = layers.Dense(IMAGE_PIXELS, name="logits", dtype="float32")(x)
-    pixels = layers.Activation("sigmoid", name="pixel_means", dtype="float32")(logits)
+    pixels = pixel_means_layer(likelihood)(logits)
     images = layers.Reshape(IMAGE_SHAPE, name="image")(pixels)
     return keras.Model(z, images, name="decoder")
 
 
-def reconstruction_loss(images, logits):
-    """Binary cross-entropy summed over the 784 pixels, in nats, shape (batch,).
+def reconstruction_loss(images, logits, likelihood="bernoulli"):
+    """−ln p(x|z) summed over the 784 pixels, in nats, shape (batch,).
 
-    Computed from the logits, log σ(l) = −softplus(−l): exact and stable even where
-    a sigmoid output would round to 0 or 1.
+    For the Bernoulli likelihood, the binary cross-entropy; computed from the logits
+    (vae/pixels.py), exact and stable even where a sigmoid output would round to 0 or 1.
     """
-    targets = ops.reshape(images, (-1, IMAGE_PIXELS))
-    return ops.sum(ops.binary_crossentropy(targets, logits, from_logits=True), axis=-1)
+    return -log_likelihood(ops.reshape(images, (-1, IMAGE_PIXELS)), logits, likelihood)
 
 
 class VAE(keras.Model):
     """Trains an encoder and a decoder by minimizing reconstruction + β·KL (the negative ELBO for β = 1).
 
     Both terms are in nats per image, averaged over the batch. The KL is the analytic
-    KL(q(z|x) ‖ p(z)) for the given prior (default N(0, I)).
+    KL(q(z|x) ‖ p(z)) for the given prior (default N(0, I)); the reconstruction is −ln p(x|z) under
+    `likelihood`, which must be the one the decoder was built for. With `binarize`, every training
+    image is drawn afresh as Bernoulli(pixel) at every step (evaluation takes the images as given).
     """
 
-    def __init__(self, encoder, decoder, prior=None, beta=1.0, **kwargs):
+    def __init__(self, encoder, decoder, prior=None, beta=1.0, likelihood="bernoulli", binarize=False, seed=None,
+                 **kwargs):
         super().__init__(**kwargs)
+        built_for = decoder_likelihood(decoder)
+        if built_for != likelihood:
+            raise ValueError(f"the decoder was built for likelihood={built_for!r}, not {likelihood!r}: "
+                             f"build it with build_decoder(..., likelihood={likelihood!r})")
         self.encoder = encoder
         self.decoder = decoder
-        # The same layers as `decoder`, stopping before the sigmoid: z → logits (batch, 784).
+        # The same layers as `decoder`, stopping before its pixel means: z → logits (batch, 784).
         self.decoder_logits = keras.Model(decoder.input, decoder.get_layer("logits").output)
         self.prior = prior if prior is not None else GaussianPrior.standard(encoder.output[0].shape[-1])
         self.beta = float(beta)
+        self.likelihood = likelihood
+        self.binarize = bool(binarize)
+        if self.binarize:
+            # Seeded apart from the Sampling layer (seeded with `seed` itself): two generators with
+            # one seed would draw the same random bits for ε and for the binarization.
+            self.binarize_seed_generator = keras.random.SeedGenerator(None if seed is None else seed + 1)
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction")
         self.kl_tracker = keras.metrics.Mean(name="kl")
@@ -114,12 +129,14 @@ class VAE(keras.Model):
         """Return (loss, reconstruction, kl), each a scalar in nats per image."""
         z_mean, z_log_var, z = self.encoder(images, training=training)
         logits = self.decoder_logits(z, training=training)
-        reconstruction = ops.mean(reconstruction_loss(images, logits))
+        reconstruction = ops.mean(reconstruction_loss(images, logits, self.likelihood))
         kl = ops.mean(self.prior.kl_divergence(z_mean, z_log_var))
         return reconstruction + self.beta * kl, reconstruction, kl
 
     def train_step(self, data):
         images, _, _ = keras.utils.unpack_x_y_sample_weight(data)  # x alone, or (x,) from train_on_batch
+        if self.binarize:  # a fresh binary draw of every image, at every step
+            images = sample_bernoulli(images, self.binarize_seed_generator)
         with tf.GradientTape() as tape:
             loss, reconstruction, kl = self.compute_losses(images, training=True)
             # With several replicas (vae/distribute.py) each holds a share of the batch, and the optimizer
