@@ -6,9 +6,9 @@ import pytest
 
 from vae.data import load_mnist
 from vae.evaluation import evaluate
-from vae.likelihood import (RunningLogSumExp, bernoulli_log_likelihoods, importance_weighted_log_likelihood,
-                            log_likelihood_by_quadrature)
-from vae.model import VAE, build_decoder, build_encoder
+from vae.likelihood import (RunningLogSumExp, data_convention, decoder_log_likelihoods,
+                            importance_weighted_log_likelihood, log_likelihood_by_quadrature, log_likelihood_graph)
+from vae.model import VAE, build_decoder, build_encoder, reconstruction_loss
 from vae.priors import GaussianPrior
 from vae.training import train
 
@@ -69,7 +69,7 @@ def test_one_sample_averages_to_the_elbo_within_its_monte_carlo_error(trained):
 def test_estimates_rise_with_k_towards_the_quadrature_value_and_never_exceed_it(trained):
     vae, prior, images = trained
     images = images[:100]
-    exact = log_likelihood_by_quadrature(bernoulli_log_likelihoods(vae.decoder), prior.cholesky,
+    exact = log_likelihood_by_quadrature(decoder_log_likelihoods(vae.decoder), prior.cholesky,
                                          images.reshape(len(images), -1), spacing=0.05)
     means, errors = [], []
     for samples in [1, 10, 100, 1000]:
@@ -84,7 +84,7 @@ def test_estimates_rise_with_k_towards_the_quadrature_value_and_never_exceed_it(
 
 def test_the_quadrature_grid_is_fine_enough(trained):
     vae, prior, images = trained
-    log_likelihoods = bernoulli_log_likelihoods(vae.decoder)
+    log_likelihoods = decoder_log_likelihoods(vae.decoder)
     pixels = images[:5].reshape(5, -1)
     coarse = log_likelihood_by_quadrature(log_likelihoods, prior.cholesky, pixels, spacing=0.05)
     fine = log_likelihood_by_quadrature(log_likelihoods, prior.cholesky, pixels, spacing=0.025)
@@ -95,3 +95,47 @@ def test_zero_samples_are_refused(trained):
     vae, prior, images = trained
     with pytest.raises(ValueError, match="samples must be ≥ 1, got 0"):
         importance_weighted_log_likelihood(vae.encoder, vae.decoder, prior, images, samples=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# The continuous Bernoulli: every estimate uses the decoder's own likelihood, normalizer included
+
+
+@pytest.fixture(scope="module")
+def continuous_bernoulli():
+    """A small 2-D continuous-Bernoulli model after 20 steps on 256 images; and 200 test images."""
+    (x_train, _), (x_test, _) = load_mnist()
+    keras.utils.set_random_seed(0)
+    vae = VAE(build_encoder(2, seed=0), build_decoder(2, likelihood="continuous_bernoulli"),
+              likelihood="continuous_bernoulli")
+    vae.compile(optimizer=keras.optimizers.Adam(1e-3))
+    for _ in range(20):
+        vae.train_on_batch(x_train[:256])
+    return vae, GaussianPrior.standard(2), x_test[:200]
+
+
+def test_the_estimates_use_the_continuous_bernoulli_as_training_does(continuous_bernoulli):
+    vae, _, images = continuous_bernoulli
+    z = np.random.default_rng(4).normal(size=(5, 2)).astype(np.float32)
+    pixels = images[:5].reshape(5, -1)
+    training = -np.asarray(reconstruction_loss(images[:5], vae.decoder_logits(z), "continuous_bernoulli"))
+    np.testing.assert_allclose(log_likelihood_graph(vae.decoder)(pixels, z).numpy()[:, 0], training, rtol=1e-5)
+    np.testing.assert_allclose(np.diag(decoder_log_likelihoods(vae.decoder)(pixels, z).numpy()), training, rtol=1e-5)
+
+
+def test_one_sample_averages_to_the_continuous_bernoulli_elbo(continuous_bernoulli):
+    vae, prior, images = continuous_bernoulli
+    estimates = importance_weighted_log_likelihood(vae.encoder, vae.decoder, prior, images, samples=1, seed=3)
+    elbo = -evaluate(vae, images)["loss"]
+    error = estimates.std() / np.sqrt(len(images))
+    assert abs(estimates.mean() - elbo) < 4 * error, (estimates.mean(), elbo, error)
+
+
+def test_the_data_convention_says_which_pixels_and_which_likelihood():
+    assert data_convention() == ("grayscale MNIST pixels in [0, 1] as the targets of one Bernoulli likelihood "
+                                 "per pixel (not binarized), in nats per image, on the test set")
+    binary = data_convention("bernoulli", "dynamic")
+    assert "binary" in binary and "seed 0" in binary and "not binarized" not in binary
+    assert "continuous Bernoulli density" in data_convention("continuous_bernoulli", "off")
+    for text in (binary, data_convention("continuous_bernoulli", "dynamic")):
+        assert text.endswith(", in nats per image, on the test set")  # tools/update_readme.py cuts it there

@@ -76,22 +76,23 @@ def draw(figure, path, decoder, prior, images, labels, z_mean, z_log_var, interp
 
 
 def evaluate_model(encoder, decoder, prior, images, z_mean, z_log_var, samples=SCRIPT_SAMPLES, quadrature=False,
-                   seed=0):
+                   seed=0, binarize="off"):
     """The evaluation beyond the ELBO, as a dict for a metrics file: the ELBO and the K-sample
     importance-weighted ln p(x) (`likelihood.likelihood_metrics`), per-dimension statistics and active
     units (`evaluation.latent_statistics`), the holes of the aggregate posterior and, with `quadrature`
-    (2-D only), the exact ln p(x) by quadrature with its time."""
+    (2-D only), the exact ln p(x) by quadrature with its time. Every ln p(x) is under the decoder's own
+    likelihood; `binarize` ("off" or "dynamic": the test set binarized once) names the images' convention."""
     from vae.evaluation import hole_statistics, latent_statistics
-    from vae.likelihood import bernoulli_log_likelihoods, likelihood_metrics, log_likelihood_by_quadrature
+    from vae.likelihood import decoder_log_likelihoods, likelihood_metrics, log_likelihood_by_quadrature
 
-    result = {**likelihood_metrics(encoder, decoder, prior, images, samples, seed=seed),
+    result = {**likelihood_metrics(encoder, decoder, prior, images, samples, seed=seed, binarize=binarize),
               **latent_statistics(z_mean, z_log_var, prior.covariance),
               **hole_statistics(*holes_map(z_mean, z_log_var, prior.covariance)[1:])}
     if quadrature:
         if prior.latent_dim != 2:
             raise ValueError(f"the quadrature needs a 2-D latent space, this one has {prior.latent_dim} dimensions")
         started = time.perf_counter()
-        exact = log_likelihood_by_quadrature(bernoulli_log_likelihoods(decoder), prior.cholesky,
+        exact = log_likelihood_by_quadrature(decoder_log_likelihoods(decoder), prior.cholesky,
                                              images.reshape(len(images), -1))
         result.update({
             "quadrature_log_likelihood": float(exact.mean()),
@@ -103,12 +104,14 @@ def evaluate_model(encoder, decoder, prior, images, z_mean, z_log_var, samples=S
     return result
 
 
-def look_inside(asset, name, encoder, decoder, prior, images, labels, z_mean, z_log_var, samples=SCRIPT_SAMPLES):
+def look_inside(asset, name, encoder, decoder, prior, images, labels, z_mean, z_log_var, samples=SCRIPT_SAMPLES,
+                binarize="off"):
     """What a chapter script does after training: draw every figure of `figures_for` its latent size to
-    asset(filename) and return `evaluate_model`'s numbers (K = `samples`), with the seconds it all took."""
+    asset(filename) and return `evaluate_model`'s numbers (K = `samples`; `binarize`: the run's setting),
+    with the seconds it all took."""
     started = time.perf_counter()
     for figure in figures_for(z_mean.shape[1]):
         draw(figure, asset(figure_filename(figure, name)), decoder, prior, images, labels, z_mean, z_log_var)
-    evaluation = evaluate_model(encoder, decoder, prior, images, z_mean, z_log_var, samples=samples)
+    evaluation = evaluate_model(encoder, decoder, prior, images, z_mean, z_log_var, samples=samples, binarize=binarize)
     evaluation["seconds_looking_inside"] = time.perf_counter() - started  # the figures above and the evaluation
     return evaluation

@@ -1,9 +1,12 @@
 """How likely is an image under a trained VAE? ln p(x), in nats per image, three ways.
 
-The data convention is the tutorial's: grayscale pixels x in [0, 1] are the targets of one
-Bernoulli likelihood per pixel, as in training, so with l the decoder's logits
+The likelihood is the model's own, as in training (vae/pixels.py): with l the decoder's logits,
 
-    ln p(x|z) = Σ_pixels [x ln σ(l) + (1 − x) ln(1 − σ(l))] = x·l − Σ_pixels softplus(l).
+    ln p(x|z) = Σ_pixels [x·l − A(l)],
+
+with A(l) = softplus(l) for the Bernoulli likelihood (the binary cross-entropy of grayscale pixels
+x in [0, 1], the tutorial's default) and A(l) = softplus(l) − ln C(l) for the continuous Bernoulli.
+Which one a decoder has is told by its layer "pixel_means" (`vae.pixels.decoder_likelihood`).
 
 - The ELBO, ln p(x|z) − KL(q(z|x) ‖ p(z)) with one z ~ q(z|x), is what training maximizes
   (vae.evaluation.evaluate reports its negative): a lower bound on ln p(x).
@@ -19,7 +22,8 @@ stays bounded for any K and any grid. The heavy parts (the decoder on every samp
 and the products x·l) run as TensorFlow graphs on all cores.
 
 `likelihood_metrics` gathers the numbers a script or code/explore.py records: the ELBO, the
-K-sample estimate with its Monte Carlo error, and how long they took.
+K-sample estimate with its Monte Carlo error, and how long they took, with `data_convention`
+saying in words which pixels and which likelihood they are about.
 """
 
 import math
@@ -29,30 +33,46 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from vae.data import TEST_BINARIZATION_SEED
 from vae.evaluation import encode
-
-DATA_CONVENTION = ("grayscale MNIST pixels in [0, 1] as the targets of one Bernoulli likelihood per pixel "
-                   "(not binarized), in nats per image, on the test set")
+from vae.pixels import decoder_likelihood, log_partition
 
 LOG_2PI = math.log(2 * math.pi)
 DECODES_AT_ONCE = 16_384  # latent points decoded per call: (16,384, 784) float32 logits are 51 MB
 
 
+def data_convention(likelihood="bernoulli", binarize="off"):
+    """Which pixels the numbers are about and under which likelihood, in words, for the metrics."""
+    if binarize == "off":
+        pixels = "grayscale MNIST pixels in [0, 1]"
+    else:
+        pixels = f"binary MNIST pixels (the test set drawn once as Bernoulli(pixel), seed {TEST_BINARIZATION_SEED})"
+    if likelihood == "bernoulli":
+        model = "as the targets of one Bernoulli likelihood per pixel"
+        if binarize == "off":
+            model += " (not binarized)"
+    else:
+        model = ("under one continuous Bernoulli density per pixel (log densities on [0, 1], not comparable "
+                 "with a Bernoulli's log probabilities)")
+    return f"{pixels} {model}, in nats per image, on the test set"
+
+
 def logits_model(decoder):
-    """The decoder up to its layer "logits", z (N, k) → logits (N, 784): the saved decoder ends in a sigmoid."""
+    """The decoder up to its layer "logits", z (N, k) → logits (N, 784): the saved decoder ends in its pixel means."""
     return keras.Model(decoder.input, decoder.get_layer("logits").output)
 
 
-def bernoulli_log_likelihood_graph(decoder):
+def log_likelihood_graph(decoder):
     """A TensorFlow function (pixels (n, 784), z (n·d, k)) → ln p(x|z) (n, d) float32, where the d
-    latent points z[i·d:(i+1)·d] belong to image i: the decoder's logits and x·l − Σ softplus(l) in one graph."""
+    latent points z[i·d:(i+1)·d] belong to image i: the decoder's logits and x·l − Σ A(l) in one graph."""
     logits_of = logits_model(decoder)
+    likelihood = decoder_likelihood(decoder)
 
     @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32), tf.TensorSpec([None, None], tf.float32)])
     def log_likelihoods(pixels, z):
         logits = logits_of(z, training=False)
         logits = tf.reshape(logits, (tf.shape(pixels)[0], -1, tf.shape(pixels)[1]))
-        return tf.einsum("np,ndp->nd", pixels, logits) - tf.reduce_sum(tf.nn.softplus(logits), axis=-1)
+        return tf.einsum("np,ndp->nd", pixels, logits) - tf.reduce_sum(log_partition(logits, likelihood), axis=-1)
 
     return log_likelihoods
 
@@ -94,13 +114,13 @@ def _reduce_block(log_likelihoods, log_weight):
 def importance_weighted_log_likelihood(encoder, decoder, prior, images, samples=1000, seed=0):
     """The importance-weighted estimate of ln p(x) with K = `samples` draws from q(z|x): (N,) float64.
 
-    encoder: image → (z_mean, z_log_var, ...); decoder: z → pixel probabilities, with a layer "logits";
+    encoder: image → (z_mean, z_log_var, ...); decoder: z → pixel means, with layers "logits" and "pixel_means";
     prior: a vae.priors.GaussianPrior (its own density ln N(z; 0, Σ)); images: (N, 28, 28, 1) in [0, 1].
     The draws are taken DECODES_AT_ONCE at a time, so memory is bounded for any K.
     """
     if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
         raise ValueError(f"samples must be ≥ 1, got {samples}")
-    log_likelihoods = bernoulli_log_likelihood_graph(decoder)
+    log_likelihoods = log_likelihood_graph(decoder)
     z_mean, z_log_var = (values.astype(np.float64) for values in encode(encoder, images))
     pixels = images.reshape(len(images), -1).astype(np.float32)
     rng = np.random.default_rng(seed)
@@ -125,7 +145,7 @@ def importance_weighted_log_likelihood(encoder, decoder, prior, images, samples=
 def evidence_lower_bound(encoder, decoder, prior, images, seed=0):
     """The ELBO of each image as training computes it: ln p(x|z) with one z ~ q(z|x), minus the
     KL(q(z|x) ‖ p(z)) in closed form. (N,) float64, nats."""
-    log_likelihoods = bernoulli_log_likelihood_graph(decoder)
+    log_likelihoods = log_likelihood_graph(decoder)
     z_mean, z_log_var = encode(encoder, images)
     epsilon = np.random.default_rng(seed).standard_normal(z_mean.shape)
     z = (z_mean + np.exp(0.5 * z_log_var) * epsilon).astype(np.float32)
@@ -136,15 +156,18 @@ def evidence_lower_bound(encoder, decoder, prior, images, seed=0):
     return reconstruction.astype(np.float64) - kl
 
 
-def likelihood_metrics(encoder, decoder, prior, images, samples, seed=0):
+def likelihood_metrics(encoder, decoder, prior, images, samples, seed=0, binarize="off"):
     """The ELBO and the K-sample estimate of ln p(x) on `images`, means in nats per image with their
-    Monte Carlo standard errors, the seconds taken and the throughput (images × samples per second)."""
+    Monte Carlo standard errors, the seconds taken and the throughput (images × samples per second).
+
+    `binarize` is the run's setting ("dynamic": `images` are the test set binarized once), for the
+    data convention recorded with the numbers."""
     started = time.perf_counter()
     elbo = evidence_lower_bound(encoder, decoder, prior, images, seed=seed)
     estimates = importance_weighted_log_likelihood(encoder, decoder, prior, images, samples, seed=seed + 1)
     seconds = time.perf_counter() - started
     return {
-        "data_convention": DATA_CONVENTION,
+        "data_convention": data_convention(decoder_likelihood(decoder), binarize),
         "likelihood_images": len(images),
         "elbo": float(elbo.mean()),
         "elbo_standard_error": float(elbo.std() / math.sqrt(len(elbo))),
@@ -158,17 +181,22 @@ def likelihood_metrics(encoder, decoder, prior, images, samples, seed=0):
     }
 
 
-def bernoulli_log_likelihoods(decoder):
+def decoder_log_likelihoods(decoder):
     """A function (pixels (N, 784), z (G, k)) → ln p(x|z) for every pair, (N, G) float32 tensor, as one
-    matrix product: x·l − Σ softplus(l) with the decoder's logits l of each z, in one TensorFlow graph."""
+    matrix product: x·l − Σ A(l) with the decoder's logits l of each z, in one TensorFlow graph."""
     logits_of = logits_model(decoder)
+    likelihood = decoder_likelihood(decoder)
 
     @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32), tf.TensorSpec([None, None], tf.float32)])
     def log_likelihoods(pixels, z):
         logits = logits_of(z, training=False)
-        return tf.matmul(pixels, logits, transpose_b=True) - tf.reduce_sum(tf.nn.softplus(logits), axis=1)[None, :]
+        return (tf.matmul(pixels, logits, transpose_b=True)
+                - tf.reduce_sum(log_partition(logits, likelihood), axis=1)[None, :])
 
     return lambda pixels, z: log_likelihoods(np.asarray(pixels, dtype=np.float32), np.asarray(z, dtype=np.float32))
+
+
+bernoulli_log_likelihoods = decoder_log_likelihoods  # its earlier name, which benchmarks/likelihood_speed.py uses
 
 
 def log_likelihood_by_quadrature(log_likelihoods, cholesky, pixels, limit=5.0, spacing=0.02, grid_batch=8192):
@@ -176,7 +204,7 @@ def log_likelihood_by_quadrature(log_likelihoods, cholesky, pixels, limit=5.0, s
 
     The integral is taken over ε ∈ [−limit, limit]² with z = L ε, where p(z) dz = N(ε; 0, I) dε,
     by the midpoint rule on a grid of the given spacing (a posterior σ of 0.03 spans several points
-    at 0.02). log_likelihoods(pixels (N, D), z (G, 2)) → (N, G), e.g. `bernoulli_log_likelihoods`.
+    at 0.02). log_likelihoods(pixels (N, D), z (G, 2)) → (N, G), e.g. `decoder_log_likelihoods`.
     """
     cholesky = np.asarray(cholesky, dtype=np.float64)
     if cholesky.shape != (2, 2):
