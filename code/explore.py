@@ -4,11 +4,11 @@
     python code/explore.py --model 3d --figures traversal,samples --no-evaluate
     python code/explore.py --encoder E.h5 --decoder D.h5 --prior-cov "1.0,0.4;0.4,0.5" --out /tmp/look
 
-Loads an encoder saved as image → (z_mean, z_log_var) and a decoder saved as z → pixel
-probabilities (ending in a sigmoid after a Dense layer named "logits"), as the chapter scripts
-save them, for any latent size, with the prior N(0, I) or N(0, Σ). With --model NAME the files
-are the repository's models/encoder_NAME.h5 and models/decoder_NAME.h5, and Σ is read from
-models/metrics_NAME.json.
+Loads an encoder saved as image → (z_mean, z_log_var) and a decoder saved as z → pixel means
+(a Dense layer named "logits", then its layer "pixel_means": a sigmoid for the Bernoulli likelihood,
+the mean for the continuous Bernoulli), as the chapter scripts save them, for any latent size, with
+the prior N(0, I) or N(0, Σ). With --model NAME the files are the repository's models/encoder_NAME.h5
+and models/decoder_NAME.h5, and Σ and --binarize are read from models/metrics_NAME.json.
 
 Writes, under --out (default: the repository):
 - assets/<figure>_<name>.png for each figure asked for (default: every one that fits the latent
@@ -17,10 +17,13 @@ Writes, under --out (default: the repository):
 - models/likelihood_<name>.json, the evaluation on the test images: the ELBO, the importance-
   weighted ln p(x) with K samples per image (default 1000), active units, KL and median σ per
   dimension, the holes of the aggregate posterior and, for a 2-D latent space, the exact ln p(x)
-  by quadrature over a 500 × 500 grid. Nats per image; grayscale pixels as Bernoulli targets.
+  by quadrature over a 500 × 500 grid. Nats per image, under the decoder's own likelihood (told by
+  its layer "pixel_means"), on the grayscale test images or, with --binarize dynamic, on the test
+  set binarized once as a run with --binarize dynamic does.
 """
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -30,16 +33,20 @@ MODEL_NAMES = ("2d", "3d", "correlated")
 
 
 def parse_arguments(argv=None):
+    from vae.config import BINARIZE, parse_covariance  # no TensorFlow here either
     from vae.inspection import FIGURES  # no TensorFlow: this module only names the figures lazily
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=MODEL_NAMES, help="a committed model of the repository (models/)")
     parser.add_argument("--encoder", metavar="FILE", help="the encoder .h5 (image → z_mean, z_log_var)")
-    parser.add_argument("--decoder", metavar="FILE", help="the decoder .h5 (z → pixel probabilities)")
+    parser.add_argument("--decoder", metavar="FILE", help="the decoder .h5 (z → pixel means)")
     parser.add_argument("--name", help="the name in the output files (default: --model, else the decoder's file name)")
     parser.add_argument("--prior-cov", metavar="'A,B;C,D'",
                         help="the prior's covariance Σ, rows separated by ';' (default: N(0, I), or --model's)")
+    parser.add_argument("--binarize", choices=BINARIZE, default=None,
+                        help="dynamic: evaluate and draw with the test set binarized once, as a run with --binarize "
+                             "dynamic does (default: --model's setting, else off)")
     parser.add_argument("--figures", default="all",
                         help=f"comma-separated figures to draw, 'all' or 'none' (default: all that fit): {', '.join(FIGURES)}")
     parser.add_argument("--interpolation", choices=("linear", "spherical"), default="linear",
@@ -79,26 +86,24 @@ def parse_arguments(argv=None):
         if unknown or not args.figure_list:
             parser.error(f"--figures: unknown figure {', '.join(map(repr, unknown)) or repr(args.figures)}; "
                          f"choose from {', '.join(FIGURES)}, 'all' or 'none'")
+    # With --model, its run's settings fill in what is not given: the prior's Σ, the test set's binarization.
+    metrics = REPO_ROOT / "models" / f"metrics_{args.model}.json"
+    run_settings = json.loads(metrics.read_text()) if args.model and metrics.is_file() else {}
+    args.binarize = args.binarize or run_settings.get("binarize", "off")
     if args.prior_cov is not None:
-        from vae.config import parse_covariance
-
         try:
             args.prior_cov = parse_covariance(args.prior_cov)
         except (ValueError, argparse.ArgumentTypeError) as error:
             parser.error(f"--prior-cov: {error}")
-    elif args.model:
-        import json
-
-        metrics = REPO_ROOT / "models" / f"metrics_{args.model}.json"
-        if metrics.is_file():
-            args.prior_cov = json.loads(metrics.read_text()).get("prior_covariance")
+    else:
+        args.prior_cov = run_settings.get("prior_covariance")
     return parser, args
 
 
 def load_model(parser, flag, path):
     import keras
 
-    import vae.model  # noqa: F401  (registers the Sampling layer that older encoder files contain)
+    import vae.model  # noqa: F401  (registers Sampling, in older encoders, and ContinuousBernoulliMean)
 
     try:
         return keras.models.load_model(path, compile=False)
@@ -117,8 +122,9 @@ def main(argv=None):
     parser, args = parse_arguments(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from vae import inspection
-    from vae.data import DataError, load_mnist
+    from vae.data import TEST_BINARIZATION_SEED, DataError, binarize, load_mnist
     from vae.evaluation import encode
+    from vae.pixels import decoder_likelihood
     from vae.priors import GaussianPrior
     from vae.saving import save_json
 
@@ -130,7 +136,11 @@ def main(argv=None):
     if len(decoder.inputs) != 1 or len(decoder.input_shape) != 2:
         parser.error(f"--decoder: {args.decoder} is not a decoder z → image; it takes {decoder.input_shape}")
     if "logits" not in [layer.name for layer in decoder.layers]:
-        parser.error(f"--decoder: {args.decoder} has no layer named 'logits' (the Dense layer before its sigmoid)")
+        parser.error(f"--decoder: {args.decoder} has no layer named 'logits' (the Dense layer before its pixel means)")
+    try:
+        likelihood = decoder_likelihood(decoder)  # the likelihood it was trained with, told by its last layers
+    except ValueError as error:
+        parser.error(f"--decoder: {args.decoder}: {error}")
     latent_dim = int(encoder.outputs[0].shape[-1])
     if int(decoder.input_shape[-1]) != latent_dim:
         parser.error(f"the encoder's latent size is {latent_dim} but the decoder's is {decoder.input_shape[-1]}: "
@@ -151,6 +161,8 @@ def main(argv=None):
         _, (x_test, y_test) = load_mnist(args.data_dir)
     except DataError as error:
         raise SystemExit(f"error: {error}") from None
+    if args.binarize == "dynamic":
+        x_test = binarize(x_test, TEST_BINARIZATION_SEED)  # the very draw a run with --binarize dynamic tests on
     x_test, y_test = x_test[:args.images], y_test[:args.images]
     z_mean, z_log_var = encode(encoder, x_test)
     out = Path(args.out)
@@ -165,8 +177,10 @@ def main(argv=None):
         quadrature = args.quadrature and latent_dim == 2
         result = {"model": args.name, "encoder": shown_path(args.encoder), "decoder": shown_path(args.decoder),
                   "latent_dim": latent_dim, "prior_covariance": prior.covariance.tolist(),
+                  "likelihood": likelihood, "binarize": args.binarize,
                   **inspection.evaluate_model(encoder, decoder, prior, x_test, z_mean, z_log_var,
-                                              samples=args.samples, quadrature=quadrature, seed=args.seed)}
+                                              samples=args.samples, quadrature=quadrature, seed=args.seed,
+                                              binarize=args.binarize)}
         path = out / "models" / f"likelihood_{args.name}.json"
         save_json(result, path)
         lines = [f"ELBO {result['elbo']:.2f}", f"IW K={args.samples} {result['iw_log_likelihood']:.2f}"]

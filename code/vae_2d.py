@@ -9,6 +9,9 @@ probabilities. Training minimizes reconstruction + β·KL(q(z|x) ‖ N(0, I)) in
 image. Two latent dimensions are few enough to draw: every figure below is a picture of
 the latent plane.
 
+The pixels are Bernoulli targets by default; --likelihood continuous_bernoulli makes p(x|z) a
+density on [0, 1] (vae/pixels.py), and --binarize dynamic trains on binary draws of the images.
+
 Writes assets/Clusters2D.png, assets/latent2D.png, assets/reconstructions_2d.png,
 assets/history_2d.png, assets/samples_2d.png, assets/interpolation_2d.png,
 assets/posterior_widths_2d.png, assets/holes_2d.png, models/encoder_2d.h5, models/decoder_2d.h5, models/test_encodings_2d.npz
@@ -32,8 +35,9 @@ def main(config):
 
     # Encoder 784 → 512 → 256 → (μ, ln σ²) → z, decoder z → 256 → 512 → 784: see vae/model.py.
     encoder = build_encoder(config.latent_dim, seed=config.seed)
-    decoder = build_decoder(config.latent_dim)
-    vae = VAE(encoder, decoder, beta=config.beta)
+    decoder = build_decoder(config.latent_dim, likelihood=config.likelihood)  # vae/pixels.py: p(x|z) per pixel
+    vae = VAE(encoder, decoder, beta=config.beta, likelihood=config.likelihood,
+              binarize=config.binarize == "dynamic", seed=config.seed)
     history = experiment.train(vae, x_train, x_test)
 
     # Where does the encoder put each test digit? Its posterior mean μ, colored by label.
@@ -47,7 +51,7 @@ def main(config):
     # Inside the model: new digits from the prior, walks between test digits, how wide each posterior
     # is, where the prior has mass and the codes do not, and ln p(x) beyond the ELBO (vae/inspection.py).
     inside = look_inside(experiment.asset, "2d", encoder, decoder, GaussianPrior.standard(config.latent_dim),
-                         x_test, y_test, z_mean, z_log_var)
+                         x_test, y_test, z_mean, z_log_var, binarize=config.binarize)
 
     experiment.finish(vae, history, x_test, y_test, z_mean, **inside)
 

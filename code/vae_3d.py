@@ -7,7 +7,7 @@ Everything is as in vae_2d.py but the latent space: one more dimension gives the
 room for more than digit identity (slant, stroke width), and the test loss drops by
 several nats per image. A 3-D space no longer fits on one page, so we look at it in
 pieces: a 3-D scatter, its three pairwise projections, decoded slices at fixed z2, and
-how much of each dimension the model actually uses.
+how much of each dimension the model actually uses. (--likelihood and --binarize: as in vae_2d.py.)
 
 Writes assets/Clusters3D.png, assets/2D3DClusters.png, assets/3DLatent{1,2,3}.png,
 assets/latent_variance_3d.png, assets/reconstructions_3d.png, assets/history_3d.png,
@@ -35,8 +35,9 @@ def main(config):
     (x_train, _), (x_test, y_test) = experiment.load_data()
 
     encoder = build_encoder(config.latent_dim, seed=config.seed)
-    decoder = build_decoder(config.latent_dim)
-    vae = VAE(encoder, decoder, beta=config.beta)
+    decoder = build_decoder(config.latent_dim, likelihood=config.likelihood)  # vae/pixels.py: p(x|z) per pixel
+    vae = VAE(encoder, decoder, beta=config.beta, likelihood=config.likelihood,
+              binarize=config.binarize == "dynamic", seed=config.seed)
     history = experiment.train(vae, x_train, x_test)
 
     # The test digits in 3-D, seen from where the clusters separate best, and flattened three ways.
@@ -56,7 +57,7 @@ def main(config):
     # Inside the model (vae/inspection.py): prior samples, walks, posterior widths, holes, and a traversal
     # of each dimension; ln p(x) beyond the ELBO, active units and the KL per dimension.
     inside = look_inside(experiment.asset, "3d", encoder, decoder, GaussianPrior.standard(config.latent_dim),
-                         x_test, y_test, z_mean, z_log_var)
+                         x_test, y_test, z_mean, z_log_var, binarize=config.binarize)
 
     experiment.finish(vae, history, x_test, y_test, z_mean, **inside,
                       latent_variance=latent_variance.tolist(),

@@ -9,6 +9,7 @@ prior is N(0, Σ) with Σ = L Lᵀ (L its Cholesky factor). Only the prior chang
 - the KL becomes ½[tr(Σ⁻¹ diag σ²) + μᵀ Σ⁻¹ μ − k + ln det Σ − Σᵢ ln σᵢ²]  (vae/priors.py);
 - samples from the prior are z = L ε, and so is the grid we decode to draw the manifold.
 The encoder learns to lay the digits out along the prior's tilted, stretched ellipse.
+(--likelihood and --binarize: as in vae_2d.py.)
 
 Writes assets/ClustersCorrelated.png, assets/KLAdapted.png, assets/covariance_matrix.png,
 assets/reconstructions_correlated.png, assets/history_correlated.png, assets/samples_correlated.png,
@@ -36,8 +37,9 @@ def main(config):
     (x_train, _), (x_test, y_test) = experiment.load_data()
 
     encoder = build_encoder(config.latent_dim, seed=config.seed)
-    decoder = build_decoder(config.latent_dim)
-    vae = VAE(encoder, decoder, prior=prior, beta=config.beta)
+    decoder = build_decoder(config.latent_dim, likelihood=config.likelihood)  # vae/pixels.py: p(x|z) per pixel
+    vae = VAE(encoder, decoder, prior=prior, beta=config.beta, likelihood=config.likelihood,
+              binarize=config.binarize == "dynamic", seed=config.seed)
     history = experiment.train(vae, x_train, x_test)
 
     # The test digits' posterior means, with the prior's 1σ and 2σ ellipses drawn over them.
@@ -55,7 +57,8 @@ def main(config):
 
     # Inside the model (vae/inspection.py): new digits from z = L ε, walks, posterior widths, the holes
     # of the codes under this prior, and ln p(x) beyond the ELBO with the prior's own density.
-    inside = look_inside(experiment.asset, "correlated", encoder, decoder, prior, x_test, y_test, z_mean, z_log_var)
+    inside = look_inside(experiment.asset, "correlated", encoder, decoder, prior, x_test, y_test, z_mean, z_log_var,
+                         binarize=config.binarize)
 
     experiment.finish(
         vae, history, x_test, y_test, z_mean, **inside,

@@ -26,13 +26,13 @@ _spec.loader.exec_module(explore)
 CORRELATED = "1.0,0.4;0.4,0.5"
 
 
-def save_models(folder, latent_dim, seed=0):
+def save_models(folder, latent_dim, seed=0, likelihood="bernoulli"):
     """An encoder image → (z_mean, z_log_var) and a decoder, saved like the chapter scripts' models."""
     keras.utils.set_random_seed(seed)
     training_encoder = build_encoder(latent_dim, seed=seed)
     encoder = keras.Model(training_encoder.input, training_encoder.outputs[:2], name="encoder")
-    decoder = build_decoder(latent_dim)
-    paths = folder / f"encoder_{latent_dim}.h5", folder / f"decoder_{latent_dim}.h5"
+    decoder = build_decoder(latent_dim, likelihood=likelihood)
+    paths = folder / f"encoder_{latent_dim}_{likelihood}.h5", folder / f"decoder_{latent_dim}_{likelihood}.h5"
     encoder.save(paths[0])
     decoder.save(paths[1])
     return paths
@@ -95,6 +95,31 @@ def test_chosen_figures_only_and_evaluation_of_a_4d_space(saved, tmp_path, small
     assert sorted(p.name for p in (tmp_path / "assets").iterdir()) == ["samples_small.png", "traversal_small.png"]
     result = json.loads((tmp_path / "models" / "likelihood_small.json").read_text())
     assert "quadrature_log_likelihood" not in result and len(result["latent_activity"]) == 4
+
+
+def test_a_continuous_bernoulli_decoder_is_evaluated_under_its_own_likelihood(tmp_path, small_mnist):
+    encoder, decoder = save_models(tmp_path, 2, likelihood="continuous_bernoulli")
+    argv = ["--encoder", str(encoder), "--decoder", str(decoder), "--out", str(tmp_path), "--name", "cb",
+            "--images", "20", "--samples", "5", "--figures", "samples", "--no-quadrature", "--binarize", "dynamic",
+            "--data-dir", str(small_mnist)]
+    assert explore.main(argv) == 0
+    result = json.loads((tmp_path / "models" / "likelihood_cb.json").read_text())
+    assert result["likelihood"] == "continuous_bernoulli" and result["binarize"] == "dynamic"
+    assert "continuous Bernoulli" in result["data_convention"] and "binary" in result["data_convention"]
+    # Untrained, the decoder's logits are near 0, where the density is near 1 for every pixel: ln p(x) near 0,
+    # where a Bernoulli's would be about −784 ln 2 = −543 nats.
+    assert -100 < result["elbo"] <= result["iw_log_likelihood"] + 3 * result["iw_log_likelihood_standard_error"]
+
+
+def test_a_decoder_of_unknown_likelihood_is_refused(saved, tmp_path, capsys):
+    z = keras.Input(shape=(2,))
+    logits = keras.layers.Dense(784, name="logits")(z)
+    images = keras.layers.Reshape((28, 28, 1))(keras.layers.Activation("relu", name="pixel_means")(logits))
+    keras.Model(z, images).save(tmp_path / "relu.h5")
+    with pytest.raises(SystemExit) as exit_info:
+        explore.main(["--encoder", str(saved[2][0]), "--decoder", str(tmp_path / "relu.h5"), "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "its layer 'pixel_means' (Activation) is neither a sigmoid (Bernoulli)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("arguments, message", [
