@@ -19,13 +19,19 @@ def test_flags_override_their_fields():
     config = parse_flags(DEFAULTS, [
         "--epochs", "3", "--batch-size", "64", "--learning-rate", "5e-4", "--latent-dim", "3",
         "--beta", "0.5", "--seed", "7", "--train-size", "2000", "--data-dir", ".", "--out", "/tmp/x",
-        "--grid-size", "10", "--grid-limit", "2", "--likelihood", "continuous_bernoulli", "--binarize", "dynamic",
+        "--grid-size", "10", "--grid-limit", "2", "--likelihood", "continuous_bernoulli",
     ])
     assert config == dataclasses.replace(
         DEFAULTS, epochs=3, batch_size=64, learning_rate=5e-4, latent_dim=3, beta=0.5, seed=7,
         train_size=2000, data_dir=".", out="/tmp/x", grid_size=10, grid_limit=2.0, likelihood="continuous_bernoulli",
-        binarize="dynamic",
     )
+    assert parse_flags(DEFAULTS, ["--binarize", "dynamic"]).binarize == "dynamic"
+
+
+def test_continuous_bernoulli_on_binarized_pixels_is_refused():
+    """Its density on pixels of exactly 0 or 1 has no maximum: the pair is refused, naming both and what to use."""
+    with pytest.raises(ConfigError, match="continuous_bernoulli.*binarize 'dynamic'.*likelihood 'bernoulli'"):
+        dataclasses.replace(DEFAULTS, likelihood="continuous_bernoulli", binarize="dynamic").check()
 
 
 def test_prior_cov_flag_only_where_the_script_has_a_prior():

@@ -74,6 +74,11 @@ class Config:
         _check_number("beta", self.beta, 0.0, FLOAT32_MAX)
         _check_choice("likelihood", self.likelihood, LIKELIHOODS)
         _check_choice("binarize", self.binarize, BINARIZE)
+        if self.likelihood == "continuous_bernoulli" and self.binarize == "dynamic":
+            # On pixels of exactly 0 or 1 its density grows without bound as λ → 0 or 1: no maximum to train to.
+            raise ConfigError("likelihood 'continuous_bernoulli' is a density for grayscale pixels in [0, 1]; with "
+                              "binarize 'dynamic' every pixel is 0 or 1, where it grows without bound. Use "
+                              "likelihood 'bernoulli' for binarized images")
         _check_int("seed", self.seed, 0, MAX_SEED)
         if self.train_size is not None:
             _check_int("train_size", self.train_size, 1, DATASET_SIZES["mnist"][0])

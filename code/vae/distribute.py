@@ -114,8 +114,18 @@ def normal_noise(shape, dtype, seed_generator):
 
 
 def uniform_noise(shape, dtype, seed_generator):
-    """u ~ U[0, 1) of `shape`, drawn with `seed_generator`, each replica its own: as `normal_noise`."""
-    return _replica_noise(keras.random.uniform, tf.random.stateless_uniform, shape, dtype, seed_generator)
+    """u ~ U[0, 1) of `shape`, drawn with `seed_generator`, each replica its own: as `normal_noise`.
+
+    Drawn with TensorFlow's stateless Philox generator, named: `keras.random.uniform` leaves the
+    algorithm to TensorFlow, whose choice inside an XLA-compiled step on a CPU took 33 ms for one
+    batch of 128 × 784 pixels, seven times the rest of the step; Philox takes 1.2 ms. (ThreeFry, 0.6 ms
+    under XLA, has no kernel outside XLA, where --no-xla and tf.distribute train.)
+    """
+    seed = seed_generator.next()
+    replica = tf.distribute.get_replica_context()
+    if replica is not None and replica.num_replicas_in_sync > 1:
+        seed = tf.random.experimental.stateless_fold_in(seed, replica.replica_id_in_sync_group)
+    return tf.random.stateless_uniform(shape, seed=seed, dtype=dtype, alg="philox")
 
 
 def _replica_noise(draw, stateless_draw, shape, dtype, seed_generator):
