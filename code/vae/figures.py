@@ -370,6 +370,20 @@ def plot_prior_samples(decoder, cholesky, path, rows=4, columns=10, seed=0, titl
     save_png(figure, path)
 
 
+def plot_samples_compared(decoders, titles, path, rows=2, columns=10, seed=0):
+    """One strip of rows × columns digits per decoder, all decoded from the same prior samples
+    z ~ N(0, I) (seed `seed`), each strip under its title: how models trained differently draw the
+    same codes. `decoders` and `titles` are lists of equal length; the decoders share a latent size."""
+    latent_dim = decoders[0].input.shape[-1]
+    z = np.random.default_rng(seed).standard_normal((rows * columns, latent_dim))
+    figure, axes = plt.subplots(len(decoders), 1, squeeze=False,
+                                figsize=(COLUMN_WIDTH, len(decoders) * (COLUMN_WIDTH * rows / columns + 0.5)))
+    for ax, decoder, title in zip(axes[:, 0], decoders, titles):
+        _digit_strip(ax, decode(decoder, z), columns)
+        ax.set_title(title, fontsize=12)
+    save_png(figure, path)
+
+
 def interpolation_pairs(labels, count=5, seed=0):
     """`count` pairs (i, j) of test-image indices whose labels differ, drawn reproducibly."""
     labels = np.asarray(labels)
