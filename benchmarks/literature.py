@@ -138,7 +138,8 @@ def main(argv=None):
                         help="evaluate on the first N binarized test images (default: all 10,000)")
     parser.add_argument("--data-dir", help="MNIST folder (default: as the scripts)")
     parser.add_argument("--save", action="store_true",
-                        help="write benchmarks/literature.json and assets/literature_curves.png")
+                        help="write benchmarks/literature.json (after each latent size) and assets/literature_curves.png")
+    parser.add_argument("--fresh", action="store_true", help="with --save: do not keep the rows already written")
     args = parser.parse_args(argv)
     try:
         latent_dims = [int(value) for value in args.latent_dims.split(",")]
@@ -152,21 +153,34 @@ def main(argv=None):
     load_before = os.getloadavg()[0]
     (x_train, _), (x_test, _) = load_mnist(args.data_dir)
     x_test = binarize(x_test, TEST_BINARIZATION_SEED)[:args.test_images]
-    rows = [run(latent_dim, x_train, x_test, args.epochs, args.curve_every) for latent_dim in latent_dims]
     result = {
         "benchmark": "literature",
         "protocol": f"dynamically binarized MNIST: {BINARIZATION_PROTOCOL}; ln p(x) in nats per image over the "
                     f"{len(x_test):,} test images",
         "model": "the tutorial's MLP (784-512-256, mirrored), Bernoulli likelihood, N(0, I) prior, Adam 1e-3, batch 128",
-        "rows": rows,
+        "rows": [],
         "device": device_name(),
         "cores": os.cpu_count(),
-        "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
+    # A row takes minutes: with --save each is written as soon as it is done, and a rerun with the same
+    # protocol and epochs keeps the rows already written (--fresh starts over).
+    path = HERE / "literature.json"
+    if args.save and not args.fresh and path.exists():
+        earlier = json.loads(path.read_text())
+        if earlier.get("protocol") == result["protocol"]:
+            result["rows"] = [row for row in earlier["rows"] if row["epochs"] == args.epochs]
+    for latent_dim in latent_dims:
+        if any(row["latent_dim"] == latent_dim for row in result["rows"]):
+            print(f"latent {latent_dim}: kept from {path}")
+            continue
+        result["rows"].append(run(latent_dim, x_train, x_test, args.epochs, args.curve_every))
+        result["rows"].sort(key=lambda row: row["latent_dim"])
+        result["load_average"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+        if args.save:
+            save_json(result, path)
     if args.save:
-        save_json(result, HERE / "literature.json")
-        plot_curves(rows, REPO_ROOT / "assets" / "literature_curves.png")
-        print(f"wrote {HERE / 'literature.json'} and {REPO_ROOT / 'assets' / 'literature_curves.png'}")
+        plot_curves(result["rows"], REPO_ROOT / "assets" / "literature_curves.png")
+        print(f"wrote {path} and {REPO_ROOT / 'assets' / 'literature_curves.png'}")
 
 
 if __name__ == "__main__":
