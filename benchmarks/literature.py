@@ -163,12 +163,12 @@ def main(argv=None):
         "cores": os.cpu_count(),
     }
     # A row takes minutes: with --save each is written as soon as it is done, and a rerun with the same
-    # protocol and epochs keeps the rows already written (--fresh starts over).
+    # protocol keeps the rows already written, each with its own epochs (--fresh starts over).
     path = HERE / "literature.json"
     if args.save and not args.fresh and path.exists():
         earlier = json.loads(path.read_text())
         if earlier.get("protocol") == result["protocol"]:
-            result["rows"] = [row for row in earlier["rows"] if row["epochs"] == args.epochs]
+            result["rows"] = earlier["rows"]  # each row names its own epochs
     for latent_dim in latent_dims:
         if any(row["latent_dim"] == latent_dim for row in result["rows"]):
             print(f"latent {latent_dim}: kept from {path}")
