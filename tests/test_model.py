@@ -144,3 +144,40 @@ def test_the_continuous_bernoulli_reconstruction_adds_the_normalizer():
     normalizer = np.sum(np.asarray(continuous_bernoulli_log_normalizer(logits)), axis=1)
     np.testing.assert_allclose(np.asarray(reconstruction_loss(images, logits, "continuous_bernoulli")),
                                np.asarray(reconstruction_loss(images, logits)) - normalizer, rtol=1e-5)
+
+
+def test_free_bits_stop_the_kl_gradient_of_a_dimension_below_the_floor():
+    """Free bits λ = 0.5 nats, every image encoded alike (μ = (3, 0.1), ln σ² = −1): dimension 0's KL is
+    4.68 nats and gets the ordinary KL gradient; dimension 1's is 0.19, below λ, and gets none. The loss
+    counts dimension 1's KL as λ; the reported kl stays the true KL."""
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    encoder, decoder = build_encoder(2), build_decoder(2)
+    mean_head, log_var_head = encoder.get_layer("z_mean"), encoder.get_layer("z_log_var")
+    mean_head.set_weights([np.zeros_like(mean_head.kernel), np.array([3.0, 0.1], "float32")])
+    log_var_head.set_weights([np.zeros_like(log_var_head.kernel), np.full(2, -1.0, "float32")])
+    images = np.random.default_rng(7).random((8, 28, 28, 1)).astype("float32")
+    kl_0, kl_1 = 0.5 * (np.exp(-1) + 9.0 - 1 + 1), 0.5 * (np.exp(-1) + 0.01 - 1 + 1)  # ½(σ² + μ² − 1 − ln σ²)
+
+    def kl_term_and_gradients(vae):
+        with tf.GradientTape() as tape:
+            loss, reconstruction, kl = vae.compute_losses(images, training=True)
+            kl_in_loss = loss - reconstruction  # the gradient of the reconstruction cancels exactly
+        heads = [mean_head.kernel, mean_head.bias, log_var_head.kernel, log_var_head.bias]
+        return float(kl_in_loss), float(kl), [np.asarray(g) for g in tape.gradient(kl_in_loss, heads)]
+
+    plain_term, plain_kl, plain_gradients = kl_term_and_gradients(VAE(encoder, decoder))
+    free_term, free_kl, free_gradients = kl_term_and_gradients(VAE(encoder, decoder, free_bits=0.5))
+    assert plain_kl == pytest.approx(kl_0 + kl_1, rel=1e-5) and free_kl == pytest.approx(kl_0 + kl_1, rel=1e-5)
+    assert plain_term == pytest.approx(plain_kl, rel=1e-4)
+    assert free_term == pytest.approx(kl_0 + 0.5, rel=1e-4)
+    for plain, free in zip(plain_gradients, free_gradients):
+        np.testing.assert_allclose(free[..., 0], plain[..., 0], rtol=1e-6)  # dimension 0: the ordinary gradient
+        assert np.all(free[..., 1] == 0) and np.any(plain[..., 1] != 0)  # dimension 1: none under free bits
+    np.testing.assert_allclose(free_gradients[1], [3.0, 0.0], rtol=1e-6)  # ∂KL₀/∂μ₀ = μ₀
+
+
+def test_free_bits_need_a_prior_whose_kl_splits_per_dimension():
+    with pytest.raises(ValueError, match="diagonal covariance"):
+        VAE(build_encoder(2), build_decoder(2), prior=GaussianPrior([[1.0, 0.4], [0.4, 0.5]]), free_bits=0.25)

@@ -125,3 +125,21 @@ def test_bad_covariance_is_refused_with_its_reason(covariance, latent_dim, messa
 def test_gaussian_prior_refuses_bad_covariance(covariance, message):
     with pytest.raises(ValueError, match=message):
         GaussianPrior(covariance)
+
+
+def test_the_kl_per_dimension_adds_up_to_the_kl_for_a_diagonal_prior():
+    rng = np.random.default_rng(11)
+    mu, log_var = (a.astype("float32") for a in random_posterior(rng, 16, 3))
+    prior = GaussianPrior(np.diag([1.0, 0.5, 2.0]))
+    per_dimension = np.asarray(prior.kl_per_dimension(mu, log_var))
+    assert per_dimension.shape == (16, 3) and prior.is_diagonal
+    np.testing.assert_allclose(per_dimension.sum(axis=1), np.asarray(prior.kl_divergence(mu, log_var)), rtol=1e-5)
+    expected = 0.5 * ((np.exp(log_var) + mu ** 2) / [1.0, 0.5, 2.0] - 1 + np.log([1.0, 0.5, 2.0]) - log_var)
+    np.testing.assert_allclose(per_dimension, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_the_kl_does_not_split_per_dimension_under_a_correlated_prior():
+    prior = GaussianPrior([[1.0, 0.4], [0.4, 0.5]])
+    assert not prior.is_diagonal
+    with pytest.raises(ValueError, match="does not split"):
+        prior.kl_per_dimension(np.zeros((1, 2), "float32"), np.zeros((1, 2), "float32"))

@@ -88,10 +88,17 @@ class VAE(keras.Model):
     KL(q(z|x) ‖ p(z)) for the given prior (default N(0, I)); the reconstruction is −ln p(x|z) under
     `likelihood`, which must be the one the decoder was built for. With `binarize`, every training
     image is drawn afresh as Bernoulli(pixel) at every step (evaluation takes the images as given).
+
+    Two remedies for dimensions that collapse to the prior (Kingma et al. 2016, Bowman et al. 2016):
+    with `free_bits` λ > 0 (nats per latent dimension; needs a diagonal prior) the KL in the loss is
+    Σᵢ max(λ, KLᵢ), KLᵢ being dimension i's KL averaged over the batch, so a dimension below λ feels no
+    pull to the prior; and the KL's weight in the loss is the variable `kl_weight`, β unless a KL
+    warm-up (vae/schedules.py) lowers it in the first epochs. The metric "kl" is always the true KL,
+    so reconstruction + kl is always the negative ELBO; "loss" is the objective minimized.
     """
 
     def __init__(self, encoder, decoder, prior=None, beta=1.0, likelihood="bernoulli", binarize=False, seed=None,
-                 **kwargs):
+                 free_bits=0.0, **kwargs):
         super().__init__(**kwargs)
         built_for = decoder_likelihood(decoder)
         if built_for != likelihood:
@@ -103,6 +110,16 @@ class VAE(keras.Model):
         self.decoder_logits = keras.Model(decoder.input, decoder.get_layer("logits").output)
         self.prior = prior if prior is not None else GaussianPrior.standard(encoder.output[0].shape[-1])
         self.beta = float(beta)
+        # The KL's weight in this epoch's loss: β, or less while a KL warm-up (vae/schedules.py) sets it.
+        # A variable, so that the compiled train step reads its current value without recompiling.
+        self.kl_weight = keras.Variable(self.beta, trainable=False, dtype="float32", autocast=False,
+                                        name="kl_weight")
+        self.free_bits = float(free_bits)  # nats per latent dimension; 0: off
+        if self.free_bits < 0:
+            raise ValueError(f"free_bits must be ≥ 0 nats per dimension, got {free_bits}")
+        if self.free_bits and not self.prior.is_diagonal:
+            raise ValueError("free_bits needs a prior with independent dimensions (a diagonal covariance): "
+                             "the KL to a correlated prior does not split into one term per dimension")
         self.likelihood = likelihood
         self.binarize = bool(binarize)
         if self.binarize:
@@ -113,7 +130,7 @@ class VAE(keras.Model):
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction")
         self.kl_tracker = keras.metrics.Mean(name="kl")
         # The encoder and decoder are built functional models and the VAE adds no weights of its
-        # own, so it is built too (BackupAndRestore and saving weights need a built model).
+        # own (kl_weight is not trained), so it is built too (saving weights needs a built model).
         self.built = True
 
     @property
@@ -126,12 +143,22 @@ class VAE(keras.Model):
         return self.decoder(z, training=training)
 
     def compute_losses(self, images, training=False):
-        """Return (loss, reconstruction, kl), each a scalar in nats per image."""
+        """Return (loss, reconstruction, kl), each a scalar in nats per image.
+
+        loss = reconstruction + kl_weight · (the KL, or with free bits Σᵢ max(λ, KLᵢ)) is the objective
+        minimized; kl is the true KL, so −(reconstruction + kl) is the ELBO.
+        """
         z_mean, z_log_var, z = self.encoder(images, training=training)
         logits = self.decoder_logits(z, training=training)
         reconstruction = ops.mean(reconstruction_loss(images, logits, self.likelihood))
-        kl = ops.mean(self.prior.kl_divergence(z_mean, z_log_var))
-        return reconstruction + self.beta * kl, reconstruction, kl
+        if self.free_bits:
+            kl_per_dimension = ops.mean(self.prior.kl_per_dimension(z_mean, z_log_var), axis=0)  # (latent_dim,)
+            kl = ops.sum(kl_per_dimension)
+            # Below λ nats a dimension's KL counts as λ: a constant, so no gradient pulls it to the prior.
+            kl_in_loss = ops.sum(ops.maximum(kl_per_dimension, self.free_bits))
+        else:
+            kl = kl_in_loss = ops.mean(self.prior.kl_divergence(z_mean, z_log_var))
+        return reconstruction + self.kl_weight * kl_in_loss, reconstruction, kl
 
     def train_step(self, data):
         images, _, _ = keras.utils.unpack_x_y_sample_weight(data)  # x alone, or (x,) from train_on_batch

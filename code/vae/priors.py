@@ -69,6 +69,25 @@ class GaussianPrior:
         log_det_ratio = self.log_det - ops.sum(z_log_var, axis=-1)
         return 0.5 * (trace + mahalanobis - self.latent_dim + log_det_ratio)
 
+    @property
+    def is_diagonal(self):
+        """True when Σ is diagonal: the latent dimensions are independent under the prior."""
+        return bool(np.array_equal(self.covariance, np.diag(np.diag(self.covariance))))
+
+    def kl_per_dimension(self, z_mean, z_log_var):
+        """KL(N(μᵢ, σᵢ²) ‖ N(0, Σᵢᵢ)) of each latent dimension i, in nats, shape (batch, latent_dim):
+
+        ½ [(σᵢ² + μᵢ²) / Σᵢᵢ − 1 + ln Σᵢᵢ − ln σᵢ²]. For a diagonal Σ they add up to `kl_divergence`.
+        For any other Σ the KL does not split into one term per dimension (it also counts the prior's
+        correlations), so this raises ValueError there.
+        """
+        if not self.is_diagonal:
+            raise ValueError("the KL to a prior with correlated dimensions (a covariance that is not diagonal) "
+                             "does not split into one term per latent dimension")
+        dtype = z_mean.dtype
+        variance = ops.cast(np.diag(self.covariance), dtype)  # Σᵢᵢ, (latent_dim,)
+        return 0.5 * ((ops.exp(z_log_var) + ops.square(z_mean)) / variance - 1.0 + ops.log(variance) - z_log_var)
+
     def log_density(self, z):
         """ln N(z; 0, Σ) of latent points z (N, k): (N,) float64, in nats.
 
