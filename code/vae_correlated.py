@@ -38,9 +38,9 @@ def main(config):
 
     encoder = build_encoder(config.latent_dim, seed=config.seed)
     decoder = build_decoder(config.latent_dim, likelihood=config.likelihood)  # vae/pixels.py: p(x|z) per pixel
-    vae = VAE(encoder, decoder, prior=prior, beta=config.beta, likelihood=config.likelihood,
-              binarize=config.binarize == "dynamic", seed=config.seed)
-    history = experiment.train(vae, x_train, x_test)
+    vae = VAE(encoder, decoder, prior=prior, beta=config.beta, free_bits=config.free_bits,
+              likelihood=config.likelihood, binarize=config.binarize == "dynamic", seed=config.seed)
+    history = experiment.train(vae, x_train, x_test)  # with a KL warm-up if config.kl_warmup_epochs
 
     # The test digits' posterior means, with the prior's 1σ and 2σ ellipses drawn over them.
     z_mean, z_log_var = encode(encoder, x_test)
@@ -79,6 +79,7 @@ if __name__ == "__main__":
         batch_size=128,
         learning_rate=1e-3,
         beta=1.0,  # weight of the KL term: 1 is the true ELBO, < 1 sharper, > 1 smoother
+        kl_warmup_epochs=0,  # the KL's weight rises from 0 to beta over this many epochs; 0: off
         seed=0,
         train_size=None,  # None: all 60,000 training images
         grid_size=20,  # the manifold figure decodes a grid_size × grid_size grid of ε ...

@@ -80,6 +80,15 @@ def test_parse_covariance():
     ("likelihood", None, "likelihood must be one of 'bernoulli', 'continuous_bernoulli', got None"),
     ("binarize", True, "binarize must be one of 'off', 'dynamic', got True"),
     ("binarize", "static", "binarize must be one of 'off', 'dynamic', got 'static'"),
+    ("kl_warmup_epochs", -1, "kl_warmup_epochs must be from 0 to 10,000, got -1"),
+    ("kl_warmup_epochs", 2.0, "kl_warmup_epochs must be a whole number, got 2.0"),
+    ("kl_warmup_epochs", 30, "kl_warmup_epochs must be less than epochs (30), so that the last epochs train with "
+                             "the full beta, got 30"),
+    ("free_bits", -0.1, "free_bits must be from 0 to 10 nats per latent dimension"),
+    ("free_bits", 50.0, "free_bits must be from 0 to 10 nats per latent dimension (ln 60,000 ≈ 11 nats already "
+                        "tells every training image apart), got 50"),
+    ("free_bits", float("nan"), "free_bits must be a finite number, got nan"),
+    ("free_bits", "0.25", "free_bits must be a finite number, got '0.25'"),
 ])
 def test_each_bad_value_is_refused_by_name(field, value, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
@@ -199,3 +208,35 @@ def test_a_bad_value_in_the_main_block_is_refused_by_name_before_loading_data(tm
     assert result.returncode == 2
     assert f"error: {message}" in result.stderr and "Traceback" not in result.stderr
     assert "MNIST from" not in result.stdout and not (tmp_path / "assets").exists()
+
+
+def test_the_kl_remedies_flags_set_their_fields_and_free_bits_refuse_a_correlated_prior():
+    config = parse_flags(DEFAULTS, ["--kl-warmup-epochs", "10", "--free-bits", "0.25"])
+    assert (config.kl_warmup_epochs, config.free_bits) == (10, 0.25)
+    assert dataclasses.replace(DEFAULTS, free_bits=0.25, prior_cov=[[2.0, 0.0], [0.0, 0.5]]).check()
+    with pytest.raises(ConfigError, match=r"free_bits needs a prior with independent dimensions \(a diagonal prior_cov\)"):
+        dataclasses.replace(DEFAULTS, free_bits=0.25, prior_cov=[[1.0, 0.4], [0.4, 0.5]]).check()
+
+
+@pytest.mark.parametrize("script, flags, message", [
+    ("vae_2d.py", ["--epochs", "5", "--kl-warmup-epochs", "5"], "kl_warmup_epochs must be less than epochs (5)"),
+    ("vae_correlated.py", ["--free-bits", "0.25"], "free_bits needs a prior with independent dimensions"),
+])
+def test_script_refuses_a_bad_kl_remedy_flag_before_loading_data(tmp_path, script, flags, message):
+    result = run_script(script, *flags, "--out", tmp_path, env_extra={"VAE_DATA_DIR": str(tmp_path / "missing")})
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "assets").exists()
+
+
+def test_a_bad_kl_remedy_in_the_main_block_is_refused_before_loading_data(tmp_path):
+    """The reader's own edit of the 2-D script's block, free_bits=-1: the run stops at the flags, with one line."""
+    source = (REPO_ROOT / "code" / "vae_2d.py").read_text()
+    assert "        free_bits=0.0," in source
+    script = tmp_path / "vae_2d.py"
+    script.write_text(source.replace("        free_bits=0.0,", "        free_bits=-1.0,"))
+    result = run_python(f"import runpy, sys; sys.argv = ['vae_2d.py', '--out', {str(tmp_path)!r}]; "
+                        f"runpy.run_path({str(script)!r}, run_name='__main__')")
+    assert result.returncode == 2
+    assert "error: free_bits must be from 0 to 10 nats per latent dimension" in result.stderr
+    assert "Traceback" not in result.stderr and "MNIST from" not in result.stdout

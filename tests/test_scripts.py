@@ -12,7 +12,7 @@ import pytest
 from conftest import run_script
 
 METRIC_KEYS = {
-    "test_loss", "test_reconstruction", "test_kl", "train_loss", "val_loss", "epochs", "batch_size",
+    "test_loss", "test_reconstruction", "test_kl", "test_elbo", "train_loss", "val_loss", "epochs", "batch_size",
     "latent_dim", "learning_rate", "beta", "seed", "seconds_per_epoch", "seconds_total",
     "tensorflow_version", "keras_version", "history",
 }
@@ -45,6 +45,8 @@ def check_run(out, name, figures, latent_dim):
     assert metrics["history"]["val_loss"][1] < metrics["history"]["val_loss"][0]
     assert metrics["test_loss"] == pytest.approx(
         metrics["test_reconstruction"] + metrics["beta"] * metrics["test_kl"], rel=1e-4)
+    assert metrics["test_elbo"] == -(metrics["test_reconstruction"] + metrics["test_kl"])  # whatever β is
+    assert (metrics["kl_warmup_epochs"], metrics["free_bits"]) == (0, 0.0)
     assert 80 < metrics["test_loss"] < 400 and metrics["test_kl"] > 0
     encodings = np.load(out / "models" / f"test_encodings_{name}.npz")
     assert encodings["z_mean"].shape == (1000, latent_dim) and encodings["labels"].shape == (1000,)
@@ -109,3 +111,23 @@ def test_vae_correlated_refuses_bad_prior_before_loading_data(tmp_path, prior_co
     assert result.returncode == 2, result.stderr
     assert f"prior_cov: covariance is {message}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_summary_gives_the_elbo_beside_a_loss_weighted_by_beta_or_free_bits(capsys):
+    """The printed loss is the objective; with β ≠ 1 or free bits a line gives the ELBO, comparable between runs."""
+    from types import SimpleNamespace
+
+    from vae.experiment import Experiment
+
+    metrics = {"test_images": 1000, "test_loss": 150.0, "test_reconstruction": 130.0, "test_kl": 5.0,
+               "test_elbo": -135.0, "beta": 4.0, "free_bits": 0.0, "epochs": 2, "train_images": 2000,
+               "seconds_per_epoch": [1.0, 1.0], "seconds_training": 2.0, "seconds_training_this_run": 2.0,
+               "seconds_total": 9.0, "resumed_after_epoch": 0, "device": "CPU: test"}
+    for changes, loss_line in [
+        ({"beta": 1.0, "test_loss": 135.0}, "loss 135.00 = reconstruction 130.00 + 1 × KL 5.00\nTraining"),
+        ({}, "loss 150.00 = reconstruction 130.00 + 4 × KL 5.00\nELBO -135.00 = −(reconstruction + KL)"),
+        ({"beta": 1.0, "free_bits": 0.5, "test_loss": 135.5},
+         "+ 1 × KL with free bits (each dimension ≥ 0.5 nats); the true KL is 5.00\nELBO -135.00"),
+    ]:
+        Experiment.print_summary(SimpleNamespace(metrics={**metrics, **changes}), written=[])
+        assert loss_line in capsys.readouterr().out

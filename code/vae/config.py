@@ -27,6 +27,9 @@ MAX_GRID_LIMIT = 100.0  # in prior standard deviations: far past where any code 
 # Training runs in float32: a value it cannot represent becomes 0 or inf.
 FLOAT32_TINY = float(np.finfo(np.float32).tiny)  # 1.2e-38, the smallest normal float32
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # 3.4e38
+# Free bits, in nats per latent dimension: ln 60,000 ≈ 11 nats is enough to tell every training image apart,
+# so a floor of 10 nats on every dimension's KL leaves the KL term nothing to hold back.
+MAX_FREE_BITS = 10.0
 MAX_CONDITION_NUMBER = 1e6  # of the prior's Σ: beyond it, Σ⁻¹ in float32 is mostly rounding error
 DEVICE_NAME = re.compile(r"/(device:)?(cpu|gpu|tpu):\d+", re.IGNORECASE)  # "/gpu:0", "/device:GPU:1"
 DISTRIBUTE = ("none", "mirrored", "multi_worker")  # vae/distribute.py says what each does
@@ -48,6 +51,8 @@ class Config:
     batch_size: int = 128
     learning_rate: float = 1e-3
     beta: float = 1.0  # weight of the KL term; 1 gives the ELBO
+    kl_warmup_epochs: int = 0  # the KL's weight rises from 0 to beta over this many epochs (vae/schedules.py); 0: off
+    free_bits: float = 0.0  # nats per latent dimension: a dimension's KL below it is not penalized; 0: off
     likelihood: str = "bernoulli"  # p(x|z) per pixel, or "continuous_bernoulli": a density on [0, 1]
     binarize: str = "off"  # "dynamic": train on images drawn as Bernoulli(pixel) at every step, test on one draw
     seed: int = 0
@@ -72,6 +77,14 @@ class Config:
         _check_int("batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
         _check_number("learning_rate", self.learning_rate, FLOAT32_TINY, FLOAT32_MAX)
         _check_number("beta", self.beta, 0.0, FLOAT32_MAX)
+        _check_int("kl_warmup_epochs", self.kl_warmup_epochs, 0, MAX_EPOCHS)
+        if self.kl_warmup_epochs >= self.epochs and self.kl_warmup_epochs > 0:
+            raise ConfigError(f"kl_warmup_epochs must be less than epochs ({self.epochs}), so that the last epochs "
+                              f"train with the full beta, got {self.kl_warmup_epochs}")
+        _check_number("free_bits", self.free_bits, -math.inf, math.inf)  # a finite number; its range:
+        if not 0 <= self.free_bits <= MAX_FREE_BITS:
+            raise ConfigError(f"free_bits must be from 0 to {MAX_FREE_BITS:g} nats per latent dimension (ln 60,000 ≈ "
+                              f"11 nats already tells every training image apart), got {self.free_bits:g}")
         _check_choice("likelihood", self.likelihood, LIKELIHOODS)
         _check_choice("binarize", self.binarize, BINARIZE)
         if self.likelihood == "continuous_bernoulli" and self.binarize == "dynamic":
@@ -87,6 +100,10 @@ class Config:
                 check_covariance(self.prior_cov, self.latent_dim)
             except ValueError as error:
                 raise ConfigError(f"prior_cov: {error}") from None
+            sigma = np.asarray(self.prior_cov, dtype=np.float64)
+            if self.free_bits and not np.array_equal(sigma, np.diag(np.diag(sigma))):
+                raise ConfigError("free_bits needs a prior with independent dimensions (a diagonal prior_cov): the KL "
+                                  "to a correlated prior does not split into one term per latent dimension")
         _check_int("grid_size", self.grid_size, 2, MAX_GRID_SIZE)
         _check_number("grid_limit", self.grid_limit, FLOAT32_TINY, MAX_GRID_LIMIT)
         if not isinstance(self.xla, bool):
@@ -224,6 +241,12 @@ def parse_flags(defaults, argv=None, min_latent_dim=1, description=None):
          help="images per gradient step (default: %(default)s)")
     flag("--learning-rate", type=float, default=defaults.learning_rate, help="Adam's step size (default: %(default)s)")
     flag("--beta", type=float, default=defaults.beta, help="weight of the KL term, 1 gives the ELBO (default: %(default)s)")
+    flag("--kl-warmup-epochs", type=int, default=defaults.kl_warmup_epochs, metavar="N",
+         help="KL warm-up: epoch e ≤ N weighs the KL by beta·(e−1)/N, later epochs by beta; 0: off "
+              "(default: %(default)s)")
+    flag("--free-bits", type=float, default=defaults.free_bits, metavar="NATS",
+         help="free bits: each latent dimension's KL (batch mean) below NATS counts as NATS in the loss, so it "
+              "is not pulled to the prior; the reported KL stays the true one; 0: off (default: %(default)s)")
     flag("--likelihood", choices=LIKELIHOODS, default=defaults.likelihood,
          help="p(x|z) of each pixel: bernoulli (binary cross-entropy on the pixels) or continuous_bernoulli "
               "(a density on [0, 1]; the decoder then draws its mean) (default: %(default)s)")

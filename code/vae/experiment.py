@@ -28,6 +28,7 @@ from vae.evaluation import evaluate
 from vae.figures import plot_history, plot_reconstructions
 from vae.progress import EpochBackup, Progress
 from vae.saving import OutputSet, RunLock, save_encodings, save_json, save_model
+from vae.schedules import KLWarmUp
 from vae.training import StopOnNaN, train
 
 
@@ -125,8 +126,18 @@ class Experiment:
         self.resumed_after = self.backup.epoch
         print(f"Training on {len(x_train):,} images; after each epoch, val_loss, val_reconstruction and val_kl "
               f"are the {len(x_test):,} test images' (nats per image).")
+        warmup = []
+        if config.kl_warmup_epochs:  # the KL's weight rises from 0 to β over the first epochs (vae/schedules.py)
+            n = config.kl_warmup_epochs
+            print(f"KL warm-up: the KL's weight (kl_weight) is {config.beta:g}·(e−1)/{n} in epoch e ≤ {n}, "
+                  f"then {config.beta:g} from epoch {n + 1} on")
+            warmup = [KLWarmUp(n)]
+        if config.free_bits:
+            print(f"Free bits: in the loss, each latent dimension's KL counts as at least {config.free_bits:g} nats; "
+                  f"kl and val_kl are the true KL")
         train(vae, x_train, x_test, config.epochs, config.batch_size, config.learning_rate, seed=config.seed,
-              callbacks=[stop_on_nan, self.backup], initial_epoch=self.resumed_after, jit_compile=config.xla)
+              callbacks=[*warmup, stop_on_nan, self.backup], initial_epoch=self.resumed_after,
+              jit_compile=config.xla)
         if stop_on_nan.diverged_in is not None:
             self.progress.remove()
             raise SystemExit(self._diverged_message(stop_on_nan.diverged_in))
@@ -184,6 +195,8 @@ class Experiment:
             "test_loss": test["loss"],
             "test_reconstruction": test["reconstruction"],
             "test_kl": test["kl"],
+            # The ELBO, −(reconstruction + KL), whatever β or free bits the loss used: comparable between runs.
+            "test_elbo": -(test["reconstruction"] + test["kl"]),
             "train_loss": history["loss"][-1],
             "val_loss": history["val_loss"][-1],  # the test set's, evaluated after the last epoch
             "epochs": config.epochs,
@@ -191,6 +204,8 @@ class Experiment:
             "latent_dim": config.latent_dim,
             "learning_rate": config.learning_rate,
             "beta": config.beta,
+            "kl_warmup_epochs": config.kl_warmup_epochs,
+            "free_bits": config.free_bits,
             "likelihood": config.likelihood,
             "binarize": config.binarize,
             **({"test_binarization_seed": TEST_BINARIZATION_SEED, "binarization": BINARIZATION_PROTOCOL}
@@ -232,9 +247,15 @@ class Experiment:
         resumed = (f"; epochs 1–{earlier} ran in an earlier, interrupted run" if earlier > 1 else
                    "; epoch 1 ran in an earlier, interrupted run" if earlier == 1 else "")
         outside = m["seconds_total"] - m["seconds_training_this_run"]
+        kl = (f"KL with free bits (each dimension ≥ {m['free_bits']:g} nats); the true KL is {m['test_kl']:.2f}"
+              if m["free_bits"] else f"KL {m['test_kl']:.2f}")
+        elbo = ("" if m["beta"] == 1 and not m["free_bits"] else
+                f"ELBO {m['test_elbo']:.2f} = −(reconstruction + KL), the loss without β or free bits, "
+                f"comparable between runs\n")
         print(
             f"\nTest set ({m['test_images']:,} images), nats per image: loss {m['test_loss']:.2f} "
-            f"= reconstruction {m['test_reconstruction']:.2f} + {m['beta']:g} × KL {m['test_kl']:.2f}\n"
+            f"= reconstruction {m['test_reconstruction']:.2f} + {m['beta']:g} × {kl}\n"
+            f"{elbo}"
             f"Training: {epochs} on {m['train_images']:,} images in {m['seconds_training']:.1f} s "
             f"(median {per_epoch:.2f} s per epoch, {m['device']}){resumed}\n"
             f"This run took {m['seconds_total']:.1f} s, of which {outside:.1f} s outside training "
