@@ -62,7 +62,8 @@ def parse_arguments(argv=None):
 
 
 def run_step(command, what):
-    """Run one chapter or explore.py command; stop this script with one line if it fails."""
+    """Run one chapter or explore.py command; stop this script (the one running: code/compare_beta.py uses
+    this too) with one line if it fails or is interrupted."""
     print(f"\n== {what}: {' '.join(map(str, command))}", flush=True)
     try:
         status = subprocess.call([sys.executable, *map(str, command)], cwd=REPO_ROOT)
@@ -70,7 +71,7 @@ def run_step(command, what):
         raise SystemExit(f"\nInterrupted during {what}. Run the same command again: the finished runs are kept, "
                          "and an interrupted one resumes after its last finished epoch.") from None
     if status != 0:
-        raise SystemExit(f"compare_likelihoods: {what} stopped (exit {status}); its message is above. "
+        raise SystemExit(f"{Path(sys.argv[0]).stem}: {what} stopped (exit {status}); its message is above. "
                          "Run this script again once it is fixed: the finished runs are kept.")
 
 

@@ -602,3 +602,69 @@ def plot_embeddings(z_mean, labels, path, count=2000, seed=0):
         ax.set_yticks([])
     figure.suptitle(f"{len(z_mean):,} test encodings of a {z_mean.shape[1]}-D latent space")
     save_png(figure, path)
+
+
+def plot_beta_sweep(runs, path, rows=2, columns=5, seed=0):
+    """One row per model, trained with its own β: the test images' posterior means (z0, z1), colored by digit,
+    with the prior's 1σ and 2σ circles for scale (left), and rows × columns digits decoded from the same prior
+    samples z ~ N(0, I) (right). `runs` is a list of (title, z_mean (N, k), labels (N,), decoder)."""
+    latent_dim = runs[0][1].shape[1]
+    z = np.random.default_rng(seed).standard_normal((rows * columns, latent_dim))
+    figure, axes = plt.subplots(len(runs), 2, squeeze=False, figsize=(COLUMN_WIDTH, 2.6 * len(runs)),
+                                gridspec_kw={"width_ratios": [1, 1.45], "wspace": 0.08, "hspace": 0.45})
+    for (title, z_mean, labels, decoder), (left, right) in zip(runs, axes):
+        _scatter_digits(left, z_mean[:, 0], z_mean[:, 1], labels, size=2)
+        _prior_ellipses(left, np.eye(2), color="0.3")
+        left.set_aspect("equal", adjustable="datalim")
+        left.tick_params(labelsize=9)
+        left.set_title(title, loc="left", fontsize=11)
+        _digit_strip(right, decode(decoder, z), columns)
+        right.set_title("decoded prior samples", fontsize=11)
+    save_png(figure, path)
+
+
+def plot_rate_distortion(points, path):
+    """The rate-distortion plane (Alemi et al. 2018): each model's rate R (the KL) against its distortion D
+    (the reconstruction term), both in nats per image, labelled; R on a log scale, as it spans decades
+    between β = 0 and large β. −ELBO = D + R, so models on one dotted curve have the same ELBO.
+    `points` is a list of (label, rate, distortion)."""
+    labels, rates, distortions = zip(*points)
+    rates, distortions = np.asarray(rates, float), np.asarray(distortions, float)
+    figure, ax = plt.subplots(figsize=(COLUMN_WIDTH, 4.6))
+    margin = 0.08 * np.ptp(distortions) + 1
+    d = np.linspace(distortions.min() - margin, distortions.max() + margin, 400)
+    bottom, top = max(rates.min(), 1e-3) / 2, rates.max() * 2
+    for elbo in sorted(set(rates + distortions)):  # one curve R = −ELBO − D through each model
+        ax.plot(d, np.where(elbo - d > 0, elbo - d, np.nan), ":", color="0.7", linewidth=1, zorder=1)
+    ax.scatter(distortions, np.maximum(rates, bottom), s=40, color="tab:blue", zorder=3)
+    for label, x, y in zip(labels, distortions, np.maximum(rates, bottom)):
+        ax.annotate(label, (x, y), xytext=(6, 5), textcoords="offset points", fontsize=11, path_effects=OUTLINE)
+    ax.set_yscale("log")
+    ax.set_xlim(d[0], d[-1])
+    ax.set_ylim(bottom, top)
+    ax.set_xlabel("distortion D = reconstruction, nats per image")
+    ax.set_ylabel("rate R = KL, nats per image")
+    ax.set_title("Rate against distortion (dotted: equal ELBO, D + R)", loc="left")
+    ax.grid(alpha=0.3, which="both")
+    save_png(figure, path)
+
+
+def plot_kl_per_dimension(settings, path, free_bits=None):
+    """Each setting's KL per latent dimension, in nats, sorted from largest to smallest (log scale): how many
+    dimensions carry information and how many collapsed to the prior. `settings` is a list of
+    (label, kl_per_dimension); `free_bits`, if given, draws that floor as a dotted line."""
+    figure, ax = plt.subplots(figsize=(COLUMN_WIDTH, 4.2))
+    for (label, kl), marker in zip(settings, "os^Dv"):
+        kl = np.sort(np.asarray(kl, float))[::-1]
+        ax.plot(np.arange(1, len(kl) + 1), np.maximum(kl, 1e-5), "-" + marker, markersize=4, label=label)
+    if free_bits:
+        ax.axhline(free_bits, linestyle=":", color="0.4", linewidth=1.2)
+        ax.annotate(f"free bits, {free_bits:g} nats", (max(len(kl) for _, kl in settings), free_bits), xytext=(0, 4),
+                    textcoords="offset points", ha="right", fontsize=10, color="0.3")
+    ax.set_yscale("log")
+    ax.set_xlabel("latent dimension, sorted by its KL")
+    ax.set_ylabel("KL, nats per image")
+    ax.set_title("KL per latent dimension (below 10⁻⁵ drawn at 10⁻⁵)", loc="left")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="lower left", fontsize=10)
+    save_png(figure, path)

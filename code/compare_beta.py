@@ -1,0 +1,208 @@
+"""The KL's weight β, and posterior collapse: the 2-D model for five values of β, and a 32-D model with
+and without two remedies for dimensions that collapse to the prior.
+
+    python code/compare_beta.py                    # both studies, 8 runs: roughly 12 minutes on 2 cores
+    python code/compare_beta.py --study beta       # only the β sweep (5 runs)
+    python code/compare_beta.py --epochs 2 --train-size 2000 --runs /tmp/beta   # a quick look (into --runs)
+
+Study "beta": the 2-D chapter trained with β = 0, 0.5, 1, 4 and 16, each by `python code/vae_2d.py --beta B
+--out RUNS/beta/B`. Below 1, β buys better reconstructions with more nats of KL (the rate); above 1 it pulls
+the codes towards the prior until a dimension carries nothing (Higgins et al. 2017; Alemi et al. 2018). Writes
+
+    assets/beta_sweep.png        per β: the test images' codes, and digits decoded from prior samples
+    assets/rate_distortion.png   per β: the KL (rate) against the reconstruction term (distortion)
+    models/beta_sweep.json       per β: the loss terms, the ELBO, active units, the KL per dimension
+
+Study "collapse": the chapter's model with 32 latent dimensions and β = 1, where many dimensions collapse to
+the prior: plain, with a KL warm-up over 10 epochs (Bowman et al. 2016; --kl-warmup-epochs) and with free bits
+of 0.25 nats per dimension (Kingma et al. 2016; --free-bits), each by `python code/vae_2d.py --latent-dim 32
+... --out RUNS/collapse_32/NAME`. Writes
+
+    assets/collapse_32.png       each setting's KL per dimension, sorted
+    models/collapse_32.json      per setting: active units, the KL per dimension, the ELBO
+
+Every number is in nats per image, on the test set. A setting whose run has finished is not trained again,
+and an interrupted run resumes after its last finished epoch, as any chapter run does.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+from compare_likelihoods import run_step  # runs one chapter command; one line if it fails or is interrupted
+from vae.data import DATASET_SIZES
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+STUDIES = ("beta", "collapse", "all")
+EPOCHS = 30  # the 2-D chapter's
+BETAS = (0.0, 0.5, 1.0, 4.0, 16.0)
+COLLAPSE_LATENT_DIM = 32
+WARMUP_EPOCHS = 10  # the KL's weight rises from 0 over epochs 1-10, full from epoch 11 (vae/schedules.py)
+FREE_BITS = 0.25  # nats per latent dimension
+CHAPTER_DEFAULTS = {"beta": 1.0, "latent_dim": 2, "kl_warmup_epochs": 0, "free_bits": 0.0}
+
+
+def parse_arguments(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--study", choices=STUDIES, default="all", help="which comparison (default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=EPOCHS,
+                        help="epochs of each run (default: the 2-D chapter's, %(default)s); with fewer than 11 the "
+                             "warm-up is shortened to epochs − 1")
+    parser.add_argument("--train-size", type=int, metavar="N", help="train on the first N images (default: all)")
+    parser.add_argument("--runs", default=str(REPO_ROOT / "runs"), metavar="DIR",
+                        help="where the runs keep their models, in beta/ and collapse_32/ (default: runs/, not committed)")
+    parser.add_argument("--out", default=None, metavar="DIR",
+                        help="write assets/ and models/ under DIR (default: the repository for a default run, "
+                             "else --runs)")
+    parser.add_argument("--data-dir", metavar="DIR", help="a folder holding MNIST (default: as the chapters)")
+    args = parser.parse_args(argv)
+    if not 1 <= args.epochs <= 10_000:
+        parser.error(f"--epochs must be from 1 to 10,000, got {args.epochs}")
+    if args.train_size is not None and not 1 <= args.train_size <= DATASET_SIZES["mnist"][0]:
+        parser.error(f"--train-size must be from 1 to {DATASET_SIZES['mnist'][0]:,}, got {args.train_size}")
+    if args.out is None:
+        args.out = str(REPO_ROOT) if (args.epochs, args.train_size) == (EPOCHS, None) else args.runs
+    return args
+
+
+def beta_settings(runs):
+    """The β sweep: {name: (folder, the vae_2d.py settings that differ from the chapter's)}."""
+    return {f"{beta:g}": (runs / "beta" / f"{beta:g}", {"beta": beta}) for beta in BETAS}
+
+
+def collapse_settings(runs, epochs):
+    """The collapse study: {name: (folder, settings)}, all at latent size 32. The warm-up must end before
+    the last epoch (vae/config.py), so a run of fewer than 11 epochs warms up over epochs − 1."""
+    warmup = min(WARMUP_EPOCHS, epochs - 1)
+    settings = {"plain": {}, "warmup": {"kl_warmup_epochs": warmup}, "free_bits": {"free_bits": FREE_BITS}}
+    return {name: (runs / "collapse_32" / name, {"latent_dim": COLLAPSE_LATENT_DIM, **flags})
+            for name, flags in settings.items()}
+
+
+def finished(folder, settings, epochs, train_size):
+    """True if `folder` holds a finished 2-D chapter run with these settings, epochs and training images."""
+    try:
+        metrics = json.loads((folder / "models" / "metrics_2d.json").read_text())
+    except (OSError, ValueError):
+        return False
+    expected = {**CHAPTER_DEFAULTS, **settings, "epochs": epochs,
+                "train_images": train_size or DATASET_SIZES["mnist"][0]}
+    return all(metrics.get(key) == value for key, value in expected.items())
+
+
+def train_all(settings, args):
+    """Train every setting not finished yet, one chapter run each, in order."""
+    for name, (folder, flags) in settings.items():
+        if finished(folder, flags, args.epochs, args.train_size):
+            print(f"== {folder.parent.name}/{name}: finished earlier in {folder}, kept")
+            continue
+        command = ["code/vae_2d.py", "--epochs", args.epochs, "--out", folder]
+        for field, value in flags.items():
+            command += [f"--{field.replace('_', '-')}", value]
+        if args.train_size:
+            command += ["--train-size", args.train_size]
+        if args.data_dir:
+            command += ["--data-dir", args.data_dir]
+        run_step(command, f"training {folder.parent.name}/{name}")
+
+
+def run_summary(folder):
+    """A finished run's test-set numbers from its models/metrics_2d.json (nats per image), with the
+    dimensions that collapsed: those whose posterior mean hardly moves between images (not active units)."""
+    metrics = json.loads((folder / "models" / "metrics_2d.json").read_text())
+    activity = metrics["latent_activity"]
+    return {
+        "beta": metrics["beta"],
+        "latent_dim": metrics["latent_dim"],
+        "kl_warmup_epochs": metrics["kl_warmup_epochs"],
+        "free_bits": metrics["free_bits"],
+        "epochs": metrics["epochs"],
+        "train_images": metrics["train_images"],
+        "test_loss": metrics["test_loss"],  # the objective: reconstruction + β·KL (free bits: each KLᵢ ≥ λ)
+        "test_reconstruction": metrics["test_reconstruction"],
+        "test_kl": metrics["test_kl"],
+        "test_elbo": metrics["test_elbo"],  # −(reconstruction + KL), whatever the objective
+        "iw_log_likelihood": metrics["iw_log_likelihood"],
+        "active_units": metrics["active_units"],
+        "latent_activity": activity,
+        "kl_per_dimension": metrics["kl_per_dimension"],
+        "collapsed_dimensions": [i for i, value in enumerate(activity) if value <= metrics["active_unit_threshold"]],
+        "seconds_training": metrics["seconds_training"],
+    }
+
+
+def write_beta_sweep(settings, out):
+    """models/beta_sweep.json, assets/beta_sweep.png and assets/rate_distortion.png under `out`, from the
+    finished runs of `settings` (beta_settings)."""
+    import keras
+    import numpy as np
+
+    import vae.model  # noqa: F401  (registers the layers the saved decoders use)
+    from vae.evaluation import ACTIVE_UNIT_THRESHOLD
+    from vae.figures import plot_beta_sweep, plot_rate_distortion
+    from vae.saving import save_json
+
+    results, panels = {}, []
+    for name, (folder, _) in settings.items():
+        result = results[name] = run_summary(folder)
+        encodings = np.load(folder / "models" / "test_encodings_2d.npz")
+        decoder = keras.models.load_model(folder / "models" / "decoder_2d.h5", compile=False)
+        title = f"β = {name}: {result['active_units']} active units, ELBO {result['test_elbo']:.1f}"
+        panels.append((title, encodings["z_mean"], encodings["labels"], decoder))
+    paths = [out / "assets" / "beta_sweep.png", out / "assets" / "rate_distortion.png", out / "models" / "beta_sweep.json"]
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    plot_beta_sweep(panels, paths[0])
+    plot_rate_distortion([(f"β = {name}", r["test_kl"], r["test_reconstruction"]) for name, r in results.items()],
+                         paths[1])
+    save_json({"model": "2d", "active_unit_threshold": ACTIVE_UNIT_THRESHOLD, "betas": results}, paths[2])
+    print(f"\nWrote {', '.join(map(str, paths))}")
+    for name, r in results.items():
+        print(f"  β = {name:4s} loss {r['test_loss']:7.2f}  reconstruction {r['test_reconstruction']:7.2f}  "
+              f"KL {r['test_kl']:6.2f}  ELBO {r['test_elbo']:7.2f}  active units {r['active_units']}")
+
+
+def write_collapse(settings, out):
+    """models/collapse_32.json and assets/collapse_32.png under `out`, from the finished runs of `settings`
+    (collapse_settings)."""
+    from vae.evaluation import ACTIVE_UNIT_THRESHOLD
+    from vae.figures import plot_kl_per_dimension
+    from vae.saving import save_json
+
+    results = {name: run_summary(folder) for name, (folder, _) in settings.items()}
+    paths = [out / "assets" / "collapse_32.png", out / "models" / "collapse_32.json"]
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for name, r in results.items():
+        how = (f"warm-up over {r['kl_warmup_epochs']} epoch{'s' if r['kl_warmup_epochs'] > 1 else ''}"
+               if r["kl_warmup_epochs"] else
+               f"free bits, {r['free_bits']:g} nats" if r["free_bits"] else "plain")
+        lines.append((f"{how}: {r['active_units']} active units, ELBO {r['test_elbo']:.1f}", r["kl_per_dimension"]))
+    plot_kl_per_dimension(lines, paths[0], free_bits=max(r["free_bits"] for r in results.values()) or None)
+    save_json({"model": "2d", "latent_dim": COLLAPSE_LATENT_DIM, "active_unit_threshold": ACTIVE_UNIT_THRESHOLD,
+               "settings": results}, paths[1])
+    print(f"\nWrote {', '.join(map(str, paths))}")
+    for name, r in results.items():
+        print(f"  {name:9s} active units {r['active_units']:2d} of {r['latent_dim']}  KL {r['test_kl']:6.2f}  "
+              f"ELBO {r['test_elbo']:7.2f}")
+
+
+def main(argv=None):
+    args = parse_arguments(argv)
+    runs, out = Path(args.runs), Path(args.out)
+    if args.study in ("beta", "all"):
+        settings = beta_settings(runs)
+        train_all(settings, args)
+        write_beta_sweep(settings, out)
+    if args.study in ("collapse", "all"):
+        settings = collapse_settings(runs, args.epochs)
+        train_all(settings, args)
+        write_collapse(settings, out)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:  # while writing the summaries (run_step reports one inside a run)
+        raise SystemExit("\nInterrupted. Run the same command again: the finished runs are kept.") from None

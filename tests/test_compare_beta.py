@@ -1,0 +1,86 @@
+"""code/compare_beta.py from small saved runs: which runs it trains (and which it keeps), and the summaries
+and figures it writes. No training here: the runs are metrics files, encodings and an untrained decoder."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+import compare_beta
+from test_scripts import assert_png
+from vae.model import build_decoder
+from vae.saving import save_encodings, save_json, save_model
+
+
+def fake_run(folder, latent_dim, beta=1.0, kl_warmup_epochs=0, free_bits=0.0, epochs=2, decoder=None, seed=0):
+    """The files of a finished 2-D chapter run that compare_beta reads, with made-up numbers."""
+    rng = np.random.default_rng(seed)
+    activity = rng.uniform(0.5, 2, latent_dim)
+    activity[::3] = 0.001  # every third dimension collapsed
+    kl = np.where(activity > 0.01, 2.0, 0.002)
+    save_json({"beta": beta, "latent_dim": latent_dim, "kl_warmup_epochs": kl_warmup_epochs, "free_bits": free_bits,
+               "epochs": epochs, "train_images": 2000, "test_loss": 140.0 + beta * kl.sum(),
+               "test_reconstruction": 140.0 - 2 * seed, "test_kl": float(kl.sum()),
+               "test_elbo": -140.0 + 2 * seed - float(kl.sum()), "iw_log_likelihood": -138.0, "active_units":
+               int((activity > 0.01).sum()), "active_unit_threshold": 0.01, "latent_activity": activity.tolist(),
+               "kl_per_dimension": kl.tolist(), "seconds_training": 3.0}, folder / "models" / "metrics_2d.json")
+    save_encodings(rng.normal(size=(300, latent_dim)), rng.integers(0, 10, 300), folder / "models" / "test_encodings_2d.npz")
+    if decoder is not None:
+        shutil.copy(decoder, folder / "models" / "decoder_2d.h5")
+
+
+@pytest.fixture(scope="module")
+def decoder_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("decoder") / "decoder_2d.h5"
+    save_model(build_decoder(2), path)
+    return path
+
+
+def test_it_trains_each_setting_once_with_the_chapters_flags_and_keeps_finished_runs(tmp_path, monkeypatch):
+    commands = []
+    monkeypatch.setattr(compare_beta, "run_step", lambda command, what: commands.append(command))
+    args = compare_beta.parse_arguments(["--epochs", "2", "--train-size", "2000", "--runs", str(tmp_path)])
+    assert args.out == str(tmp_path)  # not the repository: a short run writes no committed file
+    settings = compare_beta.collapse_settings(tmp_path, args.epochs)
+    fake_run(tmp_path / "collapse_32" / "plain", 32)  # finished with these settings: kept
+    fake_run(tmp_path / "collapse_32" / "free_bits", 32, free_bits=0.1)  # another free bits: trained again
+    compare_beta.train_all(settings, args)
+    assert [[str(part) for part in command] for command in commands] == [
+        ["code/vae_2d.py", "--epochs", "2", "--out", str(tmp_path / "collapse_32" / "warmup"), "--latent-dim", "32",
+         "--kl-warmup-epochs", "1", "--train-size", "2000"],  # the warm-up shortened to fit 2 epochs
+        ["code/vae_2d.py", "--epochs", "2", "--out", str(tmp_path / "collapse_32" / "free_bits"), "--latent-dim", "32",
+         "--free-bits", "0.25", "--train-size", "2000"],
+    ]
+    assert compare_beta.parse_arguments([]).out == str(compare_beta.REPO_ROOT)
+    assert [folder.name for folder, _ in compare_beta.beta_settings(tmp_path).values()] == ["0", "0.5", "1", "4", "16"]
+
+
+def test_the_beta_sweep_writes_its_summary_and_figures(tmp_path, decoder_file):
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    settings = compare_beta.beta_settings(runs)
+    for seed, (folder, flags) in enumerate(settings.values()):
+        fake_run(folder, 2, beta=flags["beta"], decoder=decoder_file, seed=seed)
+    compare_beta.write_beta_sweep(settings, out)
+    summary = json.loads((out / "models" / "beta_sweep.json").read_text())
+    assert list(summary["betas"]) == ["0", "0.5", "1", "4", "16"]
+    four = summary["betas"]["4"]
+    assert four["beta"] == 4.0 and four["collapsed_dimensions"] == [0] and four["active_units"] == 1
+    assert four["test_elbo"] == pytest.approx(-(four["test_reconstruction"] + four["test_kl"]))
+    assert {"test_loss", "kl_per_dimension", "iw_log_likelihood"} <= four.keys()
+    for figure in ["beta_sweep.png", "rate_distortion.png"]:
+        assert_png(out / "assets" / figure)
+
+
+def test_the_collapse_study_writes_its_summary_and_figure(tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    settings = compare_beta.collapse_settings(runs, 30)
+    for seed, (folder, flags) in enumerate(settings.values()):
+        fake_run(folder, 32, **{key: value for key, value in flags.items() if key != "latent_dim"}, seed=seed)
+    compare_beta.write_collapse(settings, out)
+    summary = json.loads((out / "models" / "collapse_32.json").read_text())
+    assert summary["latent_dim"] == 32 and list(summary["settings"]) == ["plain", "warmup", "free_bits"]
+    assert summary["settings"]["warmup"]["kl_warmup_epochs"] == 10 and summary["settings"]["free_bits"]["free_bits"] == 0.25
+    assert summary["settings"]["plain"]["collapsed_dimensions"] == list(range(0, 32, 3))
+    assert len(summary["settings"]["plain"]["kl_per_dimension"]) == 32
+    assert_png(out / "assets" / "collapse_32.png")
