@@ -134,6 +134,7 @@ def write_comparison(runs, out):
             "iw_log_likelihood": inside["iw_log_likelihood"],
             "iw_log_likelihood_standard_error": inside["iw_log_likelihood_standard_error"],
             "quadrature_log_likelihood": inside.get("quadrature_log_likelihood"),
+            "quadrature_skipped": inside.get("quadrature_skipped"),  # why there is no exact value, if none
             "data_convention": inside["data_convention"],
             "seconds_training": metrics["seconds_training"],
         }
@@ -146,8 +147,8 @@ def write_comparison(runs, out):
     print(f"\nWrote {out / 'assets' / 'likelihoods_2d.png'} and {out / 'models' / 'likelihoods_2d.json'}")
     for name, result in results.items():
         exact = result["quadrature_log_likelihood"]
-        print(f"  {name:21s} test loss {result['test_loss']:8.2f}   −ln p(x) exact "
-              f"{-exact if exact is not None else float('nan'):8.2f}   ({result['data_convention']})")
+        exact = f"−ln p(x) exact {-exact:8.2f}" if exact is not None else "no exact −ln p(x)      "
+        print(f"  {name:21s} test loss {result['test_loss']:8.2f}   {exact}   ({result['data_convention']})")
 
 
 if __name__ == "__main__":
