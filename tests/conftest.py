@@ -1,8 +1,12 @@
 """Shared test helpers: where the real data is, and how to run a chapter script as a reader would."""
 
+import io
 import os
+import pickle
+import struct
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +24,63 @@ def real_fashion_dir():
         pytest.skip("no real Fashion-MNIST: set VAE_DATA_DIR to a folder holding fashion-mnist/")
     return folder
 
+
+
+class Python2Pickler(pickle._Pickler):
+    """Pickles bytes as Python 2's str (opcodes SHORT_BINSTRING, BINSTRING), as the published CIFAR-10
+    batches were written; an unpickler with encoding="bytes" reads them back as bytes."""
+
+    dispatch = dict(pickle._Pickler.dispatch)
+
+    def save_bytes_as_str(self, value):
+        if len(value) < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([len(value)]) + value)
+        else:
+            self.write(pickle.BINSTRING + struct.pack("<i", len(value)) + value)
+        self.memoize(value)
+
+    dispatch[bytes] = save_bytes_as_str
+
+
+def cifar_batch_bytes(images=None, labels=None, batch=None):
+    """A CIFAR-10 batch file's bytes, as published: a protocol-2 pickle, by Python 2 and NumPy 1, of a dict whose
+    b"data" is uint8 (N, 3072), each row an image's red, green and blue planes, and b"labels" a list of ints.
+    `batch` is pickled instead of the dict of `images` (N, 32, 32, 3) and `labels`, for malformed files."""
+    if batch is None:
+        rows = np.asarray(images, np.uint8).transpose(0, 3, 1, 2).reshape(len(images), -1)
+        batch = {b"batch_label": b"a small batch", b"labels": [int(label) for label in labels],
+                 b"data": np.ascontiguousarray(rows), b"filenames": [b"%d.png" % index for index in range(len(images))]}
+    buffer = io.BytesIO()
+    Python2Pickler(buffer, protocol=2).dump(batch)
+    # NumPy 2 names its _reconstruct numpy._core.multiarray; the published files, NumPy 1's numpy.core.multiarray.
+    return buffer.getvalue().replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
+
+
+def small_cifar10(per_batch=4, test=6, seed=0):
+    """Random CIFAR-10-like data: {batch name: (uint8 images (n, 32, 32, 3), labels (n,))}."""
+    rng = np.random.default_rng(seed)
+    names = [f"data_batch_{number}" for number in range(1, 6)] + ["test_batch"]
+    return {name: (rng.integers(0, 256, (count, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, count))
+            for name, count in zip(names, [per_batch] * 5 + [test])}
+
+
+def write_cifar10(folder, batches, archive=False):
+    """`batches` ({name: (images, labels)} or {name: bytes}) as the files of cifar-10-batches-py/ in `folder`,
+    or with `archive` as folder/cifar-10-python.tar.gz holding them. Returns the folder."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {name: value if isinstance(value, bytes) else cifar_batch_bytes(*value) for name, value in batches.items()}
+    if not archive:
+        (folder / "cifar-10-batches-py").mkdir(exist_ok=True)
+        for name, content in files.items():
+            (folder / "cifar-10-batches-py" / name).write_bytes(content)
+        return folder
+    with tarfile.open(folder / "cifar-10-python.tar.gz", "w:gz") as tar:
+        for name, content in files.items():
+            member = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            member.size = len(content)
+            tar.addfile(member, io.BytesIO(content))
+    return folder
 
 
 def idx_bytes(array):

@@ -1,9 +1,10 @@
-"""Load MNIST and Fashion-MNIST as float32 images for the VAE.
+"""Load MNIST, Fashion-MNIST and CIFAR-10 as float32 images for the VAE.
 
-Both data sets are 28 x 28 grey-scale images with labels 0..9.
-`load_dataset` returns them as
+MNIST and Fashion-MNIST are 28 x 28 grey-scale images, CIFAR-10 32 x 32 colour
+images (red, green, blue), each with labels 0..9. `load_dataset` returns them as
 
-    x: float32, shape (N, 28, 28, 1), pixel values scaled from 0..255 to [0, 1]
+    x: float32, shape (N, height, width, channels): (N, 28, 28, 1) or (N, 32, 32, 3),
+       pixel values scaled from 0..255 to [0, 1]
     y: int32, shape (N,), class labels 0..9
 
 Where the data comes from, first match wins:
@@ -25,7 +26,17 @@ A data folder DIR may hold either
       train-images-idx3-ubyte   train-labels-idx1-ubyte
       t10k-images-idx3-ubyte    t10k-labels-idx1-ubyte
 
-* or, for MNIST only, Keras' `mnist.npz` in DIR or DIR/mnist/.
+* or, for MNIST only, Keras' `mnist.npz` in DIR or DIR/mnist/;
+
+* for CIFAR-10, the six batch files of Keras' (and the Toronto site's)
+  `cifar-10-batches-py/` folder: data_batch_1 .. data_batch_5 (50,000 training
+  images) and test_batch (10,000), in DIR, DIR/cifar-10-batches-py/, DIR/cifar10/
+  or DIR/cifar10/cifar-10-batches-py/; or the archive they come in,
+  `cifar-10-python.tar.gz`, in DIR or DIR/cifar10/, read without unpacking it.
+  Each batch is a Python pickle of a dict: b"data", a uint8 NumPy array
+  (N, 3072) whose rows hold the 1,024 red, then green, then blue pixels of an
+  image row by row; b"labels", a list of N integers. The pickles are read with
+  `CifarUnpickler`, which runs no code the file names (see there).
 
 Every problem with the data (missing files, truncated or corrupt files,
 wrong shapes, bad labels, files too large) raises `DataError`, whose message
@@ -39,7 +50,9 @@ import gzip
 import io
 import math
 import os
+import pickle
 import stat
+import tarfile
 import zipfile
 import zlib
 from pathlib import Path
@@ -51,8 +64,10 @@ class DataError(ValueError):
     """The data could not be found or is malformed. The message says which file and why."""
 
 
-# Published (train, test) sizes of each data set.
-DATASET_SIZES = {"mnist": (60000, 10000), "fashion_mnist": (60000, 10000)}
+# Published (train, test) sizes of each data set, and the shape of one of its images as the loader returns it.
+DATASET_SIZES = {"mnist": (60000, 10000), "fashion_mnist": (60000, 10000), "cifar10": (50000, 10000)}
+IMAGE_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "cifar10": (32, 32, 3)}
+DATASET_TITLES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}  # for messages
 
 IMAGE_SIZE = 28  # images are IMAGE_SIZE x IMAGE_SIZE pixels
 NUM_CLASSES = 10  # labels are 0 .. NUM_CLASSES - 1
@@ -76,7 +91,18 @@ NPZ_KEYS = ["x_train", "y_train", "x_test", "y_test"]
 NPY_HEADER_MAX_BYTES = 10_100  # a .npy header: magic, version, length, at most 10,000 bytes of text
 
 # Sub-folders of the data folder that are also searched, per data set.
-SUBFOLDERS = {"mnist": ["mnist"], "fashion_mnist": ["fashion-mnist", "fashion_mnist"]}
+SUBFOLDERS = {"mnist": ["mnist"], "fashion_mnist": ["fashion-mnist", "fashion_mnist"],
+              "cifar10": ["cifar-10-batches-py", "cifar10", "cifar10/cifar-10-batches-py"]}
+
+# CIFAR-10's files: the batches of the folder cifar-10-batches-py/, which the archive also holds.
+CIFAR_FOLDER = "cifar-10-batches-py"
+CIFAR_ARCHIVE = "cifar-10-python.tar.gz"  # in DIR or DIR/cifar10/
+CIFAR_TRAIN_BATCHES = [f"data_batch_{number}" for number in range(1, 6)]
+CIFAR_TEST_BATCH = "test_batch"
+CIFAR_BATCHES = CIFAR_TRAIN_BATCHES + [CIFAR_TEST_BATCH]
+CIFAR_VALUES = 3 * 32 * 32  # one row of b"data": 1,024 red values, then 1,024 green, then 1,024 blue
+# The archive is 170,498,071 bytes, its members 186 MB unpacked; both are capped at this many bytes.
+MAX_ARCHIVE_BYTES = 250_000_000
 
 ENV_VAR = "VAE_DATA_DIR"
 
@@ -97,9 +123,9 @@ ZIP_MAGICS = [b"PK\x03\x04", b"PK\x05\x06"]
 
 
 def load_dataset(name="mnist", data_dir=None):
-    """Return (x_train, y_train), (x_test, y_test) for "mnist" or "fashion_mnist".
+    """Return (x_train, y_train), (x_test, y_test) for "mnist", "fashion_mnist" or "cifar10".
 
-    x: float32, shape (N, 28, 28, 1), values in [0, 1] (uint8 pixel / 255).
+    x: float32, shape (N, *IMAGE_SHAPES[name]), values in [0, 1] (uint8 pixel / 255).
     y: int32, shape (N,), labels 0..9.
 
     data_dir: folder with the files (see the module docstring). If None,
@@ -120,8 +146,8 @@ def load_dataset(name="mnist", data_dir=None):
         train, test, train_sources, test_sources = _load_from_folder(name, folder, source)
 
     (x_train, y_train), (x_test, y_test) = train, test
-    _check_pair(x_train, y_train, *train_sources)
-    _check_pair(x_test, y_test, *test_sources)
+    _check_pair(x_train, y_train, *train_sources, _stored_shape(name))
+    _check_pair(x_test, y_test, *test_sources, _stored_shape(name))
     return (_to_float(x_train), _to_int(y_train)), (_to_float(x_test), _to_int(y_test))
 
 
@@ -269,7 +295,7 @@ def read_npz(path):
 
 
 def _check_name(name):
-    """The data set's name, "mnist" or "fashion_mnist" ("fashion-mnist" is accepted too)."""
+    """The data set's name, "mnist", "fashion_mnist" or "cifar10" ("fashion-mnist" is accepted too)."""
     name = name.replace("-", "_")
     if name not in DATASET_SIZES:
         raise DataError(
@@ -320,6 +346,8 @@ def _load_from_folder(name, data_dir, named_by=None):
     file names used in error messages.
     """
     _check_folder(data_dir, named_by)
+    if name == "cifar10":
+        return _load_cifar10_from_folder(data_dir)
     folders = [data_dir] + [data_dir / sub for sub in SUBFOLDERS[name]]
 
     # 1. IDX files. Remember the first folder that has only some of them.
@@ -381,20 +409,28 @@ def _find_idx_file(folder, base):
 
 
 def _download_with_keras(name):
-    """Call keras.datasets.<name>.load_data(); DataError if that fails."""
+    """Call keras.datasets.<name>.load_data(); DataError if that fails.
+
+    Keras reads CIFAR-10's pickles with an unpickler restricted to NumPy's names, as this module does.
+    """
     try:
         import keras  # imported here, not at the top, so that `import vae.data` stays light
 
         (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, name).load_data()
     except Exception as err:
+        if name == "cifar10":
+            files = f"the batches {', '.join(CIFAR_BATCHES)}, or {CIFAR_ARCHIVE}"
+        else:
+            files = f"the four IDX files {', '.join(IDX_NAMES)} (plain or .gz)" + (f", or {NPZ_NAME}" if name == "mnist" else "")
         raise DataError(
             f"downloading {name} with keras.datasets.{name}.load_data() failed "
             f"({_one_line(err)}). To use a local copy instead, pass --data-dir DIR "
-            f"or set {ENV_VAR}=DIR, where DIR (or DIR/{SUBFOLDERS[name][0]}/) holds "
-            f"the four IDX files {', '.join(IDX_NAMES)} (plain or .gz)"
-            + (f", or {NPZ_NAME}" if name == "mnist" else "")
+            f"or set {ENV_VAR}=DIR, where DIR (or DIR/{SUBFOLDERS[name][0]}/) holds {files}"
         ) from err
-    return (np.asarray(x_train), np.asarray(y_train)), (np.asarray(x_test), np.asarray(y_test))
+    # CIFAR-10's labels come as (N, 1): flattened to (N,) like the others.
+    labels = [np.asarray(y).reshape(-1) if np.ndim(y) == 2 and np.shape(y)[1] == 1 else np.asarray(y)
+              for y in (y_train, y_test)]
+    return (np.asarray(x_train), labels[0]), (np.asarray(x_test), labels[1])
 
 
 # ---------------------------------------------------------------------------
@@ -598,22 +634,223 @@ def _read_npy_member(archive, member, kind, source):
 
 
 # ---------------------------------------------------------------------------
+# CIFAR-10: pickles, read without running anything they name
+# ---------------------------------------------------------------------------
+
+
+class PickledArray:
+    """A NumPy array as a pickle describes it, recorded and not built.
+
+    A pickled array is rebuilt in two steps: numpy's _reconstruct(numpy.ndarray, (0,), b"b") makes an
+    empty array, then its __setstate__((version, shape, dtype, fortran_order, data)) sets the rest.
+    NumPy's own __setstate__ trusts that state (a forged shape makes it allocate gigabytes, or crash),
+    so here both steps only record it; `_array_from_pickle` checks it and builds the array.
+    """
+
+    def __init__(self, *arguments):
+        self.state = None
+
+    def __setstate__(self, state):
+        self.state = state
+
+
+class PickledDtype:
+    """A NumPy dtype as a pickle describes it, numpy.dtype("u1", False, True), recorded and not built."""
+
+    def __init__(self, *arguments):
+        self.arguments = arguments
+
+    def __setstate__(self, state):
+        pass  # (3, "|", None, ...): the byte order and the like, which a uint8 array does not need
+
+
+class CifarUnpickler(pickle.Unpickler):
+    """Unpickles a CIFAR-10 batch and refuses everything else, with a DataError naming `source`.
+
+    A pickle names the functions that rebuild its objects (a module and a name) and unpickling calls
+    them: a hostile file could name os.system. A CIFAR-10 batch holds only bytes, numbers, lists, a
+    dict and one NumPy array, and the array needs only the three names of `PICKLED_NAMES`, each
+    answered by a class that records what the pickle says (`PickledArray`, `PickledDtype`).
+    """
+
+    def __init__(self, file, source):
+        super().__init__(file, encoding="bytes")  # the batches were pickled by Python 2, whose str is bytes
+        self.source = source
+
+    def find_class(self, module, name):
+        if (module, name) not in PICKLED_NAMES:
+            raise DataError(f"{self.source}: refused to unpickle {module}.{name}: a CIFAR-10 batch holds a NumPy "
+                            f"array and plain values only, and unpickling another name could run any code")
+        return PICKLED_NAMES[module, name]
+
+
+# The names a pickled NumPy array uses, in NumPy 1's spelling (the published batches) and NumPy 2's.
+PICKLED_NAMES = {
+    ("numpy.core.multiarray", "_reconstruct"): PickledArray,
+    ("numpy._core.multiarray", "_reconstruct"): PickledArray,
+    ("numpy", "ndarray"): PickledArray,
+    ("numpy", "dtype"): PickledDtype,
+}
+
+
+def read_cifar_batch(path):
+    """Read one CIFAR-10 batch file, e.g. data_batch_1: images uint8 (N, 32, 32, 3), labels int64 (N,)."""
+    path = Path(path)
+    _check_file_not_too_large(path, _regular_file_size(path))
+    try:
+        with open(path, "rb") as f:
+            content = f.read(MAX_DATA_BYTES + 1)
+    except OSError as err:
+        raise DataError(f"{path}: cannot read file ({_one_line(err)})") from err
+    return _parse_cifar_batch(content, str(path))
+
+
+def read_cifar_archive(path):
+    """Read the six batches of Keras' cifar-10-python.tar.gz without unpacking it to disk.
+
+    Returns {batch name: (images, labels)}, as `read_cifar_batch`. Every member is at most
+    MAX_DATA_BYTES and the members end within MAX_ARCHIVE_BYTES, checked before each is read.
+    """
+    path = Path(path)
+    size = _regular_file_size(path)
+    if size > MAX_ARCHIVE_BYTES:
+        raise DataError(f"{path}: too large: {size:,} bytes, more than the {MAX_ARCHIVE_BYTES:,} bytes "
+                        f"(MAX_ARCHIVE_BYTES) this loader accepts for {CIFAR_ARCHIVE}")
+    wanted = {f"{CIFAR_FOLDER}/{name}": name for name in CIFAR_BATCHES}
+    batches = {}
+    try:
+        with tarfile.open(path, "r:gz") as archive:
+            for member in archive:  # each header in turn; moving past a member decompresses it
+                source = f"{path} [{member.name}]"
+                if member.offset_data + member.size > MAX_ARCHIVE_BYTES:
+                    raise DataError(f"{source}: too large: the archive's members reach past {MAX_ARCHIVE_BYTES:,} "
+                                    f"bytes (MAX_ARCHIVE_BYTES) unpacked")
+                if member.name not in wanted:
+                    continue
+                if not member.isfile():
+                    raise DataError(f"{source}: is not a regular file in the archive")
+                if member.size > MAX_DATA_BYTES:
+                    raise DataError(f"{source}: too large: {member.size:,} bytes, more than the "
+                                    f"{MAX_DATA_BYTES:,} bytes (MAX_DATA_BYTES) this loader accepts")
+                content = archive.extractfile(member).read()
+                if len(content) < member.size:
+                    raise DataError(f"{source}: truncated: {member.size:,} bytes announced, {len(content):,} found")
+                batches[wanted[member.name]] = _parse_cifar_batch(content, source)
+                if len(batches) == len(wanted):
+                    break
+    except DataError:
+        raise
+    except Exception as err:  # tarfile, gzip and zlib raise many types for a damaged archive
+        raise DataError(f"{path}: unreadable tar.gz archive ({_one_line(err)})") from err
+    missing = [member for member, name in wanted.items() if name not in batches]
+    if missing:
+        raise DataError(f"{path}: missing member(s) {', '.join(missing)}")
+    return batches
+
+
+def _parse_cifar_batch(content, source):
+    """The pickled batch in `content` (bytes): images uint8 (N, 32, 32, 3), labels int64 (N,), checked."""
+    file = io.BytesIO(content)
+    try:
+        batch = CifarUnpickler(file, source).load()
+    except DataError:
+        raise
+    except Exception as err:  # UnpicklingError, EOFError (truncated), and others for garbage
+        raise DataError(f"{source}: not a valid pickle ({_one_line(err)})") from err
+    if file.tell() != len(content):
+        raise DataError(f"{source}: {len(content) - file.tell():,} extra bytes after the pickle")
+    if not isinstance(batch, dict):
+        raise DataError(f"{source}: not a CIFAR-10 batch: the pickle holds a {type(batch).__name__}, not a dict")
+    keys = {key.decode("latin-1") if isinstance(key, bytes) else key: key for key in batch}
+    missing = [f"b'{key}'" for key in ("data", "labels") if key not in keys]
+    if missing:
+        raise DataError(f"{source}: missing key(s) {', '.join(missing)} of a CIFAR-10 batch")
+    data = _array_from_pickle(batch[keys["data"]], f"{source} [b'data']")
+    labels = batch[keys["labels"]]
+    if not isinstance(labels, list) or not all(type(label) is int for label in labels):
+        raise DataError(f"{source} [b'labels']: not a list of integers")
+    try:
+        labels = np.array(labels, dtype=np.int64)
+    except OverflowError as err:
+        raise DataError(f"{source} [b'labels']: label values out of range 0..{NUM_CLASSES - 1}") from err
+    _check_labels(labels, f"{source} [b'labels']")
+    if len(labels) != len(data):
+        raise DataError(f"{source}: image and label counts disagree: {len(data)} images, {len(labels)} labels")
+    # Rows of 3 × 32 × 32 (channel, row, column) → images of 32 × 32 × 3, as the model takes them.
+    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
+
+
+def _array_from_pickle(value, source):
+    """The uint8 (N, 3072) array a `PickledArray` describes, after checking its dtype, shape and bytes."""
+    if not isinstance(value, PickledArray) or not isinstance(value.state, tuple) or len(value.state) != 5:
+        raise DataError(f"{source}: not a pickled NumPy array")
+    _, shape, dtype, fortran_order, data = value.state
+    name = dtype.arguments[0] if isinstance(dtype, PickledDtype) and dtype.arguments else dtype
+    name = name.decode("latin-1") if isinstance(name, bytes) else name
+    if name not in ("u1", "|u1", "uint8"):
+        raise DataError(f"{source}: wrong dtype: expected uint8 pixels (u1), found {_brief(name)}")
+    if (not isinstance(shape, tuple) or len(shape) != 2 or not all(type(size) is int for size in shape)
+            or shape[0] < 1 or shape[1] != CIFAR_VALUES):
+        raise DataError(f"{source}: wrong shape: expected (N, {CIFAR_VALUES}) with N ≥ 1, found {_brief(shape)}")
+    if not isinstance(data, bytes):
+        raise DataError(f"{source}: the array's data is a {type(data).__name__}, not bytes")
+    if len(data) != shape[0] * shape[1]:
+        raise DataError(f"{source}: truncated or padded: shape {shape} needs {shape[0] * shape[1]:,} bytes, "
+                        f"the pickle holds {len(data):,}")
+    return np.frombuffer(data, np.uint8).reshape(shape, order="F" if fortran_order else "C")
+
+
+def _load_cifar10_from_folder(data_dir):
+    """CIFAR-10 from the folder data_dir: its batch files (data_dir or a sub-folder), else its archive.
+
+    Returns (train, test, train_sources, test_sources) as `_load_from_folder`.
+    """
+    folders = [data_dir] + [data_dir / sub for sub in SUBFOLDERS["cifar10"]]
+    partial = None
+    for folder in folders:
+        present = [name for name in CIFAR_BATCHES if os.path.lexists(folder / name)]
+        if len(present) == len(CIFAR_BATCHES):
+            batches = {name: read_cifar_batch(folder / name) for name in CIFAR_BATCHES}
+            return _join_cifar_batches(batches, lambda name: str(folder / name))
+        if present and partial is None:
+            partial = folder
+    for archive in [data_dir / CIFAR_ARCHIVE, data_dir / "cifar10" / CIFAR_ARCHIVE]:
+        if os.path.lexists(archive):
+            return _join_cifar_batches(read_cifar_archive(archive), lambda name: f"{archive} [{CIFAR_FOLDER}/{name}]")
+    if partial is not None:
+        missing = [str(partial / name) for name in CIFAR_BATCHES if not os.path.lexists(partial / name)]
+        raise DataError(f"missing file(s) in {partial}: {', '.join(missing)} (the other CIFAR-10 batches are there)")
+    raise DataError(
+        f"no cifar10 files found in data folder {data_dir}: looked for {', '.join(CIFAR_BATCHES)} in "
+        f"{', '.join(str(f) for f in folders)}, and for {CIFAR_ARCHIVE} in {data_dir} and {data_dir / 'cifar10'}"
+    )
+
+
+def _join_cifar_batches(batches, file_of):
+    """(train, test, train_sources, test_sources) from {batch name: (images, labels)}, the five training
+    batches joined in order; file_of(batch name) names a batch's file in messages."""
+    train = tuple(np.concatenate([batches[name][part] for name in CIFAR_TRAIN_BATCHES]) for part in (0, 1))
+    train_source, test_source = file_of("data_batch_1..5"), file_of(CIFAR_TEST_BATCH)
+    return train, batches[CIFAR_TEST_BATCH], (train_source,) * 2, (test_source,) * 2
+
+
+# ---------------------------------------------------------------------------
 # Checking the arrays
 # ---------------------------------------------------------------------------
 
 
-def _check_image_format(dtype, shape, source):
-    """Images must be uint8 with shape (N, 28, 28)."""
+def _check_image_format(dtype, shape, source, image_shape=(IMAGE_SIZE, IMAGE_SIZE)):
+    """Images must be uint8 with shape (N, *image_shape): (N, 28, 28) unless told otherwise."""
     if dtype != np.uint8:
         raise DataError(f"{source}: wrong dtype: expected uint8 images, found {dtype}")
-    if len(shape) != 3:
+    if len(shape) != 1 + len(image_shape):
         raise DataError(
-            f"{source}: wrong shape: expected (N, {IMAGE_SIZE}, {IMAGE_SIZE}), found {shape}"
+            f"{source}: wrong shape: expected (N, {', '.join(map(str, image_shape))}), found {shape}"
         )
-    if shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
+    if tuple(shape[1:]) != tuple(image_shape):
         raise DataError(
-            f"{source}: wrong image size: expected {IMAGE_SIZE}x{IMAGE_SIZE}, "
-            f"found {shape[1]}x{shape[2]}"
+            f"{source}: wrong image size: expected {'x'.join(map(str, image_shape))}, "
+            f"found {'x'.join(map(str, shape[1:]))}"
         )
 
 
@@ -625,9 +862,9 @@ def _check_label_format(dtype, shape, source):
         raise DataError(f"{source}: wrong shape: expected (N,), found {shape}")
 
 
-def _check_images(images, source):
-    """Images must be a non-empty uint8 array of shape (N, 28, 28)."""
-    _check_image_format(images.dtype, images.shape, source)
+def _check_images(images, source, image_shape=(IMAGE_SIZE, IMAGE_SIZE)):
+    """Images must be a non-empty uint8 array of shape (N, *image_shape)."""
+    _check_image_format(images.dtype, images.shape, source, image_shape)
     if images.shape[0] == 0:
         raise DataError(f"{source}: holds no images (0 images)")
 
@@ -643,9 +880,15 @@ def _check_labels(labels, source):
         )
 
 
-def _check_pair(images, labels, images_source, labels_source):
+def _stored_shape(name):
+    """One image's shape as the files hold it: (28, 28) for the grey-scale sets, (32, 32, 3) for CIFAR-10."""
+    height, width, channels = IMAGE_SHAPES[name]
+    return (height, width) if channels == 1 else (height, width, channels)
+
+
+def _check_pair(images, labels, images_source, labels_source, image_shape=(IMAGE_SIZE, IMAGE_SIZE)):
     """Images and labels must be valid and equally many."""
-    _check_images(images, images_source)
+    _check_images(images, images_source, image_shape)
     _check_labels(labels, labels_source)
     if images.shape[0] != labels.shape[0]:
         raise DataError(
@@ -655,15 +898,21 @@ def _check_pair(images, labels, images_source, labels_source):
 
 
 def _to_float(images):
-    """uint8 (N, 28, 28) -> float32 (N, 28, 28, 1) in [0, 1]."""
+    """uint8 (N, 28, 28) -> float32 (N, 28, 28, 1) in [0, 1]; colour (N, 32, 32, 3) keeps its shape."""
     x = images.astype(np.float32)
     x /= 255.0
-    return x[..., np.newaxis]
+    return x[..., np.newaxis] if x.ndim == 3 else x
 
 
 def _to_int(labels):
     """Integer labels (N,) -> int32 (N,)."""
     return labels.astype(np.int32)
+
+
+def _brief(value, length=60):
+    """repr(value), cut to `length` characters: a forged file's values can be long."""
+    text = repr(value)
+    return text if len(text) <= length else text[:length - 3] + "..."
 
 
 def _one_line(err):
