@@ -7,8 +7,9 @@
 Loads an encoder saved as image → (z_mean, z_log_var) and a decoder saved as z → pixel means
 (a Dense layer named "logits", then its layer "pixel_means": a sigmoid for the Bernoulli likelihood,
 the mean for the continuous Bernoulli), as the chapter scripts save them, for any latent size, with
-the prior N(0, I) or N(0, Σ). With --model NAME the files are the repository's models/encoder_NAME.h5
-and models/decoder_NAME.h5, and Σ and --binarize are read from models/metrics_NAME.json.
+the prior N(0, I) or N(0, Σ), dense or convolutional, for the image shape the encoder takes. With --model
+NAME the files are the repository's models/encoder_NAME.h5 and models/decoder_NAME.h5, and Σ, --binarize
+and --dataset are read from models/metrics_NAME.json.
 
 Writes, under --out (default: the repository):
 - assets/<figure>_<name>.png for each figure asked for (default: every one that fits the latent
@@ -33,12 +34,14 @@ MODEL_NAMES = ("2d", "3d", "correlated")
 
 
 def parse_arguments(argv=None):
-    from vae.config import BINARIZE, parse_covariance  # no TensorFlow here either
+    from vae.config import BINARIZE, DATASETS, parse_covariance  # no TensorFlow here either
     from vae.inspection import FIGURES  # no TensorFlow: this module only names the figures lazily
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", choices=MODEL_NAMES, help="a committed model of the repository (models/)")
+    parser.add_argument("--model", metavar="NAME",
+                        help=f"a model in the repository's models/: {', '.join(MODEL_NAMES)}, or a run of your own "
+                             f"such as 2d_fashion_mnist_conv")
     parser.add_argument("--encoder", metavar="FILE", help="the encoder .h5 (image → z_mean, z_log_var)")
     parser.add_argument("--decoder", metavar="FILE", help="the decoder .h5 (z → pixel means)")
     parser.add_argument("--name", help="the name in the output files (default: --model, else the decoder's file name)")
@@ -47,6 +50,9 @@ def parse_arguments(argv=None):
     parser.add_argument("--binarize", choices=BINARIZE, default=None,
                         help="dynamic: evaluate and draw with the test set binarized once, as a run with --binarize "
                              "dynamic does (default: --model's setting, else off)")
+    parser.add_argument("--dataset", choices=DATASETS, default=None,
+                        help="the data set the model was trained on, whose test images it is shown (default: "
+                             "--model's, else mnist)")
     parser.add_argument("--figures", default="all",
                         help=f"comma-separated figures to draw, 'all' or 'none' (default: all that fit): {', '.join(FIGURES)}")
     parser.add_argument("--interpolation", choices=("linear", "spherical"), default="linear",
@@ -60,7 +66,7 @@ def parse_arguments(argv=None):
     parser.add_argument("--no-quadrature", dest="quadrature", action="store_false",
                         help="skip the exact 2-D ln p(x) by quadrature (about a minute for 10,000 images)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the posterior samples (default: 0)")
-    parser.add_argument("--data-dir", metavar="DIR", help="a folder holding MNIST (default: as the scripts)")
+    parser.add_argument("--data-dir", metavar="DIR", help="a folder holding the data set (default: as the scripts)")
     parser.add_argument("--out", default=str(REPO_ROOT), metavar="DIR",
                         help="write assets/ and models/ under DIR (default: the repository)")
     args = parser.parse_args(argv)
@@ -90,6 +96,7 @@ def parse_arguments(argv=None):
     metrics = REPO_ROOT / "models" / f"metrics_{args.model}.json"
     run_settings = json.loads(metrics.read_text()) if args.model and metrics.is_file() else {}
     args.binarize = args.binarize or run_settings.get("binarize", "off")
+    args.dataset = args.dataset or run_settings.get("dataset", "mnist")
     if args.prior_cov is not None:
         try:
             args.prior_cov = parse_covariance(args.prior_cov)
@@ -122,7 +129,7 @@ def main(argv=None):
     parser, args = parse_arguments(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from vae import inspection
-    from vae.data import TEST_BINARIZATION_SEED, DataError, binarize, load_mnist
+    from vae.data import IMAGE_SHAPES, TEST_BINARIZATION_SEED, DataError, binarize, load_dataset
     from vae.evaluation import encode
     from vae.pixels import decoder_likelihood
     from vae.priors import GaussianPrior
@@ -130,11 +137,18 @@ def main(argv=None):
 
     encoder = load_model(parser, "--encoder", args.encoder)
     decoder = load_model(parser, "--decoder", args.decoder)
-    if len(encoder.outputs) < 2 or tuple(encoder.input_shape[1:]) != (28, 28, 1):
-        parser.error(f"--encoder: {args.encoder} is not an encoder image (28, 28, 1) → (z_mean, z_log_var); "
-                     f"it maps {encoder.input_shape} to {len(encoder.outputs)} output(s)")
+    image_shape = tuple(encoder.input_shape[1:])  # (28, 28, 1) for MNIST
+    if len(encoder.outputs) < 2 or len(image_shape) != 3:
+        parser.error(f"--encoder: {args.encoder} is not an encoder image (height, width, channels) → (z_mean, "
+                     f"z_log_var); it maps {encoder.input_shape} to {len(encoder.outputs)} output(s)")
     if len(decoder.inputs) != 1 or len(decoder.input_shape) != 2:
         parser.error(f"--decoder: {args.decoder} is not a decoder z → image; it takes {decoder.input_shape}")
+    if tuple(decoder.output_shape[1:]) != image_shape:
+        parser.error(f"the encoder takes images {image_shape} but the decoder draws {tuple(decoder.output_shape[1:])}: "
+                     f"they are not from the same model")
+    if IMAGE_SHAPES[args.dataset] != image_shape:
+        parser.error(f"the model takes images {image_shape}, but {args.dataset}'s are {IMAGE_SHAPES[args.dataset]}: "
+                     f"name the data set it was trained on with --dataset")
     if "logits" not in [layer.name for layer in decoder.layers]:
         parser.error(f"--decoder: {args.decoder} has no layer named 'logits' (the Dense layer before its pixel means)")
     try:
@@ -158,7 +172,7 @@ def main(argv=None):
             parser.error(f"--figures: {figure} needs a larger latent space than {latent_dim}-D")
 
     try:
-        _, (x_test, y_test) = load_mnist(args.data_dir)
+        _, (x_test, y_test) = load_dataset(args.dataset, args.data_dir)
     except DataError as error:
         raise SystemExit(f"error: {error}") from None
     if args.binarize == "dynamic":
@@ -176,11 +190,11 @@ def main(argv=None):
     if args.evaluate:
         quadrature = args.quadrature and latent_dim == 2
         result = {"model": args.name, "encoder": shown_path(args.encoder), "decoder": shown_path(args.decoder),
-                  "latent_dim": latent_dim, "prior_covariance": prior.covariance.tolist(),
+                  "dataset": args.dataset, "latent_dim": latent_dim, "prior_covariance": prior.covariance.tolist(),
                   "likelihood": likelihood, "binarize": args.binarize,
                   **inspection.evaluate_model(encoder, decoder, prior, x_test, z_mean, z_log_var,
                                               samples=args.samples, quadrature=quadrature, seed=args.seed,
-                                              binarize=args.binarize)}
+                                              binarize=args.binarize, dataset=args.dataset)}
         path = out / "models" / f"likelihood_{args.name}.json"
         save_json(result, path)
         lines = [f"ELBO {result['elbo']:.2f}", f"IW K={args.samples} {result['iw_log_likelihood']:.2f}"]

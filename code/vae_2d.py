@@ -11,6 +11,10 @@ the latent plane.
 
 The pixels are Bernoulli targets by default; --likelihood continuous_bernoulli makes p(x|z) a
 density on [0, 1] (vae/pixels.py), and --binarize dynamic trains on binary draws of the images.
+--dataset fashion_mnist or cifar10 trains on another data set (vae/data.py; CIFAR-10's likelihood is the
+continuous Bernoulli unless --likelihood says otherwise), --architecture conv on strided convolutions
+(vae/model.py). Such a run's outputs carry their names, e.g. assets/Clusters2D_cifar10_conv.png and
+models/metrics_2d_cifar10_conv.json, beside the tutorial's own.
 
 Writes assets/Clusters2D.png, assets/latent2D.png, assets/reconstructions_2d.png,
 assets/history_2d.png, assets/samples_2d.png, assets/interpolation_2d.png,
@@ -33,9 +37,13 @@ def main(config):
     experiment = Experiment(config, name="2d", min_latent_dim=2)
     (x_train, _), (x_test, y_test) = experiment.load_data()
 
-    # Encoder 784 → 512 → 256 → (μ, ln σ²) → z, decoder z → 256 → 512 → 784: see vae/model.py.
-    encoder = build_encoder(config.latent_dim, seed=config.seed)
-    decoder = build_decoder(config.latent_dim, likelihood=config.likelihood)  # vae/pixels.py: p(x|z) per pixel
+    # Encoder 784 → 512 → 256 → (μ, ln σ²) → z, decoder z → 256 → 512 → 784 (--architecture conv:
+    # strided convolutions): see vae/model.py.
+    image_shape = x_train.shape[1:]  # (28, 28, 1); CIFAR-10's (32, 32, 3)
+    encoder = build_encoder(config.latent_dim, seed=config.seed, architecture=config.architecture,
+                            image_shape=image_shape)
+    decoder = build_decoder(config.latent_dim, likelihood=config.likelihood,  # vae/pixels.py: p(x|z) per pixel
+                            architecture=config.architecture, image_shape=image_shape)
     vae = VAE(encoder, decoder, beta=config.beta, free_bits=config.free_bits, likelihood=config.likelihood,
               binarize=config.binarize == "dynamic", seed=config.seed)
     history = experiment.train(vae, x_train, x_test)  # with a KL warm-up if config.kl_warmup_epochs
@@ -51,7 +59,8 @@ def main(config):
     # Inside the model: new digits from the prior, walks between test digits, how wide each posterior
     # is, where the prior has mass and the codes do not, and ln p(x) beyond the ELBO (vae/inspection.py).
     inside = look_inside(experiment.asset, "2d", encoder, decoder, GaussianPrior.standard(config.latent_dim),
-                         x_test, y_test, z_mean, z_log_var, binarize=config.binarize)
+                         x_test, y_test, z_mean, z_log_var, binarize=config.binarize,
+                         dataset=config.dataset)
 
     experiment.finish(vae, history, x_test, y_test, z_mean, **inside)
 

@@ -7,7 +7,8 @@ Everything is as in vae_2d.py but the latent space: one more dimension gives the
 room for more than digit identity (slant, stroke width), and the test loss drops by
 several nats per image. A 3-D space no longer fits on one page, so we look at it in
 pieces: a 3-D scatter, its three pairwise projections, decoded slices at fixed z2, and
-how much of each dimension the model actually uses. (--likelihood and --binarize: as in vae_2d.py.)
+how much of each dimension the model actually uses. (--likelihood, --binarize,
+--dataset and --architecture: as in vae_2d.py.)
 
 Writes assets/Clusters3D.png, assets/2D3DClusters.png, assets/3DLatent{1,2,3}.png,
 assets/latent_variance_3d.png, assets/reconstructions_3d.png, assets/history_3d.png,
@@ -34,8 +35,11 @@ def main(config):
     experiment = Experiment(config, name="3d", min_latent_dim=3)
     (x_train, _), (x_test, y_test) = experiment.load_data()
 
-    encoder = build_encoder(config.latent_dim, seed=config.seed)
-    decoder = build_decoder(config.latent_dim, likelihood=config.likelihood)  # vae/pixels.py: p(x|z) per pixel
+    image_shape = x_train.shape[1:]  # (28, 28, 1); CIFAR-10's (32, 32, 3)
+    encoder = build_encoder(config.latent_dim, seed=config.seed, architecture=config.architecture,
+                            image_shape=image_shape)
+    decoder = build_decoder(config.latent_dim, likelihood=config.likelihood,  # vae/pixels.py: p(x|z) per pixel
+                            architecture=config.architecture, image_shape=image_shape)
     vae = VAE(encoder, decoder, beta=config.beta, free_bits=config.free_bits, likelihood=config.likelihood,
               binarize=config.binarize == "dynamic", seed=config.seed)
     history = experiment.train(vae, x_train, x_test)  # with a KL warm-up if config.kl_warmup_epochs
@@ -57,7 +61,8 @@ def main(config):
     # Inside the model (vae/inspection.py): prior samples, walks, posterior widths, holes, and a traversal
     # of each dimension; ln p(x) beyond the ELBO, active units and the KL per dimension.
     inside = look_inside(experiment.asset, "3d", encoder, decoder, GaussianPrior.standard(config.latent_dim),
-                         x_test, y_test, z_mean, z_log_var, binarize=config.binarize)
+                         x_test, y_test, z_mean, z_log_var, binarize=config.binarize,
+                         dataset=config.dataset)
 
     experiment.finish(vae, history, x_test, y_test, z_mean, **inside,
                       latent_variance=latent_variance.tolist(),

@@ -9,7 +9,7 @@ prior is N(0, Σ) with Σ = L Lᵀ (L its Cholesky factor). Only the prior chang
 - the KL becomes ½[tr(Σ⁻¹ diag σ²) + μᵀ Σ⁻¹ μ − k + ln det Σ − Σᵢ ln σᵢ²]  (vae/priors.py);
 - samples from the prior are z = L ε, and so is the grid we decode to draw the manifold.
 The encoder learns to lay the digits out along the prior's tilted, stretched ellipse.
-(--likelihood and --binarize: as in vae_2d.py.)
+(--likelihood, --binarize, --dataset and --architecture: as in vae_2d.py.)
 
 Writes assets/ClustersCorrelated.png, assets/KLAdapted.png, assets/covariance_matrix.png,
 assets/reconstructions_correlated.png, assets/history_correlated.png, assets/samples_correlated.png,
@@ -36,8 +36,11 @@ def main(config):
     prior = GaussianPrior(config.prior_cov)
     (x_train, _), (x_test, y_test) = experiment.load_data()
 
-    encoder = build_encoder(config.latent_dim, seed=config.seed)
-    decoder = build_decoder(config.latent_dim, likelihood=config.likelihood)  # vae/pixels.py: p(x|z) per pixel
+    image_shape = x_train.shape[1:]  # (28, 28, 1); CIFAR-10's (32, 32, 3)
+    encoder = build_encoder(config.latent_dim, seed=config.seed, architecture=config.architecture,
+                            image_shape=image_shape)
+    decoder = build_decoder(config.latent_dim, likelihood=config.likelihood,  # vae/pixels.py: p(x|z) per pixel
+                            architecture=config.architecture, image_shape=image_shape)
     vae = VAE(encoder, decoder, prior=prior, beta=config.beta, free_bits=config.free_bits,
               likelihood=config.likelihood, binarize=config.binarize == "dynamic", seed=config.seed)
     history = experiment.train(vae, x_train, x_test)  # with a KL warm-up if config.kl_warmup_epochs
@@ -58,7 +61,7 @@ def main(config):
     # Inside the model (vae/inspection.py): new digits from z = L ε, walks, posterior widths, the holes
     # of the codes under this prior, and ln p(x) beyond the ELBO with the prior's own density.
     inside = look_inside(experiment.asset, "correlated", encoder, decoder, prior, x_test, y_test, z_mean, z_log_var,
-                         binarize=config.binarize)
+                         binarize=config.binarize, dataset=config.dataset)
 
     experiment.finish(
         vae, history, x_test, y_test, z_mean, **inside,

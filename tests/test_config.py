@@ -12,7 +12,8 @@ DEFAULTS = Config(latent_dim=2, epochs=30, batch_size=128, learning_rate=1e-3, b
 
 
 def test_no_flags_keep_the_main_block_values():
-    assert parse_flags(DEFAULTS, []) == DEFAULTS
+    # The likelihood left at None is the data set's own: MNIST's Bernoulli.
+    assert parse_flags(DEFAULTS, []) == dataclasses.replace(DEFAULTS, likelihood="bernoulli")
 
 
 def test_flags_override_their_fields():
@@ -77,7 +78,10 @@ def test_parse_covariance():
     ("prior_cov", [[1.0, 0.4, 0.0], [0.4, 0.5, 0.0]], "prior_cov: covariance is not square"),
     ("prior_cov", [[float("inf"), 0.0], [0.0, 1.0]], "prior_cov: covariance is not finite"),
     ("likelihood", "gaussian", "likelihood must be one of 'bernoulli', 'continuous_bernoulli', got 'gaussian'"),
-    ("likelihood", None, "likelihood must be one of 'bernoulli', 'continuous_bernoulli', got None"),
+    ("likelihood", "", "likelihood must be one of 'bernoulli', 'continuous_bernoulli', got ''"),
+    ("dataset", "svhn", "dataset must be one of 'mnist', 'fashion_mnist', 'cifar10', got 'svhn'"),
+    ("dataset", None, "dataset must be one of 'mnist', 'fashion_mnist', 'cifar10', got None"),
+    ("architecture", "resnet", "architecture must be one of 'mlp', 'conv', got 'resnet'"),
     ("binarize", True, "binarize must be one of 'off', 'dynamic', got True"),
     ("binarize", "static", "binarize must be one of 'off', 'dynamic', got 'static'"),
     ("kl_warmup_epochs", -1, "kl_warmup_epochs must be from 0 to 10,000, got -1"),
@@ -184,7 +188,8 @@ def test_an_unsupported_python_gets_one_clear_message_before_any_import_fails(ve
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("flag, value", [("--likelihood", "gaussian"), ("--binarize", "yes")])
+@pytest.mark.parametrize("flag, value", [("--likelihood", "gaussian"), ("--binarize", "yes"), ("--dataset", "svhn"),
+                                         ("--architecture", "resnet")])
 def test_script_refuses_a_bad_likelihood_or_binarize_flag_before_loading_data(tmp_path, flag, value):
     result = run_script("vae_2d.py", flag, value, "--out", tmp_path,
                         env_extra={"VAE_DATA_DIR": str(tmp_path / "missing")})
@@ -240,3 +245,25 @@ def test_a_bad_kl_remedy_in_the_main_block_is_refused_before_loading_data(tmp_pa
     assert result.returncode == 2
     assert "error: free_bits must be from 0 to 10 nats per latent dimension" in result.stderr
     assert "Traceback" not in result.stderr and "MNIST from" not in result.stdout
+
+
+def test_the_likelihood_defaults_to_the_data_sets_own():
+    """Bernoulli for the grey-scale sets, as the tutorial has it; the continuous Bernoulli for CIFAR-10's colours.
+    A likelihood named in the block or by a flag is kept."""
+    assert Config().check().likelihood == "bernoulli"
+    assert Config(dataset="fashion_mnist").check().likelihood == "bernoulli"
+    assert Config(dataset="cifar10").check().likelihood == "continuous_bernoulli"
+    assert Config(dataset="cifar10", likelihood="bernoulli").check().likelihood == "bernoulli"
+    config = parse_flags(DEFAULTS, ["--dataset", "cifar10", "--architecture", "conv"])
+    assert (config.dataset, config.architecture, config.likelihood) == ("cifar10", "conv", "continuous_bernoulli")
+    assert parse_flags(DEFAULTS, ["--dataset", "cifar10", "--likelihood", "bernoulli"]).likelihood == "bernoulli"
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"binarize": "dynamic"}, "binarize 'dynamic' draws binary images from grey-scale pixels; cifar10 is in colour"),
+    ({"train_size": 50001}, "train_size must be from 1 to 50,000, got 50,001"),
+])
+def test_cifar10_refuses_what_does_not_fit_it(fields, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        Config(dataset="cifar10", **fields).check()
+    Config(dataset="fashion_mnist", **fields).check()  # fine for a grey-scale set of 60,000

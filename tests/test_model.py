@@ -1,6 +1,7 @@
 """The Sampling layer, the encoder and decoder, the VAE's losses, and saving to .h5."""
 
 import json
+import re
 
 import keras
 import numpy as np
@@ -181,3 +182,34 @@ def test_free_bits_stop_the_kl_gradient_of_a_dimension_below_the_floor():
 def test_free_bits_need_a_prior_whose_kl_splits_per_dimension():
     with pytest.raises(ValueError, match="diagonal covariance"):
         VAE(build_encoder(2), build_decoder(2), prior=GaussianPrior([[1.0, 0.4], [0.4, 0.5]]), free_bits=0.25)
+    assert VAE(build_encoder(2), build_decoder(2), prior=GaussianPrior([[2.0, 0.0], [0.0, 0.5]]), free_bits=0.25)
+
+
+def test_the_default_mlp_is_the_tutorials_layer_for_layer():
+    """The committed models and the page depend on it: the same layers, names and weight shapes as before
+    the convolutional architecture came (Keras numbers repeated names: dense, dense_1, ...)."""
+    def layers_of(model):
+        return [(type(layer).__name__, re.sub(r"_\d+$", "", layer.name), [tuple(w.shape) for w in layer.weights])
+                for layer in model.layers]
+
+    assert layers_of(build_encoder(2)) == [
+        ("InputLayer", "image", []), ("Flatten", "flatten", []), ("Dense", "dense", [(784, 512), (512,)]),
+        ("Dense", "dense", [(512, 256), (256,)]), ("Dense", "z_mean", [(256, 2), (2,)]),
+        ("Dense", "z_log_var", [(256, 2), (2,)]), ("Sampling", "z", [])]
+    assert layers_of(build_decoder(2)) == [
+        ("InputLayer", "z", []), ("Dense", "dense", [(2, 256), (256,)]), ("Dense", "dense", [(256, 512), (512,)]),
+        ("Dense", "logits", [(512, 784), (784,)]), ("Activation", "pixel_means", []), ("Reshape", "image", [])]
+
+
+def test_the_default_vaes_reconstruction_is_the_formula_of_before():
+    """The VAE's reconstruction term, bit for bit: −Σ ln p(x|z) over the 784 logits of the "logits" layer."""
+    keras.utils.set_random_seed(0)
+    encoder, decoder = build_encoder(2, seed=0), build_decoder(2)
+    vae = VAE(encoder, decoder)
+    assert vae.decoder_logits.layers == keras.Model(decoder.input, decoder.get_layer("logits").output).layers
+    images = np.random.default_rng(8).random((6, 28, 28, 1)).astype("float32")
+    z = np.random.default_rng(9).normal(size=(6, 2)).astype("float32")
+    logits = decoder.get_layer("logits").output
+    before = keras.ops.sum(keras.ops.binary_crossentropy(images.reshape(-1, 784),
+                                                         keras.Model(decoder.input, logits)(z), from_logits=True), axis=-1)
+    np.testing.assert_array_equal(np.asarray(reconstruction_loss(images, vae.decoder_logits(z))), np.asarray(before))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vae.data import DATASET_SIZES
+from vae.data import DATASET_SIZES, IMAGE_SHAPES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,6 +36,11 @@ DISTRIBUTE = ("none", "mirrored", "multi_worker")  # vae/distribute.py says what
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")  # Keras' dtype policies
 LIKELIHOODS = ("bernoulli", "continuous_bernoulli")  # p(x|z) per pixel: vae/pixels.py says what each is
 BINARIZE = ("off", "dynamic")  # "dynamic": training images drawn afresh as Bernoulli(pixel) at every step
+DATASETS = tuple(DATASET_SIZES)  # "mnist", "fashion_mnist", "cifar10": vae/data.py says where each comes from
+ARCHITECTURES = ("mlp", "conv")  # the encoder's and decoder's layers: vae/model.py
+# The likelihood a run gets unless it names one: the Bernoulli's cross-entropy for the grey-scale sets, as the
+# tutorial has it; for colour photos, whose pixels are rarely near 0 or 1, the continuous Bernoulli's density.
+DEFAULT_LIKELIHOODS = {"mnist": "bernoulli", "fashion_mnist": "bernoulli", "cifar10": "continuous_bernoulli"}
 
 
 class ConfigError(ValueError):
@@ -53,15 +58,18 @@ class Config:
     beta: float = 1.0  # weight of the KL term; 1 gives the ELBO
     kl_warmup_epochs: int = 0  # the KL's weight rises from 0 to beta over this many epochs (vae/schedules.py); 0: off
     free_bits: float = 0.0  # nats per latent dimension: a dimension's KL below it is not penalized; 0: off
-    likelihood: str = "bernoulli"  # p(x|z) per pixel, or "continuous_bernoulli": a density on [0, 1]
+    likelihood: "str | None" = None  # p(x|z) per pixel: "bernoulli", or "continuous_bernoulli", a density on [0, 1];
+    # None: the data set's own (DEFAULT_LIKELIHOODS), set by check()
     binarize: str = "off"  # "dynamic": train on images drawn as Bernoulli(pixel) at every step, test on one draw
+    dataset: str = "mnist"  # or "fashion_mnist", "cifar10"; the outputs of another than MNIST carry its name
+    architecture: str = "mlp"  # or "conv": strided convolutions; the outputs of "conv" carry its name
     seed: int = 0
-    train_size: "int | None" = None  # use the first N training images; None: all 60,000
+    train_size: "int | None" = None  # use the first N training images; None: all (60,000; CIFAR-10's 50,000)
     prior_cov: "list | None" = None  # the prior's covariance Σ (k×k); None: N(0, I)
     grid_size: int = 20  # decoded manifold figures: grid_size × grid_size digits
     grid_limit: float = 3.0  # ... over z from -grid_limit to +grid_limit
     xla: bool = True  # compile the training step with XLA: faster epochs after a few seconds' compiling
-    data_dir: "str | None" = None  # a folder with MNIST; None: $VAE_DATA_DIR, else the repository's data/
+    data_dir: "str | None" = None  # a folder with the data set; None: $VAE_DATA_DIR, else the repository's data/
     out: str = str(REPO_ROOT)  # assets/ and models/ are written under this folder
     distribute: str = "none"  # "none": one device; "mirrored": local GPUs; "multi_worker": machines in TF_CONFIG
     devices: "list | None" = None  # for "mirrored": device names such as ["/gpu:0", "/gpu:1"]; None: all GPUs
@@ -85,8 +93,15 @@ class Config:
         if not 0 <= self.free_bits <= MAX_FREE_BITS:
             raise ConfigError(f"free_bits must be from 0 to {MAX_FREE_BITS:g} nats per latent dimension (ln 60,000 ≈ "
                               f"11 nats already tells every training image apart), got {self.free_bits:g}")
+        _check_choice("dataset", self.dataset, DATASETS)
+        _check_choice("architecture", self.architecture, ARCHITECTURES)
+        if self.likelihood is None:
+            self.likelihood = DEFAULT_LIKELIHOODS[self.dataset]
         _check_choice("likelihood", self.likelihood, LIKELIHOODS)
         _check_choice("binarize", self.binarize, BINARIZE)
+        if self.binarize == "dynamic" and IMAGE_SHAPES[self.dataset][-1] > 1:
+            raise ConfigError(f"binarize 'dynamic' draws binary images from grey-scale pixels; {self.dataset} is in "
+                              f"colour. Use binarize 'off'")
         if self.likelihood == "continuous_bernoulli" and self.binarize == "dynamic":
             # On pixels of exactly 0 or 1 its density grows without bound as λ → 0 or 1: no maximum to train to.
             raise ConfigError("likelihood 'continuous_bernoulli' is a density for grayscale pixels in [0, 1]; with "
@@ -94,7 +109,7 @@ class Config:
                               "likelihood 'bernoulli' for binarized images")
         _check_int("seed", self.seed, 0, MAX_SEED)
         if self.train_size is not None:
-            _check_int("train_size", self.train_size, 1, DATASET_SIZES["mnist"][0])
+            _check_int("train_size", self.train_size, 1, DATASET_SIZES[self.dataset][0])
         if self.prior_cov is not None:
             try:
                 check_covariance(self.prior_cov, self.latent_dim)
@@ -249,14 +264,21 @@ def parse_flags(defaults, argv=None, min_latent_dim=1, description=None):
               "is not pulled to the prior; the reported KL stays the true one; 0: off (default: %(default)s)")
     flag("--likelihood", choices=LIKELIHOODS, default=defaults.likelihood,
          help="p(x|z) of each pixel: bernoulli (binary cross-entropy on the pixels) or continuous_bernoulli "
-              "(a density on [0, 1]; the decoder then draws its mean) (default: %(default)s)")
+              "(a density on [0, 1]; the decoder then draws its mean) (default: " +
+              ("bernoulli, for cifar10 continuous_bernoulli)" if defaults.likelihood is None else "%(default)s)"))
     flag("--binarize", choices=BINARIZE, default=defaults.binarize,
          help="off: grayscale pixels; dynamic: each training image drawn afresh as Bernoulli(pixel) at every "
               "step, the test set drawn once with a fixed seed (default: %(default)s)")
+    flag("--dataset", choices=DATASETS, default=defaults.dataset,
+         help="mnist (digits), fashion_mnist (clothes; both 28×28 grey-scale) or cifar10 (32×32 colour photos); "
+              "the outputs of another than mnist carry its name, e.g. Clusters2D_cifar10.png (default: %(default)s)")
+    flag("--architecture", choices=ARCHITECTURES, default=defaults.architecture,
+         help="mlp: the tutorial's dense layers; conv: strided convolutions, for any image size; the outputs of "
+              "conv carry its name, e.g. encoder_2d_conv.h5 (default: %(default)s)")
     flag("--seed", type=int, default=defaults.seed,
          help="seed for weights, shuffling and sampling (default: %(default)s)")
     flag("--train-size", type=int, default=defaults.train_size, metavar="N",
-         help="train on the first N training images (default: " +
+         help="train on the first N training images, of 60,000 (cifar10: 50,000) (default: " +
               ("all 60,000)" if defaults.train_size is None else "%(default)s)"))
     if defaults.prior_cov is not None:
         flag("--prior-cov", type=parse_covariance, default=defaults.prior_cov, metavar="'A,B;C,D'",
@@ -270,7 +292,8 @@ def parse_flags(defaults, argv=None, min_latent_dim=1, description=None):
          help="compile the training step with XLA; --no-xla saves the compiling for short runs "
               "(default: %s)" % ("--xla" if defaults.xla else "--no-xla"))
     flag("--data-dir", default=defaults.data_dir, metavar="DIR",
-         help="folder with MNIST, IDX files or mnist.npz (default: " +
+         help="folder with the data set: IDX files or mnist.npz, CIFAR-10's cifar-10-batches-py/ or "
+              "cifar-10-python.tar.gz (default: " +
               ("$VAE_DATA_DIR, else the repository's data/, else Keras' download)"
                if defaults.data_dir is None else "%(default)s)"))
     flag("--out", default=defaults.out, metavar="DIR",

@@ -24,9 +24,10 @@ def encode(encoder, images, batch_size=EVAL_BATCH_SIZE):
 
 
 def decode(decoder, z):
-    """The decoded images of latent points `z` (N, latent_dim) in one batched call: (N, 28, 28)."""
-    images = decoder(np.asarray(z, dtype="float32"), training=False)
-    return keras.ops.convert_to_numpy(images)[..., 0]
+    """The decoded images of latent points `z` (N, latent_dim) in one batched call, as figures draw them:
+    (N, h, w) for grey-scale images, (N, 28, 28) for MNIST; (N, h, w, c) for colour ones."""
+    images = keras.ops.convert_to_numpy(decoder(np.asarray(z, dtype="float32"), training=False))
+    return images[..., 0] if images.shape[-1] == 1 else images
 
 
 def latent_usage(z_mean, z_log_var):

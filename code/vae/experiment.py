@@ -15,14 +15,15 @@ import shutil
 import sys
 import tempfile
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from vae import STARTED
-from vae.data import BINARIZATION_PROTOCOL, TEST_BINARIZATION_SEED, DataError, binarize, data_source, load_mnist
+from vae.data import (BINARIZATION_PROTOCOL, DATASET_TITLES, TEST_BINARIZATION_SEED, DataError, binarize, data_source,
+                      load_dataset)
 from vae.distribute import is_chief, setup
 from vae.evaluation import evaluate
 from vae.figures import plot_history, plot_reconstructions
@@ -48,6 +49,11 @@ class Experiment:
     def __init__(self, config, name, min_latent_dim=1):
         self.config = config.check(min_latent_dim)
         self.name = name
+        # A reader's experiment writes beside the tutorial's results, never over them: with another data set
+        # or architecture every output's name ends in them (`output`), e.g. Clusters2D_fashion_mnist_conv.png.
+        self.suffix = "".join(f"_{value}" for value, tutorials in [(config.dataset, "mnist"), (config.architecture, "mlp")]
+                              if value != tutorials)
+        run = name + self.suffix  # this run's lock, staging folder and saved progress: apart from the tutorial's
         self.strategy = setup(config)  # before any model is built (vae/distribute.py)
         if config.distribute != "none":
             strategy = {"mirrored": "MirroredStrategy", "multi_worker": "MultiWorkerMirroredStrategy"}[config.distribute]
@@ -63,7 +69,7 @@ class Experiment:
             # take part in every collective), writing into a folder of its own in the temporary
             # directory: kept while the run is unfinished, so that it resumes, and removed at the end.
             tag = hashlib.sha256(str(self.out.resolve()).encode()).hexdigest()[:8]
-            self.out = Path(tempfile.gettempdir()) / f"vae-{name}-{_task_name()}-{tag}"
+            self.out = Path(tempfile.gettempdir()) / f"vae-{run}-{_task_name()}-{tag}"
         self.models_dir = self.out / "models"
         # Fail now, not after training, if the results cannot be written.
         for folder in [self.out / "assets", self.models_dir]:
@@ -73,16 +79,16 @@ class Experiment:
                 raise SystemExit(f"error: out: cannot create {folder}: {error.strerror}") from None
             if not os.access(folder, os.W_OK):
                 raise SystemExit(f"error: out: {folder} is not writable")
-        self.lock = RunLock(self.models_dir / f".{name}.lock")
+        self.lock = RunLock(self.models_dir / f".{run}.lock")
         holder = self.lock.acquire()
         if holder is not None:
             raise SystemExit(f"error: another run of this script (process {holder}) is writing to {self.out}. "
                              f"Wait for it to finish, or give this run another folder with --out DIR.")
-        self.outputs = OutputSet(self.out, self.models_dir / f".staging_{name}")
+        self.outputs = OutputSet(self.out, self.models_dir / f".staging_{run}")
         if self.outputs.recover():
             print("Finished saving the outputs of an earlier run that was interrupted while moving them into place")
         settings = {**dataclasses.asdict(self.config), "epochs": None, "name": name}
-        self.progress = Progress(self.models_dir / f".interrupted_{name}", settings)
+        self.progress = Progress(self.models_dir / f".interrupted_{run}", settings)
         self.backup = None
         self.stage = "starting"
         self.metrics = {}
@@ -90,22 +96,24 @@ class Experiment:
         keras.utils.set_random_seed(config.seed)
 
     def load_data(self):
-        """MNIST as ((x_train, y_train), (x_test, y_test)), the training set cut to config.train_size.
+        """The data set, config.dataset, as ((x_train, y_train), (x_test, y_test)), the training set cut to
+        config.train_size. Images are (N, 28, 28, 1), CIFAR-10's (N, 32, 32, 3), in [0, 1] (vae/data.py).
 
         With config.binarize "dynamic" the test images are binarized once (vae.data.binarize, the same
         draw in every run); the training images stay grayscale, drawn afresh at every step by the VAE.
         """
         self.stage = "loading the data"
         try:
-            print(f"MNIST from {data_source('mnist', self.config.data_dir)}")
-            (x_train, y_train), (x_test, y_test) = load_mnist(self.config.data_dir)
+            dataset = self.config.dataset
+            print(f"{DATASET_TITLES[dataset]} from {data_source(dataset, self.config.data_dir)}")
+            (x_train, y_train), (x_test, y_test) = load_dataset(dataset, self.config.data_dir)
         except DataError as error:
             raise SystemExit(f"error: {error}") from None
         size = self.config.train_size
         if size is not None and size > len(x_train):
             raise SystemExit(f"error: train_size is {size}, but the training set has only {len(x_train)} images")
         if self.config.binarize == "dynamic":
-            print(f"Binarized MNIST: {BINARIZATION_PROTOCOL}")
+            print(f"Binarized {DATASET_TITLES[self.config.dataset]}: {BINARIZATION_PROTOCOL}")
             x_test = binarize(x_test, TEST_BINARIZATION_SEED)
         return (x_train[:size], y_train[:size]), (x_test, y_test)
 
@@ -161,9 +169,15 @@ class Experiment:
                 f"so training stopped. Nothing was saved; the earlier results in {self.out} are unchanged. "
                 f"Try {' or '.join(hints)}.")
 
+    def output(self, name):
+        """The path to write output `name` to, e.g. "models/metrics_2d.json"; it appears under config.out when
+        the run's outputs are saved, its file name ending in the run's suffix (metrics_2d_cifar10_conv.json)."""
+        path = PurePosixPath(name)
+        return self.outputs.path(str(path.with_stem(path.stem + self.suffix)))
+
     def asset(self, filename):
         """The path to write figure `filename` to; it appears in assets/ when the run's outputs are saved."""
-        return self.outputs.path(f"assets/{filename}")
+        return self.output(f"assets/{filename}")
 
     def finish(self, vae, history, x_test, y_test, z_mean, **extra_metrics):
         """Evaluate on x_test, draw reconstructions and history, save the models, the test
@@ -186,9 +200,9 @@ class Experiment:
         # The encoder is saved without its Sampling layer, image → (z_mean, z_log_var), so that it
         # loads with plain Keras; draw z = z_mean + exp(z_log_var / 2) · ε yourself, or with vae.model.Sampling.
         encoder = keras.Model(vae.encoder.input, vae.encoder.outputs[:2], name="encoder")
-        save_model(encoder, self.outputs.path(f"models/encoder_{name}.h5"))
-        save_model(vae.decoder, self.outputs.path(f"models/decoder_{name}.h5"))
-        save_encodings(z_mean, y_test, self.outputs.path(f"models/test_encodings_{name}.npz"))
+        save_model(encoder, self.output(f"models/encoder_{name}.h5"))
+        save_model(vae.decoder, self.output(f"models/decoder_{name}.h5"))
+        save_encodings(z_mean, y_test, self.output(f"models/test_encodings_{name}.npz"))
 
         self.metrics = {
             "model": name,
@@ -206,6 +220,8 @@ class Experiment:
             "beta": config.beta,
             "kl_warmup_epochs": config.kl_warmup_epochs,
             "free_bits": config.free_bits,
+            "dataset": config.dataset,
+            "architecture": config.architecture,
             "likelihood": config.likelihood,
             "binarize": config.binarize,
             **({"test_binarization_seed": TEST_BINARIZATION_SEED, "binarization": BINARIZATION_PROTOCOL}
@@ -226,7 +242,7 @@ class Experiment:
             **extra_metrics,
             "files": self.outputs.checksums(),  # SHA-256 of every other output of this run
         }
-        save_json(self.metrics, self.outputs.path(f"models/metrics_{name}.json"))
+        save_json(self.metrics, self.output(f"models/metrics_{name}.json"))
         self.stage = "moving the outputs into place"
         written = self.outputs.commit()
         self.progress.remove()

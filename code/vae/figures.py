@@ -55,14 +55,27 @@ def save_png(figure, path):
     """Save `figure` to `path` as a palette PNG of PALETTE_COLORS colors at DPI, atomically, and close it.
 
     64 colors are plenty for these plots (gray digits, ten class colors, text) and take a fifth of
-    the bytes of RGBA; the page's 4 MB budget needs that.
+    the bytes of RGBA; the page's 4 MB budget needs that. A figure of colour images (CIFAR-10) keeps 256.
     """
+    colour = any(shown.get_array().ndim == 3 for ax in figure.axes for shown in ax.images)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", pad_inches=0.05, facecolor="white")
     plt.close(figure)
-    image = Image.open(buffer).convert("RGB").quantize(colors=PALETTE_COLORS, dither=Image.Dither.NONE)
+    colors = 256 if colour else PALETTE_COLORS
+    image = Image.open(buffer).convert("RGB").quantize(colors=colors, dither=Image.Dither.NONE)
     with atomic_path(path) as temporary:
         image.save(temporary, format="PNG", optimize=True, dpi=(DPI, DPI))
+
+
+def _show_images(ax, image, **kwargs):
+    """imshow of an image or a mosaic of them, values in [0, 1]: grey-scale, (h, w) or (h, w, 1), as dark
+    ink on white; colour, (h, w, 3), as it is."""
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    if image.ndim == 2:
+        return ax.imshow(image, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest", **kwargs)
+    return ax.imshow(np.clip(image, 0, 1), interpolation="nearest", **kwargs)
 
 
 def _scatter_digits(ax, x, y, labels, size=3, **kwargs):
@@ -136,13 +149,15 @@ def plot_manifold(decoder, path, grid_size=20, limit=3.0, fixed=(), title=None):
     """
     grid = latent_grid(grid_size, limit)
     z = np.hstack([grid, np.tile(np.asarray(fixed, dtype=float), (len(grid), 1))])
-    digits = decode(decoder, z).reshape(grid_size, grid_size, 28, 28)
-    mosaic = digits.transpose(0, 2, 1, 3).reshape(grid_size * 28, grid_size * 28)
+    digits = decode(decoder, z)  # (grid_size², h, w), or (grid_size², h, w, c) in colour
+    height, width, colour = digits.shape[1], digits.shape[2], digits.shape[3:]
+    mosaic = (digits.reshape(grid_size, grid_size, height, width, *colour).swapaxes(1, 2)
+              .reshape(grid_size * height, grid_size * width, *colour))
 
     half_cell = limit / (grid_size - 1)  # half the spacing of the grid, in latent units
     edge = limit + half_cell
     figure, ax = plt.subplots(figsize=(6.6, 6.6))
-    ax.imshow(mosaic, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest", extent=(-edge, edge, -edge, edge))
+    _show_images(ax, mosaic, extent=(-edge, edge, -edge, edge))
     _latent_ticks(ax)
     ax.set_xlabel("z₀")
     ax.set_ylabel("z₁")
@@ -166,8 +181,7 @@ def plot_prior_manifold(decoder, path, cholesky, grid_size=20, limit=2.5, title=
     tile = 0.95 * spacing * np.abs(np.diag(cholesky)[:2]).min()
     figure, ax = plt.subplots(figsize=(COLUMN_WIDTH, 6.6))
     for (z0, z1), digit in zip(z[:, :2], digits):
-        ax.imshow(digit.reshape(28, 28), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest",
-                  extent=(z0 - tile / 2, z0 + tile / 2, z1 - tile / 2, z1 + tile / 2))
+        _show_images(ax, digit, extent=(z0 - tile / 2, z0 + tile / 2, z1 - tile / 2, z1 + tile / 2))
     _prior_ellipses(ax, cholesky @ cholesky.T, color="tab:red")
     corners = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1], [-1, -1]]) * limit @ cholesky[:2, :2].T
     ax.plot(corners[:, 0], corners[:, 1], color="tab:blue", linewidth=1.5, label=f"grid |εᵢ| ≤ {limit:g}")
@@ -186,7 +200,7 @@ def plot_prior_manifold(decoder, path, cholesky, grid_size=20, limit=2.5, title=
 def plot_reconstructions(originals, reconstructions, path, count=10):
     """The first `count` test images (top row) above their reconstructions (bottom row).
 
-    Images are (N, 28, 28) or (N, 28, 28, 1) in [0, 1]; with fewer than `count`, all N are drawn.
+    Images are (N, h, w), (N, h, w, 1) or colour (N, h, w, 3) in [0, 1]; with fewer than `count`, all N are drawn.
     """
     count = min(count, len(originals), len(reconstructions))
     if count < 1:
@@ -197,7 +211,7 @@ def plot_reconstructions(originals, reconstructions, path, count=10):
     for column in range(count):
         for row, images in enumerate([originals, reconstructions]):
             ax = axes[row, column]
-            ax.imshow(np.squeeze(images[column]), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+            _show_images(ax, images[column])
             ax.set_xticks([])
             ax.set_yticks([])
     axes[0, 0].set_ylabel("test", fontsize=12)
@@ -338,24 +352,29 @@ def _dimension_name(d):
 
 
 def _digit_strip(ax, digits, columns, gap=2, frames=()):
-    """Tile (N, 28, 28) digits into rows of `columns`, `gap` white pixels apart, on `ax`, without axes.
-    `frames` lists (row, column) tiles to outline (test images among decoded ones)."""
-    digits = np.asarray(digits).reshape(-1, 28, 28)
+    """Tile images, (N, h, w) grey-scale or (N, h, w, c) colour, e.g. (N, 28, 28) digits, into rows of
+    `columns`, `gap` white pixels apart, on `ax`, without axes. `frames` lists (row, column) tiles to
+    outline (test images among decoded ones). Returns the centers of the rows (y) and of the columns (x)."""
+    digits = np.asarray(digits)
+    if digits.ndim == 4 and digits.shape[-1] == 1:
+        digits = digits[..., 0]
+    height, width, colour = digits.shape[1], digits.shape[2], digits.shape[3:]
     rows = -(-len(digits) // columns)
-    cell = 28 + gap
-    mosaic = np.zeros((rows * cell - gap, columns * cell - gap))
+    cell_height, cell_width = height + gap, width + gap
+    white = 1.0 if colour else 0.0  # grey-scale is drawn as ink: 0 is white
+    mosaic = np.full((rows * cell_height - gap, columns * cell_width - gap, *colour), white)
     for index, digit in enumerate(digits):
         r, c = divmod(index, columns)
-        mosaic[r * cell:r * cell + 28, c * cell:c * cell + 28] = digit
-    ax.imshow(mosaic, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+        mosaic[r * cell_height:r * cell_height + height, c * cell_width:c * cell_width + width] = digit
+    _show_images(ax, mosaic)
     for r, c in frames:
-        ax.add_patch(matplotlib.patches.Rectangle((c * cell - 1.5, r * cell - 1.5), 30, 30, fill=False,
-                                                  edgecolor="tab:blue", linewidth=1.5, clip_on=False))
+        ax.add_patch(matplotlib.patches.Rectangle((c * cell_width - 1.5, r * cell_height - 1.5), width + 2, height + 2,
+                                                  fill=False, edgecolor="tab:blue", linewidth=1.5, clip_on=False))
     ax.set_xticks([])
     ax.set_yticks([])
     for spine in ax.spines.values():
         spine.set_visible(False)
-    return cell
+    return np.arange(rows) * cell_height + height / 2, np.arange(columns) * cell_width + width / 2
 
 
 def plot_prior_samples(decoder, cholesky, path, rows=4, columns=10, seed=0, title=None):
@@ -544,9 +563,9 @@ def plot_aggregate_posterior(decoder, edges, q, p, path, prior_covariance=None, 
     ax_digits = figure.add_subplot(grid[1, :])
     if len(holes):
         z = np.hstack([holes, np.zeros((len(holes), latent_dim - 2))])
-        cell = _digit_strip(ax_digits, decode(decoder, z), max(len(holes), 1), gap=14)
+        _, centers = _digit_strip(ax_digits, decode(decoder, z), max(len(holes), 1), gap=14)
         for number in range(len(holes)):
-            ax_digits.text(number * cell + 14, -3, str(number + 1), ha="center", va="bottom", fontsize=12,
+            ax_digits.text(centers[number], -3, str(number + 1), ha="center", va="bottom", fontsize=12,
                            fontweight="bold")
         ax_digits.set_title("decoded at the numbered holes", fontsize=12, pad=16)
     else:
@@ -571,9 +590,9 @@ def plot_traversal(decoder, z_mean, path, limit=3.0, steps=7, max_rows=10, title
         z[row * steps:(row + 1) * steps, d] = values
     digits = decode(decoder, z)
     figure, ax = plt.subplots(figsize=(COLUMN_WIDTH, 0.72 * len(dims) + 0.9))
-    cell = _digit_strip(ax, digits, steps)
-    ax.set_yticks([row * cell + 14 for row in range(len(dims))], [_dimension_name(d) for d in dims])
-    ax.set_xticks([column * cell + 14 for column in range(steps)], [f"{v:g}".replace("-", "−") for v in values])
+    row_centers, column_centers = _digit_strip(ax, digits, steps)
+    ax.set_yticks(row_centers, [_dimension_name(d) for d in dims])
+    ax.set_xticks(column_centers, [f"{v:g}".replace("-", "−") for v in values])
     ax.tick_params(length=0)
     ax.set_xlabel("value of the swept dimension (the others at the test mean)")
     ax.set_title(title or "Latent traversal: one dimension at a time")

@@ -76,16 +76,18 @@ def draw(figure, path, decoder, prior, images, labels, z_mean, z_log_var, interp
 
 
 def evaluate_model(encoder, decoder, prior, images, z_mean, z_log_var, samples=SCRIPT_SAMPLES, quadrature=False,
-                   seed=0, binarize="off"):
+                   seed=0, binarize="off", dataset="mnist"):
     """The evaluation beyond the ELBO, as a dict for a metrics file: the ELBO and the K-sample
     importance-weighted ln p(x) (`likelihood.likelihood_metrics`), per-dimension statistics and active
     units (`evaluation.latent_statistics`), the holes of the aggregate posterior and, with `quadrature`
     (2-D only), the exact ln p(x) by quadrature with its time. Every ln p(x) is under the decoder's own
-    likelihood; `binarize` ("off" or "dynamic": the test set binarized once) names the images' convention."""
+    likelihood; `binarize` ("off" or "dynamic": the test set binarized once) and `dataset` name the images'
+    convention."""
     from vae.evaluation import hole_statistics, latent_statistics
     from vae.likelihood import decoder_log_likelihoods, likelihood_metrics, log_likelihood_by_quadrature
 
-    result = {**likelihood_metrics(encoder, decoder, prior, images, samples, seed=seed, binarize=binarize),
+    result = {**likelihood_metrics(encoder, decoder, prior, images, samples, seed=seed, binarize=binarize,
+                                   dataset=dataset),
               **latent_statistics(z_mean, z_log_var, prior.covariance),
               **hole_statistics(*holes_map(z_mean, z_log_var, prior.covariance)[1:])}
     if quadrature:
@@ -105,13 +107,14 @@ def evaluate_model(encoder, decoder, prior, images, z_mean, z_log_var, samples=S
 
 
 def look_inside(asset, name, encoder, decoder, prior, images, labels, z_mean, z_log_var, samples=SCRIPT_SAMPLES,
-                binarize="off"):
+                binarize="off", dataset="mnist"):
     """What a chapter script does after training: draw every figure of `figures_for` its latent size to
-    asset(filename) and return `evaluate_model`'s numbers (K = `samples`; `binarize`: the run's setting),
+    asset(filename) and return `evaluate_model`'s numbers (K = `samples`; `binarize`, `dataset`: the run's),
     with the seconds it all took."""
     started = time.perf_counter()
     for figure in figures_for(z_mean.shape[1]):
         draw(figure, asset(figure_filename(figure, name)), decoder, prior, images, labels, z_mean, z_log_var)
-    evaluation = evaluate_model(encoder, decoder, prior, images, z_mean, z_log_var, samples=samples, binarize=binarize)
+    evaluation = evaluate_model(encoder, decoder, prior, images, z_mean, z_log_var, samples=samples, binarize=binarize,
+                                dataset=dataset)
     evaluation["seconds_looking_inside"] = time.perf_counter() - started  # the figures above and the evaluation
     return evaluation

@@ -33,20 +33,33 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vae.data import TEST_BINARIZATION_SEED
+from vae.data import DATASET_TITLES, IMAGE_SHAPES, TEST_BINARIZATION_SEED
 from vae.evaluation import encode
+from vae.model import logits_model
 from vae.pixels import decoder_likelihood, log_partition
 
 LOG_2PI = math.log(2 * math.pi)
-DECODES_AT_ONCE = 16_384  # latent points decoded per call: (16,384, 784) float32 logits are 51 MB
+# Latent points are decoded in calls of 16,384 for the MLP, whose largest layer output is its 784 logits
+# ((16,384, 784) float32 is 51 MB); a decoder with larger layer outputs (the convolutional one's reach
+# 28·28·32 values per image) gets fewer points per call, so that its outputs stay about that size.
+DECODED_VALUES_AT_ONCE = 16_384 * 784
 
 
-def data_convention(likelihood="bernoulli", binarize="off"):
+def decodes_at_once(decoder):
+    """How many latent points to decode per call: 16,384 for the MLP decoder, fewer for a larger one."""
+    largest = max(math.prod(layer.output.shape[1:]) for layer in decoder.layers)
+    return max(1, DECODED_VALUES_AT_ONCE // largest)
+
+
+def data_convention(likelihood="bernoulli", binarize="off", dataset="mnist"):
     """Which pixels the numbers are about and under which likelihood, in words, for the metrics."""
-    if binarize == "off":
-        pixels = "grayscale MNIST pixels in [0, 1]"
+    title = DATASET_TITLES[dataset]
+    if binarize != "off":
+        pixels = f"binary {title} pixels (the test set drawn once as Bernoulli(pixel), seed {TEST_BINARIZATION_SEED})"
+    elif IMAGE_SHAPES[dataset][-1] == 1:
+        pixels = f"grayscale {title} pixels in [0, 1]"
     else:
-        pixels = f"binary MNIST pixels (the test set drawn once as Bernoulli(pixel), seed {TEST_BINARIZATION_SEED})"
+        pixels = f"{title} colour values (red, green and blue of each pixel) in [0, 1]"
     if likelihood == "bernoulli":
         model = "as the targets of one Bernoulli likelihood per pixel"
         if binarize == "off":
@@ -57,13 +70,8 @@ def data_convention(likelihood="bernoulli", binarize="off"):
     return f"{pixels} {model}, in nats per image, on the test set"
 
 
-def logits_model(decoder):
-    """The decoder up to its layer "logits", z (N, k) → logits (N, 784): the saved decoder ends in its pixel means."""
-    return keras.Model(decoder.input, decoder.get_layer("logits").output)
-
-
 def log_likelihood_graph(decoder):
-    """A TensorFlow function (pixels (n, 784), z (n·d, k)) → ln p(x|z) (n, d) float32, where the d
+    """A TensorFlow function (pixels (n, 784 for MNIST), z (n·d, k)) → ln p(x|z) (n, d) float32, where the d
     latent points z[i·d:(i+1)·d] belong to image i: the decoder's logits and x·l − Σ A(l) in one graph."""
     logits_of = logits_model(decoder)
     likelihood = decoder_likelihood(decoder)
@@ -115,8 +123,8 @@ def importance_weighted_log_likelihood(encoder, decoder, prior, images, samples=
     """The importance-weighted estimate of ln p(x) with K = `samples` draws from q(z|x): (N,) float64.
 
     encoder: image → (z_mean, z_log_var, ...); decoder: z → pixel means, with layers "logits" and "pixel_means";
-    prior: a vae.priors.GaussianPrior (its own density ln N(z; 0, Σ)); images: (N, 28, 28, 1) in [0, 1].
-    The draws are taken DECODES_AT_ONCE at a time, so memory is bounded for any K.
+    prior: a vae.priors.GaussianPrior (its own density ln N(z; 0, Σ)); images: (N, h, w, c) in [0, 1].
+    The draws are decoded `decodes_at_once(decoder)` at a time, so memory is bounded for any K.
     """
     if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
         raise ValueError(f"samples must be ≥ 1, got {samples}")
@@ -124,8 +132,9 @@ def importance_weighted_log_likelihood(encoder, decoder, prior, images, samples=
     z_mean, z_log_var = (values.astype(np.float64) for values in encode(encoder, images))
     pixels = images.reshape(len(images), -1).astype(np.float32)
     rng = np.random.default_rng(seed)
-    per_round = max(1, DECODES_AT_ONCE // samples)  # images per round, each drawing up to `chunk` samples at once
-    chunk = min(samples, DECODES_AT_ONCE)
+    at_once = decodes_at_once(decoder)
+    per_round = max(1, at_once // samples)  # images per round, each drawing up to `chunk` samples at once
+    chunk = min(samples, at_once)
     estimates = []
     for start in range(0, len(images), per_round):
         mean, log_var, x = (values[start:start + per_round] for values in (z_mean, z_log_var, pixels))
@@ -150,24 +159,25 @@ def evidence_lower_bound(encoder, decoder, prior, images, seed=0):
     epsilon = np.random.default_rng(seed).standard_normal(z_mean.shape)
     z = (z_mean + np.exp(0.5 * z_log_var) * epsilon).astype(np.float32)
     pixels = images.reshape(len(images), -1).astype(np.float32)
-    reconstruction = np.concatenate([log_likelihoods(pixels[i:i + 4096], z[i:i + 4096]).numpy()[:, 0]
-                                     for i in range(0, len(images), 4096)])
+    step = min(4096, decodes_at_once(decoder))
+    reconstruction = np.concatenate([log_likelihoods(pixels[i:i + step], z[i:i + step]).numpy()[:, 0]
+                                     for i in range(0, len(images), step)])
     kl = keras.ops.convert_to_numpy(prior.kl_divergence(z_mean.astype(np.float64), z_log_var.astype(np.float64)))
     return reconstruction.astype(np.float64) - kl
 
 
-def likelihood_metrics(encoder, decoder, prior, images, samples, seed=0, binarize="off"):
+def likelihood_metrics(encoder, decoder, prior, images, samples, seed=0, binarize="off", dataset="mnist"):
     """The ELBO and the K-sample estimate of ln p(x) on `images`, means in nats per image with their
     Monte Carlo standard errors, the seconds taken and the throughput (images × samples per second).
 
-    `binarize` is the run's setting ("dynamic": `images` are the test set binarized once), for the
-    data convention recorded with the numbers."""
+    `binarize` is the run's setting ("dynamic": `images` are the test set binarized once) and `dataset` the
+    images' data set, for the data convention recorded with the numbers."""
     started = time.perf_counter()
     elbo = evidence_lower_bound(encoder, decoder, prior, images, seed=seed)
     estimates = importance_weighted_log_likelihood(encoder, decoder, prior, images, samples, seed=seed + 1)
     seconds = time.perf_counter() - started
     return {
-        "data_convention": data_convention(decoder_likelihood(decoder), binarize),
+        "data_convention": data_convention(decoder_likelihood(decoder), binarize, dataset),
         "likelihood_images": len(images),
         "elbo": float(elbo.mean()),
         "elbo_standard_error": float(elbo.std() / math.sqrt(len(elbo))),
@@ -182,7 +192,7 @@ def likelihood_metrics(encoder, decoder, prior, images, samples, seed=0, binariz
 
 
 def decoder_log_likelihoods(decoder):
-    """A function (pixels (N, 784), z (G, k)) → ln p(x|z) for every pair, (N, G) float32 tensor, as one
+    """A function (pixels (N, 784 for MNIST), z (G, k)) → ln p(x|z) for every pair, (N, G) float32 tensor, as one
     matrix product: x·l − Σ A(l) with the decoder's logits l of each z, in one TensorFlow graph."""
     logits_of = logits_model(decoder)
     likelihood = decoder_likelihood(decoder)

@@ -1,9 +1,14 @@
 """The VAE: a `Sampling` layer, the encoder, the decoder and the `VAE` model that trains them.
 
-Images are (batch, 28, 28, 1) floats in [0, 1]; latent codes are (batch, latent_dim).
-Losses are in nats per image. The likelihood p(x|z) of the pixels, Bernoulli or continuous
-Bernoulli, is in vae/pixels.py.
+Images are (batch, height, width, channels) floats in [0, 1], (batch, 28, 28, 1) for MNIST;
+latent codes are (batch, latent_dim). Losses are in nats per image. The likelihood p(x|z) of the
+pixels, Bernoulli or continuous Bernoulli, is in vae/pixels.py.
+
+Two architectures: "mlp", the tutorial's dense layers, and "conv", strided convolutions that keep
+the image's neighbourhoods, for images of any size and number of channels.
 """
+
+import math
 
 import keras
 import tensorflow as tf
@@ -13,8 +18,13 @@ from vae.distribute import as_step_outputs, normal_noise, share_of_global_mean
 from vae.pixels import decoder_likelihood, log_likelihood, pixel_means_layer, sample_bernoulli
 from vae.priors import GaussianPrior
 
-IMAGE_SHAPE = (28, 28, 1)
+IMAGE_SHAPE = (28, 28, 1)  # MNIST's, the builders' default
 IMAGE_PIXELS = 28 * 28
+# The convolutional encoder's filters, each layer halving the height and width (kernel 4, stride 2); the
+# decoder's transposed convolutions double them back in reverse order. A kernel of 4 at stride 2 covers
+# every output pixel equally often, where a kernel of 3 leaves a checkerboard in the decoded images.
+CONV_FILTERS = (32, 64)
+CONV_KERNEL = 4
 
 
 @keras.saving.register_keras_serializable(package="vae")
@@ -39,15 +49,25 @@ class Sampling(layers.Layer):
         return {**super().get_config(), "seed": self.seed}
 
 
-def build_encoder(latent_dim, seed=None):
-    """28×28×1 → Flatten → Dense 512 relu → Dense 256 relu → (z_mean, z_log_var) → Sampling.
+def build_encoder(latent_dim, seed=None, architecture="mlp", image_shape=IMAGE_SHAPE):
+    """image → hidden layers → (z_mean, z_log_var) → Sampling.
 
+    "mlp": Flatten → Dense 512 relu → Dense 256 relu (784 → 512 → 256 for MNIST).
+    "conv": Conv2D 32 → Conv2D 64, each kernel 4, stride 2, relu (28×28×1 → 14×14×32 → 7×7×64;
+    32×32×3 → 16×16×32 → 8×8×64; an odd side rounds up) → Flatten → Dense 256 relu.
     Outputs [z_mean, z_log_var, z], each (batch, latent_dim). The two heads are
     kept in float32 even under mixed precision: ln σ² is exponentiated in the KL.
     """
-    images = keras.Input(shape=IMAGE_SHAPE, name="image")
-    x = layers.Flatten()(images)
-    x = layers.Dense(512, activation="relu")(x)
+    _check_architecture(architecture)
+    images = keras.Input(shape=image_shape, name="image")
+    if architecture == "mlp":
+        x = layers.Flatten()(images)
+        x = layers.Dense(512, activation="relu")(x)
+    else:
+        x = images
+        for filters in CONV_FILTERS:
+            x = layers.Conv2D(filters, CONV_KERNEL, strides=2, padding="same", activation="relu")(x)
+        x = layers.Flatten()(x)
     x = layers.Dense(256, activation="relu")(x)
     z_mean = layers.Dense(latent_dim, name="z_mean", dtype="float32")(x)
     z_log_var = layers.Dense(latent_dim, name="z_log_var", dtype="float32")(x)
@@ -55,30 +75,67 @@ def build_encoder(latent_dim, seed=None):
     return keras.Model(images, [z_mean, z_log_var, z], name="encoder")
 
 
-def build_decoder(latent_dim, likelihood="bernoulli"):
-    """z → Dense 256 relu → Dense 512 relu → Dense 784 → pixel means → 28×28×1.
+def build_decoder(latent_dim, likelihood="bernoulli", architecture="mlp", image_shape=IMAGE_SHAPE):
+    """z → hidden layers → "logits", one per pixel and channel → pixel means → image_shape.
 
-    The last Dense layer is named "logits" and the layer "pixel_means" after it is separate, so that
-    the training loss can use the logits directly (see `VAE`). The model's output is the mean of
-    p(x|z) per pixel, in [0, 1]: the sigmoid σ(l) for the Bernoulli likelihood, the continuous
-    Bernoulli's mean for likelihood="continuous_bernoulli" (vae/pixels.py).
+    "mlp": Dense 256 relu → Dense 512 relu → Dense 784 (for MNIST) → pixel means → Reshape 28×28×1.
+    "conv": Dense 256 relu → Dense 7·7·64 relu → Reshape 7×7×64 → Conv2DTranspose 64 → 32, each kernel 4,
+    stride 2, relu (→ 14×14×64 → 28×28×32) → Conv2D (kernel 3) with one filter per channel → pixel
+    means. Sizes are for 28×28; a side that is not a multiple of 4 is decoded 4·⌈side/4⌉ long and cropped.
+
+    The layer "logits" and the layer "pixel_means" after it are separate, so that the training loss
+    can use the logits directly (see `VAE`). The model's output is the mean of p(x|z) per pixel, in
+    [0, 1]: the sigmoid σ(l) for the Bernoulli likelihood, the continuous Bernoulli's mean for
+    likelihood="continuous_bernoulli" (vae/pixels.py).
     """
+    _check_architecture(architecture)
     z = keras.Input(shape=(latent_dim,), name="z")
     x = layers.Dense(256, activation="relu")(z)
-    x = layers.Dense(512, activation="relu")(x)
-    logits = layers.Dense(IMAGE_PIXELS, name="logits", dtype="float32")(x)
+    if architecture == "mlp":
+        x = layers.Dense(512, activation="relu")(x)
+        logits = layers.Dense(math.prod(image_shape), name="logits", dtype="float32")(x)
+    else:
+        height, width, channels = image_shape
+        scale = 2 ** len(CONV_FILTERS)  # the encoder's downsampling: 4
+        small = (-(-height // scale), -(-width // scale))  # ⌈side / 4⌉: 7×7 for 28×28, 8×8 for 32×32
+        x = layers.Dense(small[0] * small[1] * CONV_FILTERS[-1], activation="relu")(x)
+        x = layers.Reshape((*small, CONV_FILTERS[-1]))(x)
+        for filters in reversed(CONV_FILTERS):
+            x = layers.Conv2DTranspose(filters, CONV_KERNEL, strides=2, padding="same", activation="relu")(x)
+        extra = (small[0] * scale - height, small[1] * scale - width)
+        if any(extra):  # the rows and columns beyond the image, cut from both sides
+            x = layers.Cropping2D([(extra_side // 2, extra_side - extra_side // 2) for extra_side in extra])(x)
+        logits = layers.Conv2D(channels, 3, padding="same", name="logits", dtype="float32")(x)
     pixels = pixel_means_layer(likelihood)(logits)
-    images = layers.Reshape(IMAGE_SHAPE, name="image")(pixels)
+    images = layers.Reshape(image_shape, name="image")(pixels)
     return keras.Model(z, images, name="decoder")
 
 
-def reconstruction_loss(images, logits, likelihood="bernoulli"):
-    """−ln p(x|z) summed over the 784 pixels, in nats, shape (batch,).
+def _check_architecture(architecture):
+    if architecture not in ("mlp", "conv"):
+        raise ValueError(f"architecture must be 'mlp' or 'conv', got {architecture!r}")
 
-    For the Bernoulli likelihood, the binary cross-entropy; computed from the logits
-    (vae/pixels.py), exact and stable even where a sigmoid output would round to 0 or 1.
+
+def logits_model(decoder):
+    """The decoder up to its layer "logits": z (N, latent_dim) → logits (N, pixels·channels), 784 for MNIST.
+
+    The saved decoder ends in its pixel means; the losses need the logits before them. A convolutional
+    decoder's logits are image-shaped, (N, h, w, c): flattened here in the order images are flattened.
     """
-    return -log_likelihood(ops.reshape(images, (-1, IMAGE_PIXELS)), logits, likelihood)
+    logits = decoder.get_layer("logits").output
+    if len(logits.shape) > 2:
+        logits = layers.Flatten()(logits)
+    return keras.Model(decoder.input, logits)
+
+
+def reconstruction_loss(images, logits, likelihood="bernoulli"):
+    """−ln p(x|z) summed over the pixels and channels (784 for MNIST), in nats, shape (batch,).
+
+    images: (batch, h, w, c); logits: (batch, h·w·c), as `logits_model` gives them. For the Bernoulli
+    likelihood, the binary cross-entropy; computed from the logits (vae/pixels.py), exact and stable
+    even where a sigmoid output would round to 0 or 1.
+    """
+    return -log_likelihood(ops.reshape(images, (-1, logits.shape[-1])), logits, likelihood)
 
 
 class VAE(keras.Model):
@@ -106,8 +163,8 @@ class VAE(keras.Model):
                              f"build it with build_decoder(..., likelihood={likelihood!r})")
         self.encoder = encoder
         self.decoder = decoder
-        # The same layers as `decoder`, stopping before its pixel means: z → logits (batch, 784).
-        self.decoder_logits = keras.Model(decoder.input, decoder.get_layer("logits").output)
+        # The same layers as `decoder`, stopping before its pixel means: z → logits (batch, 784 for MNIST).
+        self.decoder_logits = logits_model(decoder)
         self.prior = prior if prior is not None else GaussianPrior.standard(encoder.output[0].shape[-1])
         self.beta = float(beta)
         # The KL's weight in this epoch's loss: β, or less while a KL warm-up (vae/schedules.py) sets it.
@@ -138,7 +195,7 @@ class VAE(keras.Model):
         return [self.loss_tracker, self.reconstruction_tracker, self.kl_tracker]
 
     def call(self, images, training=False):
-        """The reconstruction of `images` through one posterior sample, (batch, 28, 28, 1)."""
+        """The reconstruction of `images` through one posterior sample, the images' shape."""
         _, _, z = self.encoder(images, training=training)
         return self.decoder(z, training=training)
 
