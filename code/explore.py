@@ -198,8 +198,10 @@ def main(argv=None):
         path = out / "models" / f"likelihood_{args.name}.json"
         save_json(result, path)
         lines = [f"ELBO {result['elbo']:.2f}", f"IW K={args.samples} {result['iw_log_likelihood']:.2f}"]
-        if quadrature:
+        if "quadrature_log_likelihood" in result:
             lines.append(f"exact (quadrature) {result['quadrature_log_likelihood']:.2f}")
+        elif "quadrature_skipped" in result:
+            lines.append(f"no exact value: {result['quadrature_skipped']}")
         print(f"ln p(x), nats per image over {len(x_test):,} test images: {', '.join(lines)}; "
               f"active units {result['active_units']} of {latent_dim}")
         print(f"wrote {path}")
