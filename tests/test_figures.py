@@ -60,6 +60,17 @@ def test_manifold_ticks_are_round_latent_values_including_zero(tmp_path, drawn):
     assert (left, right) == pytest.approx((-3 - 3 / 19, 3 + 3 / 19))
 
 
+def test_codes_spread_far_out_get_fewer_rounder_ticks(tmp_path, drawn):
+    """A model whose codes reach |z| = 20 (the continuous Bernoulli's did) gets ticks every 5, 0 among them,
+    not forty overlapping labels."""
+    z, labels = clusters()
+    figures.plot_latent_clusters(z * 8, labels, tmp_path / "wide.png")
+    ax = drawn[-1].axes[0]
+    for ticks in (ax.get_xticks(), ax.get_yticks()):
+        visible = [t for t in ticks if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert 0 in ticks and len(visible) <= 13 and all(t % 5 == 0 for t in ticks)
+
+
 def test_reconstructions_with_fewer_images_than_count(tmp_path, drawn):
     originals = np.random.default_rng(0).random((3, 28, 28, 1))
     figures.plot_reconstructions(originals, originals, tmp_path / "three.png", count=10)

@@ -103,8 +103,11 @@ def _prior_ellipses(ax, covariance, color="black"):
                              linestyle=style, linewidth=2, label=f"prior {k}σ", zorder=4))
 
 
-def _latent_ticks(ax, step=1.0):
-    """Ticks at round latent values, multiples of `step` (so 0 is one of them)."""
+def _latent_ticks(ax, step=1.0, most=12):
+    """Ticks at round latent values, multiples of `step` (so 0 is one of them), or of 2, 5, 10, ... times
+    `step` where the axes span more than `most` steps (a model whose codes spread out to |z| = 20)."""
+    span = max(np.ptp(ax.get_xlim()), np.ptp(ax.get_ylim()))
+    step = next(step * factor for factor in (1, 2, 5, 10, 20, 50, 100, float("inf")) if span <= most * step * factor)
     ax.xaxis.set_major_locator(MultipleLocator(step))
     ax.yaxis.set_major_locator(MultipleLocator(step))
 
