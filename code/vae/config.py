@@ -68,7 +68,9 @@ class Config:
     prior_cov: "list | None" = None  # the prior's covariance Σ (k×k); None: N(0, I)
     grid_size: int = 20  # decoded manifold figures: grid_size × grid_size digits
     grid_limit: float = 3.0  # ... over z from -grid_limit to +grid_limit
-    xla: bool = True  # compile the training step with XLA: faster epochs after a few seconds' compiling
+    # Compile the training step with XLA: faster epochs after a few seconds' compiling. None: on for "mlp", off for
+    # "conv", whose convolutions XLA's fused steps (vae/fused.py) run about 40× slower on a CPU, set by check().
+    xla: "bool | None" = None
     data_dir: "str | None" = None  # a folder with the data set; None: $VAE_DATA_DIR, else the repository's data/
     out: str = str(REPO_ROOT)  # assets/ and models/ are written under this folder
     distribute: str = "none"  # "none": one device; "mirrored": local GPUs; "multi_worker": machines in TF_CONFIG
@@ -121,6 +123,8 @@ class Config:
                                   "to a correlated prior does not split into one term per latent dimension")
         _check_int("grid_size", self.grid_size, 2, MAX_GRID_SIZE)
         _check_number("grid_limit", self.grid_limit, FLOAT32_TINY, MAX_GRID_LIMIT)
+        if self.xla is None:
+            self.xla = self.architecture == "mlp"
         if not isinstance(self.xla, bool):
             raise ConfigError(f"xla must be True or False, got {self.xla!r}")
         if self.data_dir is not None:
@@ -290,7 +294,8 @@ def parse_flags(defaults, argv=None, min_latent_dim=1, description=None):
          help="manifold figures span ±this (default: %(default)s)")
     flag("--xla", action=argparse.BooleanOptionalAction, default=defaults.xla,
          help="compile the training step with XLA; --no-xla saves the compiling for short runs "
-              "(default: %s)" % ("--xla" if defaults.xla else "--no-xla"))
+              "(default: %s)" % ({True: "--xla", False: "--no-xla"}.get(defaults.xla, "--xla; with --architecture "
+                                 "conv --no-xla, as XLA's fused steps run convolutions about 40× slower on a CPU")))
     flag("--data-dir", default=defaults.data_dir, metavar="DIR",
          help="folder with the data set: IDX files or mnist.npz, CIFAR-10's cifar-10-batches-py/ or "
               "cifar-10-python.tar.gz (default: " +
