@@ -96,6 +96,41 @@ def likelihood_lines(metrics):
     return lines
 
 
+def likelihoods_section(root=REPO_ROOT):
+    """The 2-D model under three pixel likelihoods (models/likelihoods_2d.json, code/compare_likelihoods.py)
+    and the binarized-MNIST comparison with the literature (benchmarks/literature.json)."""
+    compared = json.loads((root / "models" / "likelihoods_2d.json").read_text())["settings"]
+    lines = [
+        "| 2-D model | test loss | reconstruction | KL | −ln p(x), importance-weighted | −ln p(x), exact |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, label in [("bernoulli", "Bernoulli, grayscale (the default)"),
+                        ("continuous_bernoulli", "continuous Bernoulli, grayscale"),
+                        ("binarized", "Bernoulli, binarized")]:
+        r = compared[name]
+        exact = f"{-r['quadrature_log_likelihood']:.2f}" if r["quadrature_log_likelihood"] is not None else "—"
+        lines.append(f"| {label} | {r['test_loss']:.2f} | {r['test_reconstruction']:.2f} | {r['test_kl']:.2f} | "
+                     f"{-r['iw_log_likelihood']:.2f} (K = {r['iw_samples']:,}) | {exact} |")
+    lines += ["", "Nats per image, each on its own test images; the rows measure different things (a convention, "
+              "a density on [0, 1]^784, a probability of binary images), so they compare by meaning, not by size.", ""]
+    path = root / "benchmarks" / "literature.json"
+    if not path.exists():
+        return "\n".join(lines + ["Run `python benchmarks/literature.py --save` for the comparison with the literature."])
+    literature = json.loads(path.read_text())
+    lines += [
+        f"Beside the literature ({literature['protocol']}):",
+        "",
+        "| latent | ours: −ELBO | ours: −ln p(x) | published −ELBO | published −ln p(x) | epochs | training | source |",
+        "|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in literature["rows"]:
+        nelbo = f"{r['published_nelbo']:.2f}" if r["published_nelbo"] is not None else "—"
+        ours = f"{-r['iw_log_likelihood']:.2f} (K = {r['iw_samples']:,})"
+        lines.append(f"| {r['latent_dim']} | {-r['test_elbo']:.2f} | {ours} | {nelbo} | {r['published_nll']:.2f} | "
+                     f"{r['epochs']} | {r['seconds_training'] / 60:.1f} min | {r['published_source']} |")
+    return "\n".join(lines)
+
+
 def performance_section(root=REPO_ROOT):
     """The README's Performance section, from benchmarks/*.json and models/metrics_*.json."""
     path = root / "benchmarks" / "train_speed.json"
@@ -265,6 +300,7 @@ def main(argv=None):
     current = path.read_text()
     try:
         updated = render(current, {"results": results_section(load_metrics(root)),
+                                   "likelihoods": likelihoods_section(root),
                                    "performance": performance_section(root)})
     except (FileNotFoundError, ValueError) as error:
         sys.exit(f"error: {error}")
