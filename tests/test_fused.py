@@ -143,3 +143,13 @@ def test_it_falls_back_to_the_plain_path_without_xla_or_under_a_strategy():
         compile_vae(distributed, 1e-3)
         assert "strategy" in why_not_fused(distributed)
     assert "strategy" in why_not_fused(distributed)  # outside the scope too: the model keeps its strategy
+
+
+def test_a_convolutional_model_keeps_the_plain_path():
+    """Convolutions inside the fused XLA loop ran 25-40 times slower on the project's CPU."""
+    conv = VAE(build_encoder(2, architecture="conv"), build_decoder(2, architecture="conv"))
+    compile_vae(conv, 1e-3)
+    assert "convolutions" in why_not_fused(conv)
+    mlp = VAE(build_encoder(2), build_decoder(2))
+    compile_vae(mlp, 1e-3)
+    assert why_not_fused(mlp) is None

@@ -20,6 +20,7 @@ loss is the mean over its own 96 images, as on the plain path, and the epoch's v
 per-image means (the model's trackers weight each step by its batch size).
 """
 
+import keras
 import tensorflow as tf
 
 
@@ -36,11 +37,23 @@ def why_not_fused(model):
         # a batch among the replicas and sums their gradients; Keras' own train function does that,
         # this one does not. (A model built in a strategy's scope keeps that strategy: second test.)
         return "a tf.distribute strategy is in use"
+    if any(isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose)) for layer in _all_layers(model)):
+        # Measured on the project's CPU: a convolutional step inside the fused XLA loop ran 25-40 times slower
+        # than the same step without XLA (XLA's CPU convolutions; the MLP's matrix products do not suffer).
+        return "the model has convolutions, which XLA runs slowly on a CPU"
     if tf.config.list_logical_devices("GPU"):
         # On a GPU, Keras' launches overlap with the GPU's work and the while loop's condition would
         # cost a device-to-host copy per step; we have not measured it there, so we keep Keras' path.
         return "a GPU is in use (the fused path is measured on CPUs only)"
     return None
+
+
+def _all_layers(model):
+    """Every layer of `model` and of the models inside it (a VAE's encoder and decoder), depth first."""
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
 
 
 def index_batches(size, batch_size, seed=None):
