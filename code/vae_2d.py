@@ -31,21 +31,15 @@ def main(config):
     from vae.experiment import Experiment
     from vae.figures import plot_latent_clusters, plot_manifold
     from vae.inspection import look_inside
-    from vae.model import VAE, build_decoder, build_encoder
+    from vae.model import build_vae
     from vae.priors import GaussianPrior
 
     experiment = Experiment(config, name="2d", min_latent_dim=2)
     (x_train, _), (x_test, y_test) = experiment.load_data()
 
-    # Encoder 784 → 512 → 256 → (μ, ln σ²) → z, decoder z → 256 → 512 → 784 (--architecture conv:
-    # strided convolutions): see vae/model.py.
-    image_shape = x_train.shape[1:]  # (28, 28, 1); CIFAR-10's (32, 32, 3)
-    encoder = build_encoder(config.latent_dim, seed=config.seed, architecture=config.architecture,
-                            image_shape=image_shape)
-    decoder = build_decoder(config.latent_dim, likelihood=config.likelihood,  # vae/pixels.py: p(x|z) per pixel
-                            architecture=config.architecture, image_shape=image_shape)
-    vae = VAE(encoder, decoder, beta=config.beta, free_bits=config.free_bits, likelihood=config.likelihood,
-              binarize=config.binarize == "dynamic", seed=config.seed)
+    # Encoder 784 → 512 → 256 → (μ, ln σ²) → z, decoder z → 256 → 512 → 784 (--architecture conv: strided
+    # convolutions), and the VAE that trains them with the block's β, likelihood, ...: see vae/model.py.
+    encoder, decoder, vae = build_vae(config, image_shape=x_train.shape[1:])  # (28, 28, 1) for MNIST
     history = experiment.train(vae, x_train, x_test)  # with a KL warm-up if config.kl_warmup_epochs
 
     # Where does the encoder put each test digit? Its posterior mean μ, colored by label.

@@ -29,20 +29,15 @@ def main(config):
     from vae.experiment import Experiment
     from vae.figures import plot_covariance, plot_latent_clusters, plot_prior_manifold
     from vae.inspection import look_inside
-    from vae.model import VAE, build_decoder, build_encoder
+    from vae.model import build_vae
     from vae.priors import GaussianPrior
 
     experiment = Experiment(config, name="correlated", min_latent_dim=2)
     prior = GaussianPrior(config.prior_cov)
     (x_train, _), (x_test, y_test) = experiment.load_data()
 
-    image_shape = x_train.shape[1:]  # (28, 28, 1); CIFAR-10's (32, 32, 3)
-    encoder = build_encoder(config.latent_dim, seed=config.seed, architecture=config.architecture,
-                            image_shape=image_shape)
-    decoder = build_decoder(config.latent_dim, likelihood=config.likelihood,  # vae/pixels.py: p(x|z) per pixel
-                            architecture=config.architecture, image_shape=image_shape)
-    vae = VAE(encoder, decoder, prior=prior, beta=config.beta, free_bits=config.free_bits,
-              likelihood=config.likelihood, binarize=config.binarize == "dynamic", seed=config.seed)
+    # The 2-D chapter's networks, in a VAE whose KL is taken against this prior (vae/model.py).
+    encoder, decoder, vae = build_vae(config, image_shape=x_train.shape[1:], prior=prior)
     history = experiment.train(vae, x_train, x_test)  # with a KL warm-up if config.kl_warmup_epochs
 
     # The test digits' posterior means, with the prior's 1σ and 2σ ellipses drawn over them.

@@ -248,3 +248,16 @@ class VAE(keras.Model):
         self.reconstruction_tracker.update_state(reconstruction, sample_weight=batch_size)
         self.kl_tracker.update_state(kl, sample_weight=batch_size)
         return as_step_outputs({metric.name: metric.result() for metric in self.metrics})
+
+
+def build_vae(config, image_shape=IMAGE_SHAPE, prior=None):
+    """The encoder, the decoder and the `VAE` that trains them, as a chapter's `Config` asks (its latent
+    size, architecture, likelihood, β, free bits, binarization and seed) for images of `image_shape`,
+    with `prior` (default N(0, I)). Returns (encoder, decoder, vae)."""
+    encoder = build_encoder(config.latent_dim, seed=config.seed, architecture=config.architecture,
+                            image_shape=image_shape)
+    decoder = build_decoder(config.latent_dim, likelihood=config.likelihood,  # vae/pixels.py: p(x|z) per pixel
+                            architecture=config.architecture, image_shape=image_shape)
+    vae = VAE(encoder, decoder, prior=prior, beta=config.beta, free_bits=config.free_bits,
+              likelihood=config.likelihood, binarize=config.binarize == "dynamic", seed=config.seed)
+    return encoder, decoder, vae
