@@ -99,7 +99,28 @@ def load_facts(root):
         facts[alias] = {key: metrics[other][f"test_{key}"] - metrics["2d"][f"test_{key}"]
                         for key in ("loss", "reconstruction", "kl")}
     facts["vae_3d"] = script_constants(read_input(root, "code/vae_3d.py"))
+    facts["pixels"] = pixel_statistics()
+    # The 2-D model under three pixel likelihoods (code/compare_likelihoods.py) and the literature's protocol
+    # (benchmarks/literature.py).
+    facts["likelihoods"] = json.loads(read_input(root, "models/likelihoods_2d.json").read_text())["settings"]
+    facts["literature"] = json.loads(read_input(root, "benchmarks/literature.json").read_text())
     return facts, metrics
+
+
+def pixel_statistics():
+    """What Bernoulli cross-entropy on grayscale targets cannot remove, from the repository's MNIST test set:
+    the share of the non-zero pixels strictly between 0 and 1, and the floor of the reconstruction term,
+    Σ over the pixels of the entropy H(x) = −x ln x − (1 − x) ln(1 − x), averaged over the images (nats)."""
+    sys.path.insert(0, str(REPO_ROOT / "code"))
+    from vae.data import read_idx
+
+    images = read_idx(REPO_ROOT / "data" / "mnist" / "t10k-images-idx3-ubyte.gz", ndim=3)
+    x = images.reshape(len(images), -1).astype(np.float64) / 255
+    inside = (x > 0) & (x < 1)
+    entropy = -(np.where(inside, x * np.log(np.where(inside, x, 1)), 0)
+                + np.where(inside, (1 - x) * np.log(np.where(inside, 1 - x, 1)), 0))
+    return {"share_between": float(inside.sum() / (x > 0).sum()), "entropy_floor": float(entropy.sum(axis=1).mean()),
+            "test_images": len(images)}
 
 
 def script_constants(path):
