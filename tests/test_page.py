@@ -39,6 +39,9 @@ FIGURES = {  # every figure the training scripts draw
     # inside the models (vae/inspection.py, drawn by the scripts and by code/explore.py)
     "samples_2d.png", "interpolation_2d.png", "posterior_widths_2d.png", "holes_2d.png", "traversal_3d.png",
     "samples_correlated.png",
+    # the 2-D model under three likelihoods (code/compare_likelihoods.py), and beside the literature
+    # (benchmarks/literature.py)
+    "likelihoods_2d.png", "literature_curves.png",
 }
 FOLDED_FIGURES = {  # inside a <details> ("Inside the 3-D model: ..."): loaded only when the reader opens it
     "samples_3d.png", "interpolation_3d.png", "posterior_widths_3d.png", "holes_3d.png",
