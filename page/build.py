@@ -104,6 +104,9 @@ def load_facts(root):
     # (benchmarks/literature.py).
     facts["likelihoods"] = json.loads(read_input(root, "models/likelihoods_2d.json").read_text())["settings"]
     facts["literature"] = json.loads(read_input(root, "benchmarks/literature.json").read_text())
+    # β from 0 to 16, and posterior collapse in 32 dimensions (code/compare_beta.py).
+    facts["beta_sweep"] = json.loads(read_input(root, "models/beta_sweep.json").read_text())["betas"]
+    facts["collapse"] = json.loads(read_input(root, "models/collapse_32.json").read_text())["settings"]
     return facts, metrics
 
 
