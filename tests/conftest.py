@@ -137,17 +137,17 @@ def run_python(code, timeout=300):
 
 @pytest.fixture(scope="session")
 def committed_root(tmp_path_factory):
-    """A folder that mirrors the repository with the committed results: assets/*.png and models/*
-    as in git HEAD (a reader's own run of a script rewrites them in the working tree), and
-    everything else (index.html, assets/explorer/, page/, code/) linked from the working tree.
+    """A folder that mirrors the repository with the committed results: assets/*.png, models/* and
+    benchmarks/ as in git HEAD (a reader's own run of a script or benchmark rewrites them in the working
+    tree), and everything else (index.html, assets/explorer/, page/, code/) linked from the working tree.
     Outside a git checkout, assets/ and models/ come from the working tree too.
 
     The checks of the committed page and README (stale page, stale README, quality bars, the
     explorers' decoders against Keras, the browser tests) run against this folder.
     """
     root = tmp_path_factory.mktemp("committed")
-    archive = subprocess.run(["git", "-C", str(REPO_ROOT), "archive", "--format=tar", "HEAD", "assets", "models"],
-                             capture_output=True)
+    archive = subprocess.run(["git", "-C", str(REPO_ROOT), "archive", "--format=tar", "HEAD", "assets", "models",
+                              "benchmarks"], capture_output=True)
     if archive.returncode == 0:
         subprocess.run(["tar", "-x", "-C", str(root), "--exclude=assets/explorer"], input=archive.stdout, check=True)
     else:  # not a git checkout (or nothing committed yet): the working tree's results
@@ -155,9 +155,10 @@ def committed_root(tmp_path_factory):
         for path in (REPO_ROOT / "assets").glob("*.png"):
             (root / "assets" / path.name).symlink_to(path)
         (root / "models").symlink_to(REPO_ROOT / "models")
+        (root / "benchmarks").symlink_to(REPO_ROOT / "benchmarks")
     (root / "assets").mkdir(exist_ok=True)
     (root / "assets" / "explorer").symlink_to(REPO_ROOT / "assets" / "explorer")
-    for name in ["index.html", "page", "code", "README.md", "benchmarks"]:
+    for name in ["index.html", "page", "code", "README.md"]:
         if (REPO_ROOT / name).exists():
             (root / name).symlink_to(REPO_ROOT / name)
     return root
