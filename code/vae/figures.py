@@ -659,11 +659,17 @@ def plot_rate_distortion(points, path):
     for elbo in sorted(set(rates + distortions)):  # one curve R = −ELBO − D through each model
         ax.plot(d, np.where(elbo - d > 0, elbo - d, np.nan), ":", color="0.7", linewidth=1, zorder=1)
     ax.scatter(distortions, np.maximum(rates, bottom), s=40, color="tab:blue", zorder=3)
-    for label, x, y in zip(labels, distortions, np.maximum(rates, bottom)):
-        ax.annotate(label, (x, y), xytext=(6, 5), textcoords="offset points", fontsize=11, path_effects=OUTLINE)
     ax.set_yscale("log")
     ax.set_xlim(d[0], d[-1])
     ax.set_ylim(bottom, top)
+    points = ax.transData.transform(np.column_stack([distortions, np.maximum(rates, bottom)]))  # in pixels
+    for label, point, (x, y) in zip(labels, points, zip(distortions, np.maximum(rates, bottom))):
+        # Right of its point, unless it is the first of a close group (β = 0.5 beside β = 1): then left.
+        close = [other[0] - point[0] for other in points if 0 < abs(other[0] - point[0]) < 80
+                 and abs(other[1] - point[1]) < 40]
+        left = bool(close) and min(close) > 0  # a neighbour close on the right, none on the left
+        ax.annotate(label, (x, y), xytext=(-6 if left else 6, 5), textcoords="offset points", fontsize=11,
+                    ha="right" if left else "left", path_effects=OUTLINE)
     ax.set_xlabel("distortion D = reconstruction, nats per image")
     ax.set_ylabel("rate R = KL, nats per image")
     ax.set_title("Rate against distortion (dotted: equal ELBO, D + R)", loc="left")
