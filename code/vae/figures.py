@@ -380,7 +380,7 @@ def _digit_strip(ax, digits, columns, gap=2, frames=()):
     return np.arange(rows) * cell_height + height / 2, np.arange(columns) * cell_width + width / 2
 
 
-def plot_prior_samples(decoder, cholesky, path, rows=4, columns=10, seed=0, title=None):
+def plot_prior_samples(decoder, cholesky, path, rows=4, columns=10, seed=0, title=None, items="digits"):
     """rows × columns digits decoded from prior samples z = L ε, ε ~ N(0, I) (L = I for N(0, I))."""
     cholesky = np.asarray(cholesky, dtype=float)
     epsilon = np.random.default_rng(seed).standard_normal((rows * columns, len(cholesky)))
@@ -388,7 +388,7 @@ def plot_prior_samples(decoder, cholesky, path, rows=4, columns=10, seed=0, titl
     figure, ax = plt.subplots(figsize=(COLUMN_WIDTH, COLUMN_WIDTH * rows / columns + 0.45))
     _digit_strip(ax, digits, columns)
     prior = "N(0, I)" if np.allclose(cholesky, np.eye(len(cholesky))) else "N(0, Σ), z = L ε"
-    ax.set_title(title or f"{rows * columns} digits decoded from codes drawn from the prior {prior}")
+    ax.set_title(title or f"{rows * columns} {items} decoded from codes drawn from the prior {prior}")
     save_png(figure, path)
 
 
@@ -445,7 +445,7 @@ def interpolate(z_start, z_end, steps, method="linear", cholesky=None):
 
 
 def plot_interpolation(decoder, images, z_mean, labels, path, pairs=None, steps=8, method="linear",
-                       cholesky=None, title=None):
+                       cholesky=None, title=None, items="digits"):
     """One row per pair of test images of different digits: the first image (framed), `steps` digits
     decoded along the path between their posterior means (`interpolate`, ends included), the second image (framed)."""
     z_mean, labels = np.asarray(z_mean, dtype=float), np.asarray(labels)
@@ -462,7 +462,7 @@ def plot_interpolation(decoder, images, z_mean, labels, path, pairs=None, steps=
     columns = steps + 2
     figure, ax = plt.subplots(figsize=(COLUMN_WIDTH, COLUMN_WIDTH * len(pairs) / columns + 0.45))
     _digit_strip(ax, tiles, columns, gap=6, frames=frames)
-    ax.set_title(title or f"Walking between test digits ({method} path of μ; framed: the test images)")
+    ax.set_title(title or f"Walking between test {items} ({method} path of μ; framed: the test images)")
     save_png(figure, path)
 
 

@@ -53,18 +53,18 @@ def holes_map(z_mean, z_log_var, prior_covariance):
     return aggregate_posterior(z_mean, z_log_var, prior_covariance, limit)
 
 
-def draw(figure, path, decoder, prior, images, labels, z_mean, z_log_var, interpolation="linear"):
+def draw(figure, path, decoder, prior, images, labels, z_mean, z_log_var, interpolation="linear", items="digits"):
     """Draw one of FIGURES to `path`. `prior` is a vae.priors.GaussianPrior; images, labels, z_mean and
-    z_log_var are the test set's."""
+    z_log_var are the test set's; `items` names the images in titles ("digits", "clothes")."""
     from vae import figures
 
     if figure not in FIGURES:
         raise ValueError(f"unknown figure {figure!r}; the figures are {', '.join(FIGURES)}")
     if figure == "samples":
-        figures.plot_prior_samples(decoder, prior.cholesky, path)
+        figures.plot_prior_samples(decoder, prior.cholesky, path, items=items)
     elif figure == "interpolation":
         figures.plot_interpolation(decoder, images, z_mean, labels, path, method=interpolation,
-                                   cholesky=prior.cholesky)
+                                   cholesky=prior.cholesky, items=items)
     elif figure == "posterior_widths":
         figures.plot_posterior_widths(z_mean, z_log_var, labels, path, count=POSTERIOR_WIDTH_IMAGES)
     elif figure == "aggregate_posterior":
@@ -128,9 +128,12 @@ def look_inside(asset, name, encoder, decoder, prior, images, labels, z_mean, z_
     """What a chapter script does after training: draw every figure of `figures_for` its latent size to
     asset(filename) and return `evaluate_model`'s numbers (K = `samples`; `binarize`, `dataset`: the run's),
     with the seconds it all took."""
+    from vae.data import DATASET_ITEMS
+
     started = time.perf_counter()
     for figure in figures_for(z_mean.shape[1]):
-        draw(figure, asset(figure_filename(figure, name)), decoder, prior, images, labels, z_mean, z_log_var)
+        draw(figure, asset(figure_filename(figure, name)), decoder, prior, images, labels, z_mean, z_log_var,
+             items=DATASET_ITEMS[dataset])
     evaluation = evaluate_model(encoder, decoder, prior, images, z_mean, z_log_var, samples=samples, binarize=binarize,
                                 dataset=dataset)
     evaluation["seconds_looking_inside"] = time.perf_counter() - started  # the figures above and the evaluation
