@@ -118,7 +118,8 @@ class Experiment:
         return (x_train[:size], y_train[:size]), (x_test, y_test)
 
     def train(self, vae, x_train, x_test):
-        """Fit `vae` (x_test is the validation data of every epoch); returns the history dict,
+        """Fit `vae` on x_train (the images, or a conditional VAE's (images, labels); x_test, the same, is the
+        validation data of every epoch); returns the history dict,
         one list per metric with one value per epoch, earlier epochs of a resumed run included
         (nats per image).
 
@@ -132,8 +133,9 @@ class Experiment:
         self.backup = EpochBackup(self.progress.folder, resume_from)
         stop_on_nan = StopOnNaN()
         self.resumed_after = self.backup.epoch
-        print(f"Training on {len(x_train):,} images; after each epoch, val_loss, val_reconstruction and val_kl "
-              f"are the {len(x_test):,} test images' (nats per image).")
+        train_images, test_images = (len(tf.nest.flatten(data)[0]) for data in (x_train, x_test))
+        print(f"Training on {train_images:,} images; after each epoch, val_loss, val_reconstruction and val_kl "
+              f"are the {test_images:,} test images' (nats per image).")
         warmup = []
         if config.kl_warmup_epochs:  # the KL's weight rises from 0 to β over the first epochs (vae/schedules.py)
             n = config.kl_warmup_epochs
@@ -151,7 +153,7 @@ class Experiment:
             raise SystemExit(self._diverged_message(stop_on_nan.diverged_in))
         history = dict(self.backup.history)
         self.seconds_per_epoch = history.pop("seconds")
-        self.train_images = len(x_train)
+        self.train_images = train_images
         self.stage = "drawing the figures"
         return history
 
@@ -181,20 +183,22 @@ class Experiment:
 
     def finish(self, vae, history, x_test, y_test, z_mean, **extra_metrics):
         """Evaluate on x_test, draw reconstructions and history, save the models, the test
-        encodings (z_mean, labels) and the metrics, move all outputs into place together,
-        and print a summary.
+        encodings (z_mean, labels y_test) and the metrics, move all outputs into place together,
+        and print a summary. A conditional VAE is also given the labels: x_test is the test images either way.
 
         `extra_metrics` (JSON-serializable) are added to models/metrics_<name>.json.
         """
         name, config = self.name, self.config
         self.stage = "evaluating"
-        test = evaluate(vae, x_test)
+        test_data = (x_test, y_test) if vae.conditional else x_test
+        test = evaluate(vae, test_data)
         if not all(math.isfinite(value) for value in test.values()):
             self.progress.remove()
             raise SystemExit(f"error: the test loss is not finite ({test}): the model is broken, so nothing was "
                              f"saved; the earlier results in {self.out} are unchanged. Try a lower --learning-rate.")
         self.stage = "saving"
-        reconstructions = keras.ops.convert_to_numpy(vae(x_test[:10]))
+        first_ten = tf.nest.map_structure(lambda array: array[:10], test_data)
+        reconstructions = keras.ops.convert_to_numpy(vae(first_ten))
         plot_reconstructions(x_test[:10], reconstructions, self.asset(f"reconstructions_{name}.png"))
         plot_history(history, self.asset(f"history_{name}.png"))
         # The encoder is saved without its Sampling layer, image → (z_mean, z_log_var), so that it

@@ -143,16 +143,18 @@ def latent_grid(grid_size, limit):
     return np.stack([u0.ravel(), u1.ravel()], axis=1)
 
 
-def plot_manifold(decoder, path, grid_size=20, limit=3.0, fixed=(), title=None):
+def plot_manifold(decoder, path, grid_size=20, limit=3.0, fixed=(), title=None, label=None):
     """Decode a grid over (z0, z1) from -limit to +limit and tile the digits into one image.
 
     `fixed` holds the values of the remaining latent dimensions (z2, …), e.g. (0.5,) for
     a slice of a 3-D latent space. The axes are in latent units: each digit is centered on
     the code it was decoded from, and the ticks sit at whole latent values, 0 included.
+    A conditional decoder draws class `label` at every point.
     """
     grid = latent_grid(grid_size, limit)
     z = np.hstack([grid, np.tile(np.asarray(fixed, dtype=float), (len(grid), 1))])
-    digits = decode(decoder, z)  # (grid_size², h, w), or (grid_size², h, w, c) in colour
+    labels = None if label is None else np.full(len(z), label)
+    digits = decode(decoder, z, labels)  # (grid_size², h, w), or (grid_size², h, w, c) in colour
     height, width, colour = digits.shape[1], digits.shape[2], digits.shape[3:]
     mosaic = (digits.reshape(grid_size, grid_size, height, width, *colour).swapaxes(1, 2)
               .reshape(grid_size * height, grid_size * width, *colour))
@@ -695,4 +697,43 @@ def plot_kl_per_dimension(settings, path, free_bits=None):
     ax.set_title("KL per latent dimension (below 10⁻⁵ drawn at 10⁻⁵)", loc="left")
     ax.grid(alpha=0.3, which="both")
     ax.legend(loc="lower left", fontsize=10)
+    save_png(figure, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# A conditional VAE: the class is given, the code holds the style
+
+
+def plot_class_samples(decoder, path, num_classes=10, styles=10, seed=0, items="digits"):
+    """A conditional decoder's drawings: one row per class 0..num_classes-1, one column per style, each
+    column's code z ~ N(0, I) (seed `seed`) shared by every class, so that a column is one style."""
+    latent_dim = decoder.inputs[0].shape[-1]
+    z = np.random.default_rng(seed).standard_normal((styles, latent_dim))
+    classes = np.repeat(np.arange(num_classes), styles)  # row by row
+    drawn = decode(decoder, np.tile(z, (num_classes, 1)), labels=classes)
+    figure, ax = plt.subplots(figsize=(COLUMN_WIDTH, COLUMN_WIDTH * num_classes / styles + 0.45))
+    row_centers, _ = _digit_strip(ax, drawn, styles)
+    ax.set_yticks(row_centers, [str(c) for c in range(num_classes)])
+    ax.tick_params(axis="y", length=0, labelsize=12)
+    ax.set_ylabel("the class asked for")
+    ax.set_title(f"{items.capitalize()} on demand: one row per class, one code z ~ N(0, I) per column", fontsize=12)
+    save_png(figure, path)
+
+
+def plot_style_transfer(decoder, images, z_mean, path, num_classes=10, items="digits"):
+    """For each test image (framed, left): its code μ, found with its own label, decoded with every
+    class 0..num_classes-1 (right): the image's style, drawn as each class. images: (n, h, w[, c]);
+    z_mean: (n, latent_dim), the images' posterior means."""
+    z_mean = np.asarray(z_mean, dtype="float32")
+    tiles, frames = [], []
+    for row, (image, z) in enumerate(zip(images, z_mean)):
+        drawn = decode(decoder, np.repeat(z[None], num_classes, axis=0), labels=np.arange(num_classes))
+        tiles += [np.squeeze(image), *drawn]
+        frames.append((row, 0))
+    columns = num_classes + 1
+    figure, ax = plt.subplots(figsize=(COLUMN_WIDTH, COLUMN_WIDTH * len(images) / columns + 0.7))
+    _, column_centers = _digit_strip(ax, tiles, columns, gap=4, frames=frames)
+    ax.set_xticks(column_centers, ["test"] + [str(c) for c in range(num_classes)])
+    ax.tick_params(axis="x", length=0, labelsize=11, labeltop=True, labelbottom=False)
+    ax.set_title(f"Each test image's style (its μ), drawn as every class", fontsize=12, pad=22)
     save_png(figure, path)

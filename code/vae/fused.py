@@ -56,6 +56,11 @@ def _all_layers(model):
             yield from _all_layers(layer)
 
 
+def gather(data, indices):
+    """The rows `indices` of the training data: of the images, or of (images, labels)."""
+    return tf.nest.map_structure(lambda array: tf.gather(array, indices), data)
+
+
 def index_batches(size, batch_size, seed=None):
     """A tf.data pipeline of (batch_size,) int64 batches of the indices 0..size-1, shuffled each
     epoch anew; the last batch is smaller when batch_size does not divide size.
@@ -73,14 +78,14 @@ def index_batches(size, batch_size, seed=None):
 class FusedTrainFunction:
     """`model.train_function` for `fit`: each call runs up to `steps` train steps in one XLA program.
 
-    `images` is the whole training set, (N, 28, 28, 1) float32; `fit` must be given
-    `index_batches(N, batch_size, seed)` as its data, and the model compiled with
+    `data` is the whole training set, images (N, 28, 28, 1) float32, or (images, labels) for a conditional
+    VAE; `fit` must be given `index_batches(N, batch_size, seed)` as its data, and the model compiled with
     steps_per_execution = `steps`.
     """
 
-    def __init__(self, model, images, batch_size, steps):
+    def __init__(self, model, data, batch_size, steps):
         self.model = model
-        self.images = tf.convert_to_tensor(images, dtype="float32")
+        self.data = tf.nest.map_structure(tf.convert_to_tensor, data)
         self.batch_size = batch_size
         self.steps = steps
         # Adam's moments must exist before they are used inside a compiled loop (a variable cannot
@@ -94,7 +99,7 @@ class FusedTrainFunction:
         row, each on the images of that row. Returns the model's metrics after the last step."""
 
         def one_step(step):
-            self.model.train_step(tf.gather(self.images, indices[step]))
+            self.model.train_step(gather(self.data, indices[step]))
             return step + 1
 
         tf.while_loop(lambda step: step < count, one_step, [tf.constant(0, count.dtype)])
@@ -102,7 +107,7 @@ class FusedTrainFunction:
 
     def _run_one_batch(self, indices):
         """One train step on the images of `indices`, (b,) int64, any b: the epoch's smaller last batch."""
-        return self.model.train_step(tf.gather(self.images, indices))
+        return self.model.train_step(gather(self.data, indices))
 
     def __call__(self, iterator):
         """Pull up to `steps` index batches from `iterator` and train on them; returns the logs
@@ -131,16 +136,17 @@ class FusedTrainFunction:
         return logs
 
 
-def fuse_steps(model, images, train_data, batch_size, steps, seed=None):
+def fuse_steps(model, data, train_data, batch_size, steps, seed=None):
     """Set up the fused path on a compiled `model` and return the data to pass to `fit`:
-    `index_batches` of `images` (the training set) if the path applies, else `train_data`
-    unchanged, for the plain Keras path (`why_not_fused` says why).
+    `index_batches` of `data` (the training set: images, or (images, labels)) if the path applies, else
+    `train_data` unchanged, for the plain Keras path (`why_not_fused` says why).
 
     `steps` (K) train steps then run per XLA call; the number of steps per epoch caps it.
     """
     if why_not_fused(model) is not None:
         return train_data
-    steps = min(steps, -(-len(images) // batch_size))
+    size = len(tf.nest.flatten(data)[0])
+    steps = min(steps, -(-size // batch_size))
     model.steps_per_execution = steps  # Keras' fit calls the train function once per `steps` steps
-    model.train_function = FusedTrainFunction(model, images, batch_size, steps)
-    return index_batches(len(images), batch_size, seed)
+    model.train_function = FusedTrainFunction(model, data, batch_size, steps)
+    return index_batches(size, batch_size, seed)

@@ -49,7 +49,7 @@ class Sampling(layers.Layer):
         return {**super().get_config(), "seed": self.seed}
 
 
-def build_encoder(latent_dim, seed=None, architecture="mlp", image_shape=IMAGE_SHAPE):
+def build_encoder(latent_dim, seed=None, architecture="mlp", image_shape=IMAGE_SHAPE, num_classes=None):
     """image → hidden layers → (z_mean, z_log_var) → Sampling.
 
     "mlp": Flatten → Dense 512 relu → Dense 256 relu (784 → 512 → 256 for MNIST).
@@ -57,25 +57,38 @@ def build_encoder(latent_dim, seed=None, architecture="mlp", image_shape=IMAGE_S
     32×32×3 → 16×16×32 → 8×8×64; an odd side rounds up) → Flatten → Dense 256 relu.
     Outputs [z_mean, z_log_var, z], each (batch, latent_dim). The two heads are
     kept in float32 even under mixed precision: ln σ² is exponentiated in the KL.
+
+    With `num_classes` (a conditional VAE, q(z|x, y)) the encoder takes [image, label], the label an
+    integer (batch,) in 0..num_classes-1, joined one-hot to the flattened image's features.
     """
     _check_architecture(architecture)
     images = keras.Input(shape=image_shape, name="image")
-    if architecture == "mlp":
-        x = layers.Flatten()(images)
-        x = layers.Dense(512, activation="relu")(x)
-    else:
-        x = images
+    x = images
+    if architecture == "conv":
         for filters in CONV_FILTERS:
             x = layers.Conv2D(filters, CONV_KERNEL, strides=2, padding="same", activation="relu")(x)
-        x = layers.Flatten()(x)
+    x = layers.Flatten()(x)
+    x, inputs = _with_label(x, images, num_classes)
+    if architecture == "mlp":
+        x = layers.Dense(512, activation="relu")(x)
     x = layers.Dense(256, activation="relu")(x)
     z_mean = layers.Dense(latent_dim, name="z_mean", dtype="float32")(x)
     z_log_var = layers.Dense(latent_dim, name="z_log_var", dtype="float32")(x)
     z = Sampling(seed=seed, name="z", dtype="float32")([z_mean, z_log_var])
-    return keras.Model(images, [z_mean, z_log_var, z], name="encoder")
+    return keras.Model(inputs, [z_mean, z_log_var, z], name="encoder")
 
 
-def build_decoder(latent_dim, likelihood="bernoulli", architecture="mlp", image_shape=IMAGE_SHAPE):
+def _with_label(features, network_input, num_classes):
+    """For a conditional network: (features joined to the one-hot label, [network_input, label input]).
+    Otherwise (features, network_input) unchanged."""
+    if not num_classes:
+        return features, network_input
+    label = keras.Input(shape=(), dtype="int32", name="label")  # (batch,) integers, e.g. the digit 0..9
+    one_hot = layers.CategoryEncoding(num_classes, output_mode="one_hot", name="one_hot")(label)
+    return layers.Concatenate(name="with_label")([features, one_hot]), [network_input, label]
+
+
+def build_decoder(latent_dim, likelihood="bernoulli", architecture="mlp", image_shape=IMAGE_SHAPE, num_classes=None):
     """z → hidden layers → "logits", one per pixel and channel → pixel means → image_shape.
 
     "mlp": Dense 256 relu → Dense 512 relu → Dense 784 (for MNIST) → pixel means → Reshape 28×28×1.
@@ -87,10 +100,14 @@ def build_decoder(latent_dim, likelihood="bernoulli", architecture="mlp", image_
     can use the logits directly (see `VAE`). The model's output is the mean of p(x|z) per pixel, in
     [0, 1]: the sigmoid σ(l) for the Bernoulli likelihood, the continuous Bernoulli's mean for
     likelihood="continuous_bernoulli" (vae/pixels.py).
+
+    With `num_classes` (a conditional VAE, p(x|z, y)) the decoder takes [z, label], the label an integer
+    (batch,) in 0..num_classes-1, joined one-hot to z: z then only has to say how the class is drawn.
     """
     _check_architecture(architecture)
     z = keras.Input(shape=(latent_dim,), name="z")
-    x = layers.Dense(256, activation="relu")(z)
+    x, inputs = _with_label(z, z, num_classes)
+    x = layers.Dense(256, activation="relu")(x)
     if architecture == "mlp":
         x = layers.Dense(512, activation="relu")(x)
         logits = layers.Dense(math.prod(image_shape), name="logits", dtype="float32")(x)
@@ -108,7 +125,7 @@ def build_decoder(latent_dim, likelihood="bernoulli", architecture="mlp", image_
         logits = layers.Conv2D(channels, 3, padding="same", name="logits", dtype="float32")(x)
     pixels = pixel_means_layer(likelihood)(logits)
     images = layers.Reshape(image_shape, name="image")(pixels)
-    return keras.Model(z, images, name="decoder")
+    return keras.Model(inputs, images, name="decoder")
 
 
 def _check_architecture(architecture):
@@ -117,7 +134,8 @@ def _check_architecture(architecture):
 
 
 def logits_model(decoder):
-    """The decoder up to its layer "logits": z (N, latent_dim) → logits (N, pixels·channels), 784 for MNIST.
+    """The decoder up to its layer "logits": z (N, latent_dim) → logits (N, pixels·channels), 784 for MNIST
+    ([z, label] → logits for a conditional decoder).
 
     The saved decoder ends in its pixel means; the losses need the logits before them. A convolutional
     decoder's logits are image-shaped, (N, h, w, c): flattened here in the order images are flattened.
@@ -152,6 +170,10 @@ class VAE(keras.Model):
     pull to the prior; and the KL's weight in the loss is the variable `kl_weight`, β unless a KL
     warm-up (vae/schedules.py) lowers it in the first epochs. The metric "kl" is always the true KL,
     so reconstruction + kl is always the negative ELBO; "loss" is the objective minimized.
+
+    A conditional VAE (Sohn et al. 2015) is this class with networks built with `num_classes`: the encoder
+    takes [images, labels], the decoder [z, labels]; its data are then (images, labels) pairs, labels
+    integers (batch,), and the loss bounds ln p(x|y), the images given their labels.
     """
 
     def __init__(self, encoder, decoder, prior=None, beta=1.0, likelihood="bernoulli", binarize=False, seed=None,
@@ -194,19 +216,30 @@ class VAE(keras.Model):
     def metrics(self):
         return [self.loss_tracker, self.reconstruction_tracker, self.kl_tracker]
 
-    def call(self, images, training=False):
-        """The reconstruction of `images` through one posterior sample, the images' shape."""
-        _, _, z = self.encoder(images, training=training)
-        return self.decoder(z, training=training)
+    @property
+    def conditional(self):
+        """Whether both networks are also given the class label (built with `num_classes`)."""
+        return len(self.decoder.inputs) == 2
 
-    def compute_losses(self, images, training=False):
-        """Return (loss, reconstruction, kl), each a scalar in nats per image.
+    def given(self, x, labels):
+        """A network's input: `x` alone, or [x, labels] in a conditional VAE."""
+        return [x, labels] if self.conditional else x
+
+    def call(self, data, training=False):
+        """The reconstruction of the images through one posterior sample, the images' shape.
+        `data`: the images, or (images, labels) for a conditional VAE."""
+        images, labels = data if self.conditional else (data, None)
+        _, _, z = self.encoder(self.given(images, labels), training=training)
+        return self.decoder(self.given(z, labels), training=training)
+
+    def compute_losses(self, images, labels=None, training=False):
+        """Return (loss, reconstruction, kl), each a scalar in nats per image (`labels`: a conditional VAE's).
 
         loss = reconstruction + kl_weight · (the KL, or with free bits Σᵢ max(λ, KLᵢ)) is the objective
         minimized; kl is the true KL, so −(reconstruction + kl) is the ELBO.
         """
-        z_mean, z_log_var, z = self.encoder(images, training=training)
-        logits = self.decoder_logits(z, training=training)
+        z_mean, z_log_var, z = self.encoder(self.given(images, labels), training=training)
+        logits = self.decoder_logits(self.given(z, labels), training=training)
         reconstruction = ops.mean(reconstruction_loss(images, logits, self.likelihood))
         if self.free_bits:
             kl_per_dimension = ops.mean(self.prior.kl_per_dimension(z_mean, z_log_var), axis=0)  # (latent_dim,)
@@ -218,11 +251,12 @@ class VAE(keras.Model):
         return reconstruction + self.kl_weight * kl_in_loss, reconstruction, kl
 
     def train_step(self, data):
-        images, _, _ = keras.utils.unpack_x_y_sample_weight(data)  # x alone, or (x,) from train_on_batch
+        # The images alone (or (images,) from train_on_batch); (images, labels) for a conditional VAE.
+        images, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
         if self.binarize:  # a fresh binary draw of every image, at every step
             images = sample_bernoulli(images, self.binarize_seed_generator)
         with tf.GradientTape() as tape:
-            loss, reconstruction, kl = self.compute_losses(images, training=True)
+            loss, reconstruction, kl = self.compute_losses(images, labels, training=True)
             # With several replicas (vae/distribute.py) each holds a share of the batch, and the optimizer
             # sums their gradients: weight each share's mean by its share of the images.
             loss_share = share_of_global_mean(loss, ops.cast(ops.shape(images)[0], loss.dtype))
@@ -233,8 +267,8 @@ class VAE(keras.Model):
         return self.update_trackers(images, loss, reconstruction, kl)
 
     def test_step(self, data):
-        images, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        return self.update_trackers(images, *self.compute_losses(images, training=False))
+        images, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return self.update_trackers(images, *self.compute_losses(images, labels, training=False))
 
     def update_trackers(self, images, loss, reconstruction, kl):
         # Weighted by batch size, so an epoch's value is the exact mean over its images
@@ -250,14 +284,14 @@ class VAE(keras.Model):
         return as_step_outputs({metric.name: metric.result() for metric in self.metrics})
 
 
-def build_vae(config, image_shape=IMAGE_SHAPE, prior=None):
+def build_vae(config, image_shape=IMAGE_SHAPE, prior=None, num_classes=None):
     """The encoder, the decoder and the `VAE` that trains them, as a chapter's `Config` asks (its latent
     size, architecture, likelihood, β, free bits, binarization and seed) for images of `image_shape`,
-    with `prior` (default N(0, I)). Returns (encoder, decoder, vae)."""
+    with `prior` (default N(0, I)); with `num_classes`, a conditional VAE. Returns (encoder, decoder, vae)."""
     encoder = build_encoder(config.latent_dim, seed=config.seed, architecture=config.architecture,
-                            image_shape=image_shape)
+                            image_shape=image_shape, num_classes=num_classes)
     decoder = build_decoder(config.latent_dim, likelihood=config.likelihood,  # vae/pixels.py: p(x|z) per pixel
-                            architecture=config.architecture, image_shape=image_shape)
+                            architecture=config.architecture, image_shape=image_shape, num_classes=num_classes)
     vae = VAE(encoder, decoder, prior=prior, beta=config.beta, free_bits=config.free_bits,
               likelihood=config.likelihood, binarize=config.binarize == "dynamic", seed=config.seed)
     return encoder, decoder, vae

@@ -11,7 +11,7 @@ import time
 import keras
 import tensorflow as tf
 
-from vae.fused import fuse_steps
+from vae.fused import fuse_steps, gather
 
 STEPS_PER_EXECUTION = 64  # gradient steps per call from Python into the compiled graph
 EVAL_BATCH_SIZE = 1000  # evaluation has no gradients, so it takes larger batches
@@ -27,18 +27,20 @@ def compile_vae(vae, learning_rate, jit_compile=True, steps_per_execution=STEPS_
     return vae
 
 
-def batched(images, batch_size, shuffle=False, seed=None, autotune=False):
-    """A tf.data pipeline of (batch, 28, 28, 1) batches of `images`, gathered by index.
+def batched(data, batch_size, shuffle=False, seed=None, autotune=False):
+    """A tf.data pipeline of (batch, 28, 28, 1) batches of `data`, the images, gathered by index; for a
+    conditional VAE `data` is (images, labels), and so is every batch.
 
-    The images stay one tensor in memory; only the indices are shuffled, each epoch anew.
+    The data stay in memory as tensors; only the indices are shuffled, each epoch anew.
     tf.data's autotuning is off by default: on a machine with few cores its helper threads
     compete with the training step for them (benchmarks/README.md has the numbers).
     """
-    images = tf.convert_to_tensor(images)
-    indices = tf.data.Dataset.range(images.shape[0])
+    data = tf.nest.map_structure(tf.convert_to_tensor, data)
+    size = tf.nest.flatten(data)[0].shape[0]
+    indices = tf.data.Dataset.range(size)
     if shuffle:
-        indices = indices.shuffle(images.shape[0], seed=seed, reshuffle_each_iteration=True)
-    batches = indices.batch(batch_size).map(lambda index: tf.gather(images, index))
+        indices = indices.shuffle(size, seed=seed, reshuffle_each_iteration=True)
+    batches = indices.batch(batch_size).map(lambda index: gather(data, index))
     if autotune:
         return batches.prefetch(tf.data.AUTOTUNE)
     options = tf.data.Options()
@@ -93,7 +95,8 @@ def train(vae, x_train, x_val, epochs, batch_size, learning_rate, seed=None, ver
           jit_compile=True, steps_per_execution=STEPS_PER_EXECUTION, autotune=False, initial_epoch=0,
           fused_steps=STEPS_PER_EXECUTION):
     """Compile and fit `vae` on `x_train`, validating on `x_val` after every epoch, from epoch
-    `initial_epoch` (the number already done, for a resumed run) up to `epochs`.
+    `initial_epoch` (the number already done, for a resumed run) up to `epochs`. Each is the images, or
+    (images, labels) for a conditional VAE.
 
     Returns the history: "loss", "reconstruction", "kl" and their "val_" twins (the validation
     data's), in nats per image, and "seconds", each a list with one value per epoch run.
@@ -102,7 +105,8 @@ def train(vae, x_train, x_val, epochs, batch_size, learning_rate, seed=None, ver
     where it falls back to Keras' own loop: without XLA, under tf.distribute, on a GPU); None: Keras'
     own loop, `steps_per_execution` steps per call from Python but one XLA call per step.
     """
-    steps_per_epoch = -(-len(x_train) // batch_size)
+    train_images = tf.nest.flatten(x_train)[0]
+    steps_per_epoch = -(-len(train_images) // batch_size)
     if tf.distribute.has_strategy():  # several devices or machines (vae/distribute.py)
         # XLA cannot compile a step that reads the other replicas' weights ("Trying to access resource ...
         # located in device CPU:1 from device CPU:0"): Keras itself turns XLA off under tf.distribute
