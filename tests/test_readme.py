@@ -40,6 +40,21 @@ def test_results_table_shows_each_models_metrics(committed_root):
     assert f"{metrics['correlated']['prior_correlation']:.3f}" in table
 
 
+def test_more_vaes_section_quotes_the_committed_comparisons(committed_root):
+    section = update_readme.more_vaes_section(committed_root)
+    sweep = json.loads((committed_root / "models" / "beta_sweep.json").read_text())["betas"]
+    for beta, r in sweep.items():
+        assert f"| {beta} | {r['test_loss']:.2f} | {r['test_reconstruction']:.2f} | {r['test_kl']:.2f} | " in section
+    collapse = json.loads((committed_root / "models" / "collapse_32.json").read_text())["settings"]
+    for r in collapse.values():
+        assert f"| {r['active_units']} of 32 | {r['test_kl']:.2f} | {r['test_elbo']:.2f} |" in section
+    conditional = json.loads((committed_root / "models" / "metrics_conditional.json").read_text())
+    assert f"reads {100 * conditional['samples_of_asked_class']:.1f}% of" in section
+    assert f"test loss {conditional['test_loss']:.2f}" in section
+    fashion = json.loads((committed_root / "models" / "metrics_2d_fashion_mnist_conv.json").read_text())
+    assert f"test loss {fashion['test_loss']:.2f}" in section and fashion["architecture"] == "conv"
+
+
 def test_render_replaces_only_between_markers():
     text = "a\n<!-- results:start -->\nold\n<!-- results:end -->\nb"
     assert update_readme.render(text, {"results": "new"}) == "a\n<!-- results:start -->\nnew\n<!-- results:end -->\nb"

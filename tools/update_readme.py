@@ -1,4 +1,4 @@
-"""Fill README.md's results and performance sections from models/metrics_*.json,
+"""Fill README.md's results, likelihoods, more-VAEs and performance sections from models/metrics_*.json,
 models/likelihood_*.json (written by code/explore.py) and benchmarks/*.json (train_speed,
 likelihood_speed, explorer_speed), so that no number in the README is typed by hand.
 
@@ -132,6 +132,67 @@ def likelihoods_section(root=REPO_ROOT):
               f"load average {literature['load_average'][0]:g} at the start, {literature['load_average'][1]:g} at the "
               "end): the training times are a shared machine's. `assets/literature_curves.png` has the learning curves, "
               "still falling where ours trail the published value."]
+    return "\n".join(lines)
+
+
+def more_vaes_section(root=REPO_ROOT):
+    """β and posterior collapse (models/beta_sweep.json, models/collapse_32.json: code/compare_beta.py), the
+    conditional VAE (models/metrics_conditional.json) and the convolutional Fashion-MNIST run
+    (models/metrics_2d_fashion_mnist_conv.json), each as committed."""
+    sys.path.insert(0, str(REPO_ROOT / "code"))
+    import numpy as np
+
+    from vae.evaluation import class_from_code
+
+    def read(relative):
+        path = root / relative
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is missing: see the README's section More VAEs for the command")
+        return json.loads(path.read_text())
+
+    sweep, collapse = read("models/beta_sweep.json")["betas"], read("models/collapse_32.json")["settings"]
+    lines = [
+        "`python code/compare_beta.py`: the 2-D model for five β, 30 epochs each (nats per image on the test set; "
+        "the ELBO, −(reconstruction + KL), is comparable across β):",
+        "",
+        "| β | test loss | reconstruction | KL | ELBO | active units |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for beta, r in sweep.items():
+        lines.append(f"| {beta} | {r['test_loss']:.2f} | {r['test_reconstruction']:.2f} | {r['test_kl']:.2f} | "
+                     f"{r['test_elbo']:.2f} | {r['active_units']} of {r['latent_dim']} |")
+    lines += ["", "The same script, 32 latent dimensions, three ways (a dimension is active when its posterior mean "
+              "varies over the test images by more than 0.01):", "",
+              "| 32-D model | active units | KL | ELBO | ln p(x), importance-weighted |",
+              "|---|---:|---:|---:|---:|"]
+    for name, label in [("plain", "plain"), ("warmup", "KL warm-up"), ("free_bits", "free bits")]:
+        r = collapse[name]
+        setting = {"plain": "", "warmup": f", {r['kl_warmup_epochs']} epochs", "free_bits": f", λ = {r['free_bits']:g} nats"}
+        lines.append(f"| {label}{setting[name]} | {r['active_units']} of {r['latent_dim']} | {r['test_kl']:.2f} | "
+                     f"{r['test_elbo']:.2f} | {r['iw_log_likelihood']:.2f} |")
+    conditional = read("models/metrics_conditional.json")
+    with np.load(root / "models" / "test_encodings_2d.npz") as encodings:
+        two_d = class_from_code(encodings["z_mean"], encodings["labels"])
+    lines += [
+        "",
+        f"`python code/vae_conditional.py`, the conditional VAE: test loss {conditional['test_loss']:.2f} "
+        f"(a bound on −ln p(x|y), the images given their labels). A separate classifier "
+        f"({100 * conditional['judge_test_accuracy']:.0f}% right on the test digits) reads "
+        f"{100 * conditional['samples_of_asked_class']:.1f}% of {conditional['samples_judged']:,} drawings from prior "
+        f"codes as the class asked for; a 10-nearest-neighbour vote reads the class off "
+        f"{100 * conditional['class_from_code_accuracy']:.0f}% of its test codes, against {100 * two_d:.0f}% for the "
+        f"2-D model's: given the label, the code holds the style.",
+    ]
+    fashion = read("models/metrics_2d_fashion_mnist_conv.json")
+    lines += [
+        "",
+        f"`python code/vae_2d.py --dataset fashion_mnist --architecture conv` (Keras downloads Fashion-MNIST, or "
+        f"`--data-dir DIR` names a local copy): the 2-D model with strided convolutions "
+        f"on Fashion-MNIST, {fashion['epochs']} epochs in {fashion['seconds_training'] / 60:.0f} min: test loss "
+        f"{fashion['test_loss']:.2f} = {fashion['test_reconstruction']:.2f} + {fashion['test_kl']:.2f} KL, "
+        f"−ln p(x) {-fashion['iw_log_likelihood']:.2f} (K = {fashion['iw_samples']}), {fashion['active_units']} of "
+        f"{fashion['latent_dim']} units active. Its figures are the 2-D chapter's, named `*_fashion_mnist_conv.png`.",
+    ]
     return "\n".join(lines)
 
 
@@ -305,6 +366,7 @@ def main(argv=None):
     try:
         updated = render(current, {"results": results_section(load_metrics(root)),
                                    "likelihoods": likelihoods_section(root),
+                                   "more": more_vaes_section(root),
                                    "performance": performance_section(root)})
     except (FileNotFoundError, ValueError) as error:
         sys.exit(f"error: {error}")
