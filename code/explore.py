@@ -137,6 +137,10 @@ def main(argv=None):
 
     encoder = load_model(parser, "--encoder", args.encoder)
     decoder = load_model(parser, "--decoder", args.decoder)
+    if len(encoder.inputs) == 2 or len(decoder.inputs) == 2:
+        parser.error(f"{args.encoder if len(encoder.inputs) == 2 else args.decoder} is a conditional VAE's (it also "
+                     f"takes the label); explore.py looks inside VAEs without labels, and python code/vae_conditional.py "
+                     f"draws the conditional model's own figures")
     image_shape = tuple(encoder.input_shape[1:])  # (28, 28, 1) for MNIST
     if len(encoder.outputs) < 2 or len(image_shape) != 3:
         parser.error(f"--encoder: {args.encoder} is not an encoder image (height, width, channels) → (z_mean, "

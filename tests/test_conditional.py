@@ -110,6 +110,17 @@ def test_vae_conditional_end_to_end(tmp_path, small_mnist):
         tmp_path / "models" / "test_encodings_conditional.npz")["labels"]))
 
 
+def test_explore_names_a_conditional_model_instead_of_failing_on_its_two_inputs(tmp_path):
+    # The saved files of a small conditional model, as vae_conditional.py saves them.
+    encoder = build_encoder(2, num_classes=10)
+    keras.Model(encoder.inputs, encoder.outputs[:2]).save(tmp_path / "encoder.h5")
+    build_decoder(2, num_classes=10).save(tmp_path / "decoder.h5")
+    result = run_script("explore.py", "--encoder", tmp_path / "encoder.h5", "--decoder", tmp_path / "decoder.h5",
+                        "--out", tmp_path)
+    assert result.returncode == 2 and "is a conditional VAE's (it also takes the label)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_vae_conditional_refuses_a_bad_value_before_loading_data(tmp_path):
     result = run_script("vae_conditional.py", "--latent-dim", 1, "--out", tmp_path,
                         env_extra={"VAE_DATA_DIR": str(tmp_path / "no such folder")})
