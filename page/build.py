@@ -8,13 +8,15 @@ Sources, in page/: tutorial.md (the text: Markdown with LaTeX math, and Jinja2 p
 as {{ two_d.test_loss | num(".2f") }} and calls such as {{ image("latent2D.png", "alt") }}),
 template.html, explorer.html, style.css and explorer.js. Inputs: assets/*.png, models/metrics_*.json,
 models/likelihood_*.json (written by code/explore.py: ln p(x) beyond the ELBO, posterior widths, holes),
-models/decoder_*.h5 and models/test_encodings_*.npz for the models 2d, 3d and correlated, and
-the source files whose code the page shows (code/vae/model.py, ...), read when the page is built.
+models/decoder_*.h5 and models/test_encodings_*.npz for the models 2d, 3d, correlated and conditional
+(the conditional VAE's decoder takes [z, label]), and the source files whose code the page shows
+(code/vae/model.py, ...), read when the page is built.
 
 Outputs: index.html, which opens from disk (file://) with no network: the math is MathML made
 here, the CSS and JavaScript are inlined; and assets/explorer/<model>.js, one per model: the
 decoder's weights (int8 with one float32 scale per output unit, base64) and a subsample of the
-test encodings, loaded by <script src> so that they work from file:// too.
+test encodings, loaded by <script src> so that they work from file:// too. The explorers of FOLDED_MODELS sit
+in a closed <details>: their script is added to the page only when the reader opens it.
 
 The output depends on the inputs only: building twice gives byte-identical files. The tests
 (tests/test_page.py) check the committed page against a build from the committed results: the
@@ -40,8 +42,13 @@ from latex2mathml.converter import convert as latex2mathml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PAGE_DIR = Path(__file__).resolve().parent
-MODELS = {"2d": "2-D latent space", "3d": "3-D latent space", "correlated": "correlated prior"}
+MODELS = {"2d": "2-D latent space", "3d": "3-D latent space", "correlated": "correlated prior",
+          "conditional": "conditional"}  # the models with an explorer, and their titles
 TEMPLATE_NAMES = {"2d": "two_d", "3d": "three_d", "correlated": "correlated"}  # metrics as named in tutorial.md
+# Each explorer's metrics, as named in load_facts' facts: TEMPLATE_NAMES' models (which also have a
+# models/likelihood_<model>.json), and the conditional VAE, whose metrics load_facts reads on their own.
+EXPLORER_FACTS = {**TEMPLATE_NAMES, "conditional": "conditional"}
+FOLDED_MODELS = ("conditional",)  # explorers in a closed <details>, their data loaded only when it is opened
 EXPLORER_POINTS = 3000  # test encodings drawn in each explorer
 STRIP_COUNT = 8  # digits in an explorer's strip: prior samples, or the steps of a walk between two points
 PICKABLE_IMAGES = 50  # test images each explorer ships, to show one with its reconstruction and μ ± 2σ
@@ -288,6 +295,7 @@ class Page:
         self.figure_numbers = {key: number for number, key in enumerate(dict.fromkeys(figures), start=1)}
         self.explorer_numbers = {}
         self.explorer_template = None
+        self.explorer_scripts = {}  # {model: the bytes of assets/explorer/<model>.js}, set by `build`
 
     def fig(self, key):
         """A link "Figure N" to the figure labelled `key`."""
@@ -329,9 +337,13 @@ class Page:
         raise BuildError(f'{relative} has no `if __name__ == "__main__":` block')
 
     def explorer(self, model, fallback, caption):
-        """A live latent explorer of `model`, with a link to the static figure `fallback`."""
+        """A live latent explorer of `model`, with a link to the static figure `fallback`. A conditional model's
+        explorer has a class picker; one of FOLDED_MODELS sits in a closed <details> that says how much its
+        data weigh, and whose opening loads them."""
+        if model not in MODELS:
+            raise BuildError(f"page/tutorial.md: explorer({model!r}): no such model (one of {', '.join(MODELS)})")
         self.explorer_numbers.setdefault(model, len(self.explorer_numbers) + 1)
-        metrics = self.facts[TEMPLATE_NAMES[model]]
+        metrics = self.facts[EXPLORER_FACTS[model]]
         return self.explorer_template.render(
             model=model, title=MODELS[model], number=self.explorer_numbers[model], latent_dim=metrics["latent_dim"],
             fallback=fallback, fallback_number=self.figure_numbers[fallback], caption=caption,
@@ -339,6 +351,9 @@ class Page:
             prior_text="N(0, Σ) as z = L ε" if metrics.get("prior_covariance") is not None else "N(0, I)",
             strip_count=STRIP_COUNT, pickable=PICKABLE_IMAGES,
             slice_extent=explorer_view(self.root, model, metrics).get("slice_extent", 0),
+            num_classes=metrics.get("num_classes") or 0, label=default_label(metrics),
+            folded=model in FOLDED_MODELS, script=f"assets/explorer/{model}.js",
+            script_kb=round(len(self.explorer_scripts[model]) / 1000),
         )
 
 
@@ -373,11 +388,13 @@ def explorer_view(root, name, metrics):
     return view
 
 
-def decoder_layers(path, latent_dim):
+def decoder_layers(path, latent_dim, num_classes=None):
     """The decoder's Dense layers as [(kernel (in, out) float64, bias (out,), activation)].
 
     Supports what build_decoder makes: Dense layers (relu or linear), then an Activation (sigmoid)
-    and a Reshape; anything else is an error naming the layer.
+    and a Reshape; anything else is an error naming the layer. With `num_classes`, the conditional
+    decoder of build_decoder(..., num_classes): inputs [z, label], the label one-hot (CategoryEncoding)
+    and joined after z (Concatenate); the first kernel's rows are then [z0, z1, ..., one-hot 0..num_classes-1].
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
@@ -386,8 +403,11 @@ def decoder_layers(path, latent_dim):
     import vae.model  # noqa: F401  (registers the custom layers)
 
     model = keras.models.load_model(path, compile=False)
-    if tuple(model.input_shape[1:]) != (latent_dim,):
-        raise BuildError(f"{path}: input shape {model.input_shape}, but its metrics say latent_dim {latent_dim}")
+    expected = [(None, latent_dim), (None,)] if num_classes else (None, latent_dim)
+    shapes = [tuple(shape) for shape in model.input_shape] if num_classes else tuple(model.input_shape)
+    if shapes != expected:
+        raise BuildError(f"{path}: input shape {model.input_shape}, but its metrics say latent_dim {latent_dim}"
+                         + (f" and num_classes {num_classes} (inputs [z, label])" if num_classes else ""))
     layers = []
     for layer in model.layers:
         if isinstance(layer, keras.layers.Dense):
@@ -395,12 +415,23 @@ def decoder_layers(path, latent_dim):
             layers.append([kernel, bias, layer.get_config()["activation"]])
         elif isinstance(layer, keras.layers.Activation) and layers and layers[-1][2] == "linear":
             layers[-1][2] = layer.get_config()["activation"]
+        elif num_classes and not layers and isinstance(layer, keras.layers.CategoryEncoding):
+            if layer.get_config()["num_tokens"] != num_classes or layer.get_config()["output_mode"] != "one_hot":
+                raise BuildError(f"{path}: layer {layer.name!r} should one-hot {num_classes} classes")
+        elif num_classes and not layers and isinstance(layer, keras.layers.Concatenate):
+            joined = [type(tensor._keras_history.operation).__name__ for tensor in layer.input]
+            if layer.input[0] is not model.inputs[0] or joined[1:] != ["CategoryEncoding"]:
+                raise BuildError(f"{path}: layer {layer.name!r} should join [z, one-hot label], joins {joined}")
         elif not isinstance(layer, (keras.layers.InputLayer, keras.layers.Reshape)):
             raise BuildError(f"{path}: layer {layer.name!r} ({type(layer).__name__}) is not one the page's "
-                             "JavaScript decoder knows (Dense relu/linear, then Activation sigmoid, Reshape)")
+                             "JavaScript decoder knows (Dense relu/linear, then Activation sigmoid, Reshape; "
+                             "for a conditional decoder, a one-hot label joined to z before them)")
     if [a for _, _, a in layers[:-1]] != ["relu"] * (len(layers) - 1) or layers[-1][2] != "sigmoid" \
             or layers[-1][0].shape[1] != 784:
         raise BuildError(f"{path}: the decoder should be Dense relu layers, then 784 sigmoid outputs")
+    if layers[0][0].shape[0] != latent_dim + (num_classes or 0):
+        raise BuildError(f"{path}: its first layer takes {layers[0][0].shape[0]} inputs, not latent_dim {latent_dim}"
+                         + (f" + num_classes {num_classes}" if num_classes else ""))
     return layers
 
 
@@ -411,6 +442,13 @@ def view_grid(view, latent_dim, points=64):
         axes.append(np.linspace(-view["slice_extent"], view["slice_extent"], points // 4))
     grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, len(axes))
     return np.hstack([grid, np.zeros((len(grid), latent_dim - len(axes)))])
+
+
+def with_labels(z, num_classes):
+    """The conditional decoder's inputs for latent points z (N, latent_dim) under every label: (num_classes·N,
+    latent_dim + num_classes), the rows [z, one-hot(0)] for all z, then [z, one-hot(1)], ..."""
+    one_hot = np.repeat(np.eye(num_classes), len(z), axis=0)
+    return np.hstack([np.tile(z, (num_classes, 1)), one_hot])
 
 
 def quantize(kernel, inputs):
@@ -430,15 +468,19 @@ def quantize(kernel, inputs):
     return quantized, scale.astype(np.float32)
 
 
-def export_decoder(path, latent_dim, view):
+def export_decoder(path, latent_dim, view, num_classes=None):
     """The decoder for the page: hidden units that stay inactive over the whole explorer domain are
-    dropped (they add nothing there), and every kernel is quantized to int8 (see `quantize`).
+    dropped (they add nothing there), and every kernel is quantized to int8 (see `quantize`). For a
+    conditional decoder the domain is the view's grid under every label, and the first layer takes
+    latent_dim + num_classes inputs, [z, one-hot label].
 
     Returns [{"in", "out", "activation", "kernel" (base64 int8), "scale", "bias" (base64 float32 LE)}].
     """
-    layers = decoder_layers(path, latent_dim)
+    layers = decoder_layers(path, latent_dim, num_classes)
     x = view_grid(view, latent_dim)
-    keep = np.arange(latent_dim)
+    if num_classes:
+        x = with_labels(x, num_classes)
+    keep = np.arange(x.shape[1])
     exported = []
     for index, (kernel, bias, activation) in enumerate(layers):
         kernel = kernel[keep]
@@ -461,10 +503,10 @@ def export_decoder(path, latent_dim, view):
     return exported
 
 
-def pickable_test_images(root, name, latent_dim):
+def pickable_test_images(root, name, latent_dim, conditional=False):
     """Every (10,000 / PICKABLE_IMAGES)-th test image: its index, label, pixels (uint8, base64), posterior
     mean μ (from the test encodings) and σ (from the saved encoder). The images are the repository's MNIST
-    (data/mnist/), the σ come from models/encoder_<name>.h5."""
+    (data/mnist/), the σ come from models/encoder_<name>.h5; a `conditional` encoder is given [images, labels]."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
@@ -478,7 +520,10 @@ def pickable_test_images(root, name, latent_dim):
         raise BuildError(f"models/test_encodings_{name}.npz has {len(z_mean)} encodings for {len(images)} test images")
     chosen = (np.arange(PICKABLE_IMAGES) * len(images)) // PICKABLE_IMAGES
     encoder = keras.models.load_model(read_input(root, f"models/encoder_{name}.h5"), compile=False)
-    outputs = encoder(images[chosen, :, :, None].astype("float32") / 255, training=False)
+    inputs = images[chosen, :, :, None].astype("float32") / 255
+    if conditional:
+        inputs = [inputs, labels[chosen].astype("int32")]
+    outputs = encoder(inputs, training=False)
     sigma = np.exp(0.5 * keras.ops.convert_to_numpy(outputs[1]).astype(np.float64))
     return {
         "count": int(len(chosen)),
@@ -490,26 +535,44 @@ def pickable_test_images(root, name, latent_dim):
     }
 
 
+def default_label(metrics):
+    """The class a conditional model's explorer draws first: the class of its figure of styles (the decoder over
+    a grid of codes), style_grid_class in its metrics; None for a model without classes."""
+    if not metrics.get("num_classes"):
+        return None
+    label = int(metrics.get("style_grid_class", 0))
+    if not 0 <= label < metrics["num_classes"]:
+        raise BuildError(f"style_grid_class {label} is not one of the {metrics['num_classes']} classes")
+    return label
+
+
 def explorer_data(root, name, metrics):
-    """The data of one model's explorer: view, weights, and every (N / count)-th test encoding."""
+    """The data of one model's explorer: view, weights, and every (N / count)-th test encoding; for a
+    conditional model also num_classes and the label drawn first."""
     latent_dim = int(metrics["latent_dim"])
+    num_classes = int(metrics.get("num_classes") or 0) or None
     z_mean, labels = load_encodings(root, name, latent_dim)
     view = explorer_view(root, name, metrics)
     count = min(EXPLORER_POINTS, len(z_mean))
     chosen = (np.arange(count) * len(z_mean)) // count
-    return {
+    data = {
         "name": name,
         "latent_dim": latent_dim,
         "view": view,
         "prior_covariance": metrics.get("prior_covariance"),
-        "layers": export_decoder(read_input(root, f"models/decoder_{name}.h5"), latent_dim, view),
+    }
+    if num_classes:
+        data.update(num_classes=num_classes, label=default_label(metrics))
+    data.update({
+        "layers": export_decoder(read_input(root, f"models/decoder_{name}.h5"), latent_dim, view, num_classes),
         "points": {
             "count": int(count),
             "z": base64.b64encode(np.ascontiguousarray(z_mean[chosen], dtype="<f4").tobytes()).decode("ascii"),
             "labels": "".join(str(int(label)) for label in labels[chosen]),
         },
-        "test_images": pickable_test_images(root, name, latent_dim),
-    }
+        "test_images": pickable_test_images(root, name, latent_dim, conditional=bool(num_classes)),
+    })
+    return data
 
 
 def explorer_script(data):
@@ -526,7 +589,7 @@ def explorer_script(data):
 
 def build(root=REPO_ROOT):
     """Build the page from the inputs under `root`; returns {relative path: bytes}."""
-    facts, metrics = load_facts(root)
+    facts, _ = load_facts(root)
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(PAGE_DIR), undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
         comment_start_string="<!--#", comment_end_string="#-->",  # "{#" starts Markdown's {#id} attributes
@@ -535,6 +598,9 @@ def build(root=REPO_ROOT):
     source_text = (PAGE_DIR / "tutorial.md").read_text()
     page = Page(root, source_text, facts)
     page.explorer_template = environment.get_template("explorer.html")
+    outputs = {f"assets/explorer/{name}.js": explorer_script(explorer_data(root, name, facts[EXPLORER_FACTS[name]]))
+               .encode() for name in MODELS}
+    page.explorer_scripts = {name: outputs[f"assets/explorer/{name}.js"] for name in MODELS}
     try:
         text = environment.from_string(source_text).render(
             **facts, fig=page.fig, label=page.label, image=page.image, source=page.source,
@@ -553,12 +619,10 @@ def build(root=REPO_ROOT):
     # Markdown's own tables (a bare <table>) scroll sideways in a wrapper; those of tables.html have theirs.
     body = re.sub(r"<table>(.*?)</table>", r'<div class="table-wrap"><table>\1</table></div>', body, flags=re.DOTALL)
 
-    outputs = {f"assets/explorer/{name}.js": explorer_script(explorer_data(root, name, metrics[name])).encode()
-               for name in MODELS}
     index = environment.get_template("template.html").render(
         title=title_match.group(1).strip(), lede=lede, toc=[t for t in md.toc_tokens if t["level"] == 2],
         content=body, css=(PAGE_DIR / "style.css").read_text().strip(),
-        data_scripts=[f"assets/explorer/{name}.js" for name in MODELS],
+        data_scripts=[f"assets/explorer/{name}.js" for name in MODELS if name not in FOLDED_MODELS],
         explorer_js=(PAGE_DIR / "explorer.js").read_text().strip(),
     )
     for target in re.findall(r'(?:href|src)="([^"#:]+)(?:#[^"]*)?"', index):

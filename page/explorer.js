@@ -1,7 +1,9 @@
 // The latent explorers: each decodes the point under the pointer with the trained decoder,
 // in plain JavaScript, from the weights in assets/explorer/<model>.js (window.VAE_MODELS).
 // Below the plane, a strip of digits: fresh prior samples, or a straight walk between two chosen points.
-// No libraries, no network. An explorer starts only when it scrolls into view.
+// No libraries, no network. An explorer starts only when it scrolls into view; one folded in a
+// <details data-explorer-script> loads its data only when the reader opens it.
+// A conditional model (num_classes in its data) decodes [z, one-hot label]: a class picker sets the label.
 // window.vaeExplorer exposes the decoder and each explorer's state (for the tests).
 (function () {
   "use strict";
@@ -39,13 +41,30 @@
     return networks[name];
   }
 
+  // The decoder's input for latent point z: z itself, or for a conditional model z followed by the
+  // one-hot of `label` (the order of the first kernel's rows, see page/build.py). Every decode goes through here.
+  function decoderInput(name, z, label) {
+    var classes = MODELS[name] && MODELS[name].num_classes;
+    if (!classes) {
+      if (label !== undefined && label !== null) throw new Error("model " + name + " takes no label");
+      return Float64Array.from(z);
+    }
+    if (!(label >= 0 && label < classes && label === Math.floor(label))) {
+      throw new Error("model " + name + " needs a label, an integer from 0 to " + (classes - 1) + ", got " + label);
+    }
+    var x = new Float64Array(z.length + classes);
+    x.set(z);
+    x[z.length + label] = 1;
+    return x;
+  }
+
   // The decoder: Dense layers, relu / sigmoid, accumulated in float64.
-  // Returns the 784 pixel probabilities of the 28×28 digit.
-  function decode(name, z) {
+  // Returns the 784 pixel probabilities of the 28×28 digit (for a conditional model, the digit `label`).
+  function decode(name, z, label) {
     var layers = network(name);
-    var x = Float64Array.from(z);
+    var x = decoderInput(name, z, label);
     if (x.length !== layers[0].inputs) {
-      throw new Error("model " + name + " takes " + layers[0].inputs + " latent values, got " + x.length);
+      throw new Error("model " + name + " takes " + layers[0].inputs + " inputs, got " + x.length);
     }
     for (var l = 0; l < layers.length; l++) {
       var layer = layers[l], n = layer.outputs, kernel = layer.kernel;
@@ -79,6 +98,10 @@
     this.name = root.getAttribute("data-model");
     this.model = MODELS[this.name];
     this.dim = this.model.latent_dim;
+    this.classes = this.model.num_classes || 0;  // a conditional model: the class picker's label is decoded with z
+    this.label = this.classes ? this.model.label : null;
+    this.classButtons = Array.prototype.slice.call(root.querySelectorAll(".explorer-class"));
+    this.sampleButton = root.querySelector(".explorer-sample");
     this.plane = root.querySelector(".explorer-plane");
     this.digit = root.querySelector(".explorer-digit");
     this.readout = root.querySelector(".explorer-z");
@@ -117,7 +140,7 @@
       this.points.push({ z: Array.prototype.slice.call(zs, p * this.dim, (p + 1) * this.dim),
                          label: +this.model.points.labels.charAt(p) });
     }
-    this.centers = this.classCenters();
+    this.centers = this.classes ? [] : this.classCenters();
     if (this.model.prior_covariance) {
       var s = this.model.prior_covariance;  // Σ = L Lᵀ for the (z0, z1) block
       var l00 = Math.sqrt(s[0][0]), l10 = s[1][0] / l00, l11 = Math.sqrt(s[1][1] - l10 * l10);
@@ -177,7 +200,10 @@
     });
     this.plane.addEventListener("pointercancel", function () { self.touch = null; self.pressed = false; });
     this.activate.addEventListener("click", function () { self.setExploring(!self.exploring); });
-    root.querySelector(".explorer-sample").addEventListener("click", function () { self.drawSamples(); });
+    this.sampleButton.addEventListener("click", function () { self.drawSamples(); });
+    this.classButtons.forEach(function (button) {
+      button.addEventListener("click", function () { self.setLabel(+button.getAttribute("data-label")); });
+    });
     this.walkButton.addEventListener("click", function () { self.setWalking(!self.walking); });
     this.pickButton.addEventListener("click", function () { self.setPicking(!self.picking); });
     this.plane.addEventListener("keydown", function (event) {
@@ -216,6 +242,33 @@
     this.resize();
   }
 
+  // The decoder of this explorer at z: for a conditional model, the digit `label` (by default the chosen one).
+  Explorer.prototype.decode = function (z, label) {
+    return decode(this.name, z, this.classes ? (label === undefined ? this.label : label) : undefined);
+  };
+
+  // "a 7", "an 8": the digit as the text names it.
+  function aDigit(label) {
+    return (label === 8 ? "an " : "a ") + label;
+  }
+
+  // A conditional model: draw the digit `label` from now on. The current point and the strip are decoded
+  // again at once, at the same codes; the points of that class stand out on the plane.
+  Explorer.prototype.setLabel = function (label) {
+    if (!this.classes) throw new Error("model " + this.name + " has no classes");
+    this.label = label;
+    this.classButtons.forEach(function (button) {
+      button.setAttribute("aria-pressed", +button.getAttribute("data-label") === label ? "true" : "false");
+    });
+    this.sampleButton.textContent = "Draw new " + label + "s from the prior";
+    this.drawPoints();
+    if (this.stripKind) {
+      this.showStrip(this.stripZ, this.stripKind);
+      this.stripStatus.textContent = "The same " + this.stripZ.length + " codes, now decoded as " + label + "s.";
+    }
+    this.setZ(this.z);
+  };
+
   Explorer.prototype.setExploring = function (on) {
     this.exploring = on;
     this.root.classList.toggle("exploring", on);
@@ -243,8 +296,9 @@
     }
     this.setWalking(false);
     this.showStrip(zs, "samples");
-    this.stripStatus.textContent = this.stripCount + " new digits decoded from codes drawn from the prior" +
-      (L ? " N(0, \u03a3), z = L\u03b5" : " N(0, I)") + ": the crosses on the plane mark their (z\u2080, z\u2081).";
+    this.stripStatus.textContent = this.stripCount + (this.classes ? " new " + this.label + "s" : " new digits") +
+      " decoded from codes drawn from the prior" + (L ? " N(0, \u03a3), z = L\u03b5" : " N(0, I)") +
+      ": the crosses on the plane mark their (z\u2080, z\u2081).";
   };
 
   Explorer.prototype.setPicking = function (on) {
@@ -273,7 +327,7 @@
     this.picked = t;
     this.picking = false;
     this.pickButton.setAttribute("aria-pressed", "false");
-    this.pickedPixels = decode(this.name, test.z);
+    this.pickedPixels = this.decode(test.z, test.label);  // a conditional model: with the image's own label
     [[".explorer-test", function (i) { return test.pixels[i] / 255; }], [".explorer-rebuilt", function (i) { return self.pickedPixels[i]; }]]
       .forEach(function (pair) {
         var canvas = self.root.querySelector(pair[0]), context = canvas.getContext("2d"), image = context.createImageData(28, 28);
@@ -289,9 +343,10 @@
     this.root.querySelector(".explorer-picked-text").textContent = "Test image " + (test.index + 1).toLocaleString("en") +
       ", a " + test.label + ": " + test.z.map(function (m, d) {
         return "\u03bc" + names[d] + " = " + formatNumber(m).trim() + ", \u03c3" + names[d] + " = " + test.sigma[d].toFixed(3);
-      }).join("; ") + ". The red ellipse on the plane is its \u03bc \u00b1 2\u03c3.";
+      }).join("; ") + ". The red ellipse on the plane is its \u03bc \u00b1 2\u03c3." +
+      (this.classes ? " Encoded and decoded with its own label, " + test.label + "." : "");
     this.stripStatus.textContent = "Picked test image " + (test.index + 1).toLocaleString("en") + ", a " + test.label +
-      ": above, beside its reconstruction.";
+      ": above, beside its reconstruction" + (this.classes ? " (decoded as " + aDigit(test.label) + ", its own label)." : ".");
     this.drawPlane();
   };
 
@@ -323,7 +378,8 @@
     this.walkEnds = [];
     this.showStrip(zs, "walk");
     this.stripStatus.textContent = "The straight walk from (" + a.slice(0, 2).map(function (v) { return v.toFixed(2); }).join(", ") +
-      ") to (" + b.slice(0, 2).map(function (v) { return v.toFixed(2); }).join(", ") + "), decoded at " + n + " evenly spaced points, both ends included.";
+      ") to (" + b.slice(0, 2).map(function (v) { return v.toFixed(2); }).join(", ") + "), decoded at " + n +
+      " evenly spaced points, both ends included" + (this.classes ? ", as " + this.label + "s." : ".");
   };
 
   // Decode the latent points zs into the strip, left to right, and mark them on the plane.
@@ -331,7 +387,8 @@
     var self = this, context = this.strip.getContext("2d"), image = context.createImageData(28 * zs.length, 28);
     this.stripZ = zs.map(function (z) { return z.slice(); });
     this.stripKind = kind;
-    this.stripPixels = zs.map(function (z) { return decode(self.name, z); });
+    this.stripLabel = this.label;
+    this.stripPixels = zs.map(function (z) { return self.decode(z); });
     this.stripPixels.forEach(function (pixels, s) {
       for (var i = 0; i < 784; i++) {
         var at = 4 * ((i / 28 | 0) * 28 * zs.length + s * 28 + i % 28), gray = Math.round(255 * (1 - pixels[i]));
@@ -391,7 +448,7 @@
       this.sliceReadout.textContent = formatNumber(z[2]);
       this.drawPoints();
     }
-    this.pixels = decode(this.name, this.z);
+    this.pixels = this.decode(this.z);
     this.drawDigit();
     this.drawPlane();
     this.readout.textContent = this.z.map(function (v, d) { return "z" + "\u2080\u2081\u2082\u2083"[d] + " = " + formatNumber(v); }).join("\n");
@@ -413,8 +470,13 @@
     nearest.forEach(function (point) { counts[point.label] = (counts[point.label] || 0) + 1; });
     var ranked = Object.keys(counts).sort(function (a, b) { return counts[b] - counts[a] || a - b; });
     var words = ranked.map(function (label) { return counts[label] + " " + (counts[label] === 1 ? "is a " : "are ") + label; });
-    return "Decoded digit at z = (" + z.map(function (v) { return v.toFixed(2); }).join(", ") + "). Of the " +
-      NEIGHBORS + " test digits encoded nearest to this point, " + words.join(", ") + ".";
+    var at = "z = (" + z.map(function (v) { return v.toFixed(2); }).join(", ") + ")";
+    if (this.classes) {  // the class is the chosen one; the neighbors share the point's style, not its class
+      return "Decoded " + this.label + " at " + at + ", drawn in the style of the test digits encoded nearest to this " +
+        "point, each with its own label: of those " + NEIGHBORS + ", " + words.join(", ") + ".";
+    }
+    return "Decoded digit at " + at + ". Of the " + NEIGHBORS + " test digits encoded nearest to this point, " +
+      words.join(", ") + ".";
   };
 
   Explorer.prototype.resize = function () {
@@ -463,7 +525,7 @@
     context.textAlign = "left"; context.textBaseline = "top";
     context.fillText("\u2191 z\u2081", 22, 4);
 
-    var slice = this.dim >= 3 ? this.z[2] : null;
+    var slice = this.dim >= 3 ? this.z[2] : null, chosen = this.classes ? this.label : null;
     // One path per digit and opacity level (in 3-D, the closer to the slice, the more opaque),
     // filled at once: far fewer canvas calls than one per point. Faint levels first.
     var radius = size < 360 ? 1.5 : 2, LEVELS = 8, batches = {};
@@ -473,12 +535,13 @@
         var distance = (point.z[2] - slice) / 0.4;
         level = Math.round((LEVELS - 1) * Math.exp(-distance * distance));
       }
+      if (chosen !== null && point.label !== chosen) level = 0;  // a conditional model: the chosen class on top
       var key = level * 10 + point.label;
       (batches[key] = batches[key] || []).push(point);
     });
     Object.keys(batches).map(Number).sort(function (a, b) { return a - b; }).forEach(function (key) {
       var level = Math.floor(key / 10);
-      context.globalAlpha = slice === null ? 0.55 : 0.05 + 0.75 * level / (LEVELS - 1);
+      context.globalAlpha = chosen !== null ? (level ? 0.85 : 0.3) : slice === null ? 0.55 : 0.05 + 0.75 * level / (LEVELS - 1);
       context.fillStyle = DIGIT_COLORS[key % 10];
       context.beginPath();
       batches[key].forEach(function (point) {
@@ -490,7 +553,8 @@
     });
     context.globalAlpha = 1;
 
-    // Each class's numeral at its center, so that classes read without color.
+    // Each class's numeral at its center, so that classes read without color (not for a conditional model,
+    // whose classes share one cloud: their numerals would sit on top of each other at its center).
     context.font = "bold 16px system-ui, sans-serif";
     context.textAlign = "center"; context.textBaseline = "middle";
     context.lineWidth = 3; context.strokeStyle = "#ffffff"; context.fillStyle = "#111111";
@@ -606,17 +670,21 @@
   window.vaeExplorer = {
     // The models whose explorers have started (scrolled into view).
     models: function () { return Object.keys(explorers); },
-    // The decoder of `name` at latent point z: an array of 784 pixel probabilities (row-major 28×28).
-    decode: function (name, z) { return Array.from(decode(name, z)); },
+    // The decoder of `name` at latent point z (for a conditional model, as the digit `label`): an array of
+    // 784 pixel probabilities (row-major 28×28).
+    decode: function (name, z, label) { return Array.from(decode(name, z, label)); },
     // Decode z in the explorer (as a pointer would), and draw it.
     setZ: function (name, z) { var e = explorer(name); e.setZ(z, e.dim >= 3); return this.state(name); },
-    // The explorer's last decoded point: z, the pixel probabilities, the digit canvas' gray levels.
+    // A conditional model's explorer: choose the digit drawn (as its button does).
+    setLabel: function (name, label) { explorer(name).setLabel(label); return this.state(name); },
+    // The explorer's last decoded point: z, the label it was decoded with (null without classes), the pixel
+    // probabilities, the digit canvas' gray levels.
     state: function (name) {
       var e = explorer(name);
       var drawn = e.digitContext.getImageData(0, 0, 28, 28).data;
       var gray = [];
       for (var i = 0; i < 784; i++) gray.push(drawn[4 * i]);
-      return { z: e.z.slice(), pixels: Array.from(e.pixels), drawn: gray, extent: e.extent, exploring: e.exploring,
+      return { z: e.z.slice(), label: e.label, pixels: Array.from(e.pixels), drawn: gray, extent: e.extent, exploring: e.exploring,
                walking: e.walking, walkEnds: e.walkEnds.map(function (z) { return z.slice(); }), picking: e.picking };
     },
     // The picked test image: its test-set index, label, μ, σ, pixels (0..1), and its reconstruction decoded at μ
@@ -635,8 +703,8 @@
     pickable: function (name) {
       return explorer(name).tests.map(function (t) { return { index: t.index, z: t.z.slice(), sigma: t.sigma.slice() }; });
     },
-    // The strip: its kind ("samples", "walk" or null), latent points, pixel probabilities, and the gray
-    // levels drawn on its canvas (one array of 784 per digit).
+    // The strip: its kind ("samples", "walk" or null), latent points, the label they were decoded with (null
+    // without classes), pixel probabilities, and the gray levels drawn on its canvas (one array of 784 per digit).
     strip: function (name) {
       var e = explorer(name), n = e.stripZ.length;
       var data = e.strip.getContext("2d").getImageData(0, 0, e.strip.width, 28).data, drawn = [];
@@ -645,7 +713,7 @@
         for (var i = 0; i < 784; i++) gray.push(data[4 * ((i / 28 | 0) * e.strip.width + s * 28 + i % 28)]);
         drawn.push(gray);
       }
-      return { kind: e.stripKind, z: e.stripZ.map(function (z) { return z.slice(); }),
+      return { kind: e.stripKind, z: e.stripZ.map(function (z) { return z.slice(); }), label: e.stripLabel,
                pixels: e.stripPixels.map(function (p) { return Array.from(p); }), drawn: drawn };
     },
     // Where latent (z0, z1) is on the plane canvas, in CSS pixels from its top left.
@@ -679,11 +747,32 @@
     }, 0);
   }
 
+  // A folded explorer: its data script is added to the page the first time its <details> opens (a click or
+  // Enter on the summary, or the browser opening it for a link), and the explorer starts once it has run.
+  function unfold(details) {
+    var root = details.querySelector(".explorer[data-model]");
+    if (!details.open || details.getAttribute("data-loading") || !root) return;
+    details.setAttribute("data-loading", "true");
+    var script = document.createElement("script");
+    script.src = details.getAttribute("data-explorer-script");
+    script.onload = script.onerror = function () {
+      MODELS = window.VAE_MODELS || {};
+      start(root);  // without the data, start says so in the explorer
+    };
+    document.body.appendChild(script);
+  }
+
   // The data scripts are deferred: they have run by DOMContentLoaded. Each explorer starts when it
   // comes near the viewport, so that loading the page does no decoding at all.
   document.addEventListener("DOMContentLoaded", function () {
     MODELS = window.VAE_MODELS || {};
-    var roots = Array.prototype.slice.call(document.querySelectorAll(".explorer[data-model]"));
+    var folds = Array.prototype.slice.call(document.querySelectorAll("details[data-explorer-script]"));
+    folds.forEach(function (details) {
+      details.addEventListener("toggle", function () { unfold(details); });
+      unfold(details);
+    });
+    var roots = Array.prototype.slice.call(document.querySelectorAll(".explorer[data-model]"))
+      .filter(function (root) { return !root.closest("details[data-explorer-script]"); });
     if (!window.IntersectionObserver) { roots.forEach(start); return; }
     var observer = new IntersectionObserver(function (entries) {
       entries.forEach(function (entry) {
