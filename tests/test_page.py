@@ -2,6 +2,10 @@
 read from the metrics, its listings copied from the source, and working in a real browser (headless
 Chromium, opened from file:// with the network cut off) at 1280, 390 and 320 CSS pixels.
 
+Three explorers load with the page; the conditional model's (FOLDED_MODELS) sits in a closed <details>, and
+its data, assets/explorer/conditional.js, load only when the reader opens it: the page's budgets count what
+loads before the reader opens anything, and a test of its own opens it.
+
 The page is checked against the committed results (the `committed_root` fixture of conftest.py:
 assets/*.png and models/* as in git HEAD), so that a reader's own run of a script, which rewrites
 them, does not make these tests fail. Needs Chromium at /usr/bin/chromium (Debian's `chromium`;
@@ -27,9 +31,12 @@ _spec = importlib.util.spec_from_file_location("page_build", REPO_ROOT / "page" 
 build_page = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(build_page)
 
-MODELS = ("2d", "3d", "correlated")
+MODELS = ("2d", "3d", "correlated")  # the explorers that load with the page (and the models with likelihood_*.json)
+FOLDED_MODELS = ("conditional",)  # explorers in a closed <details>: their data load when the reader opens it
+EXPLORER_MODELS = MODELS + FOLDED_MODELS
 SECTIONS = ["introduction", "what-is-a-vae", "model-architecture", "2d-latent-space-experiments",
-            "inside-the-2-d-model", "3d-latent-space-extension", "correlated-prior", "implementation-guide", "results", "references"]
+            "inside-the-2-d-model", "3d-latent-space-extension", "correlated-prior", "conditional",
+            "implementation-guide", "results", "references"]
 FIGURES = {  # every figure the training scripts draw
     "Clusters2D.png", "latent2D.png", "reconstructions_2d.png", "history_2d.png",
     "Clusters3D.png", "2D3DClusters.png", "3DLatent1.png", "3DLatent2.png", "3DLatent3.png",
@@ -42,11 +49,15 @@ FIGURES = {  # every figure the training scripts draw
     # the 2-D model under three likelihoods (code/compare_likelihoods.py), and beside the literature
     # (benchmarks/literature.py)
     "likelihoods_2d.png", "literature_curves.png",
+    "samples_conditional.png", "style_transfer_conditional.png",  # code/vae_conditional.py
+    "reconstructions_2d_fashion_mnist_conv.png",  # code/vae_2d.py --dataset fashion_mnist --architecture conv
 }
 FOLDED_FIGURES = {  # inside a <details> ("Inside the 3-D model: ..."): loaded only when the reader opens it
     "samples_3d.png", "interpolation_3d.png", "posterior_widths_3d.png", "holes_3d.png",
     "interpolation_correlated.png", "posterior_widths_correlated.png", "holes_correlated.png",
     "beta_sweep.png", "rate_distortion.png", "collapse_32.png",  # code/compare_beta.py
+    "ClustersConditional.png", "latentConditional.png",  # code/vae_conditional.py
+    "Clusters2D_fashion_mnist_conv.png", "latent2D_fashion_mnist_conv.png",  # ... --architecture conv
 }
 LISTINGS = {("code/vae/model.py", "Sampling"), ("code/vae/model.py", "reconstruction_loss"),
             ("code/vae/priors.py", "kl_divergence"), ("code/vae/priors.py", "GaussianPrior.kl_divergence"),
@@ -56,8 +67,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run", "--disable-quic"]
 EXACT_TOLERANCE = 1e-6  # the JavaScript decoder vs the same int8 network in NumPy, per pixel probability
 QUANTIZED_TOLERANCE = 0.05  # the int8 network vs Keras' float32 decoder, per pixel probability
-WEIGHTS_BUDGET = 2_000_000  # bytes of decoder weights in the page, all explorers together
-PAGE_BUDGET = 4_000_000  # bytes of everything the page loads, every figure and explorer included
+WEIGHTS_BUDGET = 2_000_000  # bytes of decoder weights the page loads, its unfolded explorers together
+PAGE_BUDGET = 4_000_000  # bytes of everything the page loads before the reader opens a <details>
 LONG_TASK_MS = 200  # the longest task allowed at load with the CPU throttled 4×
 WIDTHS = [(1280, 900), (390, 844), (320, 640)]
 
@@ -93,9 +104,9 @@ def page_html():
 
 @pytest.fixture(scope="module")
 def explorer_models():
-    """{model: the data of assets/explorer/<model>.js}."""
+    """{model: the data of assets/explorer/<model>.js}, the folded explorers' included."""
     data = {}
-    for name in MODELS:
+    for name in EXPLORER_MODELS:
         text = (REPO_ROOT / "assets" / "explorer" / f"{name}.js").read_text()
         data[name] = json.loads(text[text.index("= {") + 2:text.rindex(";")])
     return data
@@ -109,18 +120,30 @@ def decoders(committed_root):
     import vae.model  # noqa: F401  (registers the custom layers)
 
     return {name: keras.models.load_model(committed_root / "models" / f"decoder_{name}.h5", compile=False)
-            for name in MODELS}
+            for name in EXPLORER_MODELS}
 
 
-def keras_decode(decoders, name, z):
-    """The Keras decoder's pixel probabilities for latent points z: (N, 784) float64."""
-    z = np.asarray(z, dtype="float32").reshape(-1, decoders[name].input_shape[-1])
-    return np.asarray(decoders[name].predict(z, verbose=0, batch_size=4096), dtype=np.float64).reshape(len(z), 784)
+def keras_decode(decoders, name, z, labels=None):
+    """The Keras decoder's pixel probabilities for latent points z: (N, 784) float64. A conditional decoder
+    ([z, label] inputs) draws the digits `labels` (one per point, or one for all)."""
+    decoder = decoders[name]
+    conditional = isinstance(decoder.input_shape, list)
+    z = np.asarray(z, dtype="float32").reshape(-1, (decoder.input_shape[0] if conditional else decoder.input_shape)[-1])
+    inputs = z
+    if conditional:
+        inputs = [z, np.broadcast_to(np.asarray(labels, dtype="int32"), (len(z),)).copy()]
+    elif labels is not None:
+        raise ValueError(f"the {name} decoder takes no labels")
+    return np.asarray(decoder.predict(inputs, verbose=0, batch_size=4096), dtype=np.float64).reshape(len(z), 784)
 
 
-def numpy_decode(model, z):
-    """The explorer's int8 network, decoded in NumPy (float64): (N, 784)."""
-    x = np.asarray(z, dtype=np.float64)
+def numpy_decode(model, z, labels=None):
+    """The explorer's int8 network, decoded in NumPy (float64): (N, 784). A conditional model's input is
+    [z, one-hot label], `labels` one per point or one for all."""
+    x = np.asarray(z, dtype=np.float64).reshape(-1, model["latent_dim"])
+    if model.get("num_classes"):
+        one_hot = np.eye(model["num_classes"])[np.broadcast_to(np.asarray(labels, dtype=int), (len(x),))]
+        x = np.hstack([x, one_hot])
     for layer in model["layers"]:
         kernel = np.frombuffer(base64.b64decode(layer["kernel"]), np.int8).reshape(layer["in"], layer["out"])
         scale = np.frombuffer(base64.b64decode(layer["scale"]), "<f4").astype(np.float64)
@@ -189,18 +212,36 @@ class OpenPage:
             route.abort()
 
     def scroll_through(self):
-        """Scroll to the bottom and back, so that every lazy image loads and every explorer starts."""
+        """Scroll to the bottom and back, so that every lazy image loads and every explorer starts (but those
+        in a closed <details>)."""
         height = self.page.evaluate("document.documentElement.scrollHeight")
         for y in range(0, height + 600, 500):
             self.page.evaluate(f"window.scrollTo(0, {y})")
             self.page.wait_for_timeout(25)
-        self.page.wait_for_function("window.vaeExplorer && window.vaeExplorer.models().length === 3", timeout=20_000)
+        self.page.wait_for_function(UNFOLDED_EXPLORERS_STARTED, timeout=20_000)
         self.page.wait_for_function("Array.from(document.images).every(img => img.complete "
                                     "|| img.closest('details:not([open])'))", timeout=20_000)  # folded: not loaded
         self.page.evaluate("window.scrollTo(0, 0)")
 
+    def open_folded_explorer(self, name, key=None):
+        """Open the <details> of a folded explorer, by a click on its summary or by `key` ("Enter") on the
+        focused summary, and wait until the explorer has loaded its data and started."""
+        summary = self.page.locator(f"#explorer-{name}-fold > summary")
+        summary.scroll_into_view_if_needed()
+        if key:
+            summary.focus()
+            self.page.keyboard.press(key)
+        else:
+            summary.click()
+        self.page.wait_for_function("name => window.vaeExplorer && window.vaeExplorer.models().includes(name)",
+                                    arg=name, timeout=20_000)
+
     def close(self):
         self.context.close()
+
+
+UNFOLDED_EXPLORERS_STARTED = """() => window.vaeExplorer && Array.from(document.querySelectorAll('.explorer[data-model]'))
+    .filter(e => !e.closest('details:not([open])')).every(e => window.vaeExplorer.models().includes(e.dataset.model))"""
 
 
 @pytest.fixture(scope="module")
@@ -227,10 +268,11 @@ def state(opened, name):
 
 
 def assert_decodes_like_keras(decoders, explorer_models, name, explorer_state):
-    """The explorer's last decoded digit equals its int8 network at its z, is close to Keras', and is
-    drawn as it was decoded."""
-    exact = numpy_decode(explorer_models[name], [explorer_state["z"]])[0]
-    expected = keras_decode(decoders, name, [explorer_state["z"]])[0]
+    """The explorer's last decoded digit equals its int8 network at its z (and label, for a conditional
+    model), is close to Keras', and is drawn as it was decoded."""
+    label = explorer_state["label"]
+    exact = numpy_decode(explorer_models[name], [explorer_state["z"]], label)[0]
+    expected = keras_decode(decoders, name, [explorer_state["z"]], label)[0]
     pixels = np.asarray(explorer_state["pixels"])
     drawn = 1 - np.asarray(explorer_state["drawn"]) / 255
     assert np.max(np.abs(pixels - exact)) <= EXACT_TOLERANCE
@@ -249,8 +291,8 @@ def test_page_and_explorer_files_are_up_to_date(outputs):
 
 
 def test_build_writes_one_explorer_file_per_model(outputs):
-    assert sorted(outputs) == ["assets/explorer/2d.js", "assets/explorer/3d.js", "assets/explorer/correlated.js",
-                               "index.html"]
+    assert sorted(outputs) == ["assets/explorer/2d.js", "assets/explorer/3d.js", "assets/explorer/conditional.js",
+                               "assets/explorer/correlated.js", "index.html"]
 
 
 def test_check_names_a_stale_or_left_over_file(outputs, tmp_path):
@@ -290,16 +332,22 @@ def test_shown_code_equals_the_source_it_names(page_html):
 
 
 def test_explorer_weights_fit_the_budget(explorer_models):
-    weights = sum(len(layer[key]) for model in explorer_models.values() for layer in model["layers"]
+    """The weights of the explorers that load with the page; a folded explorer's load only when the reader
+    opens it (test_folded_explorer_loads_only_when_opened), and are not counted."""
+    weights = sum(len(layer[key]) for name in MODELS for layer in explorer_models[name]["layers"]
                   for key in ("kernel", "scale", "bias"))
-    assert weights <= WEIGHTS_BUDGET, f"{weights:,} bytes of weights"
+    assert weights <= WEIGHTS_BUDGET, f"{weights:,} bytes of weights loaded with the page"
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", EXPLORER_MODELS)
 def test_quantized_decoder_is_close_to_keras_over_the_whole_plane(explorer_models, decoders, name):
-    z = domain_points(explorer_models[name], 5000)
-    error = np.max(np.abs(numpy_decode(explorer_models[name], z) - keras_decode(decoders, name, z)))
-    assert error <= QUANTIZED_TOLERANCE, f"{name}: the int8 decoder differs from Keras by {error:.3f}"
+    """Over random points of the explorer's domain; a conditional model's at each of its labels."""
+    model = explorer_models[name]
+    labels = [None] if not model.get("num_classes") else range(model["num_classes"])
+    z = domain_points(model, 5000 if labels == [None] else 2000)
+    for label in labels:
+        error = np.max(np.abs(numpy_decode(model, z, label) - keras_decode(decoders, name, z, label)))
+        assert error <= QUANTIZED_TOLERANCE, f"{name}: the int8 decoder differs from Keras by {error:.3f} (label {label})"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -499,10 +547,13 @@ def test_math_is_rendered_as_mathml(laptop):
 
 
 def test_total_bytes_loaded(laptop):
+    """What the page loads, scrolled through, before the reader opens anything: the page, the unfolded
+    explorers' data and the unfolded figures; neither folded figures nor folded explorers' data."""
     files = {url for url in laptop.loaded}
     sizes = {url: (Path(url.replace("file://", "")).stat().st_size) for url in files}
-    assert len(files) == 1 + 3 + len(FIGURES), sorted(files)
-    assert sum(sizes.values()) <= PAGE_BUDGET, f"{sum(sizes.values()):,} bytes loaded"
+    assert not [url for url in files if any(url.endswith(f"/explorer/{name}.js") for name in FOLDED_MODELS)]
+    assert len(files) == 1 + len(MODELS) + len(FIGURES), sorted(files)
+    assert sum(sizes.values()) <= PAGE_BUDGET, f"{sum(sizes.values()):,} bytes loaded before anything is opened"
 
 
 @pytest.mark.parametrize("width", [1280, 390])
@@ -513,7 +564,7 @@ def test_folded_figures_open_by_click_and_keyboard_and_fit(browser, committed_ro
                       is_mobile=width < 1000, has_touch=width < 1000)
     try:
         summaries = opened.page.locator("details.more-figures > summary")
-        assert summaries.count() == 3
+        assert summaries.count() == 5
         summaries.nth(0).click()
         for other in range(1, summaries.count()):
             summaries.nth(other).focus()
@@ -706,8 +757,12 @@ def test_page_reads_without_javascript(browser, committed_root):
             assert page.locator(f"h2[id='{section}']").is_visible(), section
         assert page.locator("math").count() >= 30
         notes = page.locator(".explorer-note")
-        assert notes.count() == 3 and all(notes.nth(i).is_visible() for i in range(3))
-        assert not any(page.locator(".explorer-live").nth(i).is_visible() for i in range(3))
+        assert notes.count() == len(EXPLORER_MODELS)
+        for name in EXPLORER_MODELS:  # a folded explorer's note shows once its <details> is opened
+            if name in FOLDED_MODELS:
+                page.locator(f"#explorer-{name}-fold > summary").click()
+            assert page.locator(f"#explorer-{name} .explorer-note").is_visible(), name
+            assert not page.locator(f"#explorer-{name} .explorer-live").is_visible(), name
     finally:
         opened.close()
 
@@ -728,11 +783,12 @@ def strip(opened, name):
 
 
 def assert_strip_decodes_like_keras(decoders, explorer_models, name, shown):
-    z = np.asarray(shown["z"])
+    """The strip's digits are its int8 network's at its points (and label), close to Keras', drawn as decoded."""
+    z, label = np.asarray(shown["z"]), shown["label"]
     pixels, drawn = np.asarray(shown["pixels"]), 1 - np.asarray(shown["drawn"]) / 255
     assert pixels.shape == (8, 784) and drawn.shape == (8, 784)
-    assert np.max(np.abs(pixels - numpy_decode(explorer_models[name], z))) <= EXACT_TOLERANCE
-    assert np.max(np.abs(pixels - keras_decode(decoders, name, z))) <= QUANTIZED_TOLERANCE
+    assert np.max(np.abs(pixels - numpy_decode(explorer_models[name], z, label))) <= EXACT_TOLERANCE
+    assert np.max(np.abs(pixels - keras_decode(decoders, name, z, label))) <= QUANTIZED_TOLERANCE
     assert np.max(np.abs(drawn - pixels)) <= 0.5 / 255 + 1e-9, "the strip is drawn as decoded"
 
 
@@ -836,8 +892,9 @@ def assert_picked_is_the_test_image(decoders, explorer_models, test_images, comm
     np.testing.assert_allclose(picked["z"], encodings["z_mean"][picked["index"]], atol=1e-6)
     assert picked["label"] == encodings["labels"][picked["index"]]
     reconstruction = np.asarray(picked["reconstruction"])
-    assert np.max(np.abs(reconstruction - numpy_decode(explorer_models[name], [picked["z"]])[0])) <= EXACT_TOLERANCE
-    assert np.max(np.abs(reconstruction - keras_decode(decoders, name, [picked["z"]])[0])) <= QUANTIZED_TOLERANCE
+    label = picked["label"] if explorer_models[name].get("num_classes") else None  # decoded with its own label
+    assert np.max(np.abs(reconstruction - numpy_decode(explorer_models[name], [picked["z"]], label)[0])) <= EXACT_TOLERANCE
+    assert np.max(np.abs(reconstruction - keras_decode(decoders, name, [picked["z"]], label)[0])) <= QUANTIZED_TOLERANCE
     assert np.max(np.abs(1 - np.asarray(picked["drawn"]) / 255 - reconstruction)) <= 0.5 / 255 + 1e-9
     assert all(0 < s < 1 for s in picked["sigma"])
 
@@ -882,3 +939,153 @@ def test_pick_a_test_dot_by_touch(phone, decoders, explorer_models, test_images,
     picked = page.evaluate("() => window.vaeExplorer.picked('correlated')")
     assert picked["index"] == target["index"]
     assert_picked_is_the_test_image(decoders, explorer_models, test_images, committed_root, "correlated", picked)
+
+
+# ---------------------------------------------------------------------------------------------
+# The conditional model's explorer: folded, loaded when opened; a class picker sets the digit drawn
+
+
+@pytest.fixture(scope="module")
+def conditional_page(browser, committed_root):
+    """The page at laptop size with the conditional explorer opened by a click on its summary (the page not
+    scrolled through: nothing else needs to load). `loaded_before` lists the files loaded before the click."""
+    opened = OpenPage(browser, committed_root, viewport={"width": 1280, "height": 900})
+    opened.loaded_before = list(opened.loaded)
+    opened.open_folded_explorer("conditional")
+    yield opened
+    opened.close()
+
+
+def class_buttons(page, name="conditional"):
+    """{label: aria-pressed} of the explorer's class picker."""
+    return dict(page.evaluate("""name => Array.from(document.querySelectorAll('#explorer-' + name + ' .explorer-class'))
+        .map(b => [+b.dataset.label, b.getAttribute('aria-pressed')])""", name))
+
+
+def test_folded_explorer_loads_only_when_opened(conditional_page, committed_root):
+    """The conditional explorer's data are not requested while its <details> is closed (the laptop fixture's
+    page, scrolled through, checks the same in test_total_bytes_loaded); a click on the summary loads them,
+    and the summary says how much they weigh."""
+    script = "assets/explorer/conditional.js"
+    assert not any(url.endswith(script) for url in conditional_page.loaded_before)
+    assert [url for url in conditional_page.loaded if url.endswith(script)] == [(committed_root / script).as_uri()]
+    summary = conditional_page.page.locator("#explorer-conditional-fold > summary").inner_text()
+    assert f"loads {round((committed_root / script).stat().st_size / 1000)} kB" in summary, summary
+    assert conditional_page.errors == [] and conditional_page.blocked == []
+
+
+@pytest.mark.parametrize("label", [0, 4, 7])
+def test_conditional_javascript_decoder_matches_its_weights_and_keras(conditional_page, decoders, explorer_models, label):
+    z = domain_points(explorer_models["conditional"], 6, seed=label)
+    decoded = np.asarray(conditional_page.page.evaluate(
+        "([zs, label]) => zs.map(z => window.vaeExplorer.decode('conditional', z, label))", [z.tolist(), label]))
+    assert decoded.shape == (len(z), 784)
+    assert np.max(np.abs(decoded - numpy_decode(explorer_models["conditional"], z, label))) <= EXACT_TOLERANCE
+    assert np.max(np.abs(decoded - keras_decode(decoders, "conditional", z, label))) <= QUANTIZED_TOLERANCE
+
+
+def test_choosing_a_digit_redraws_the_point_as_that_digit(conditional_page, decoders, explorer_models, committed_root):
+    """The picker starts at the digit of the figure of styles; a click, or Enter or Space on a focused button,
+    chooses another, and the current point is drawn again at once, as the decoder's drawing of that digit."""
+    page = conditional_page.page
+    first = json.loads((committed_root / "models" / "metrics_conditional.json").read_text())["style_grid_class"]
+    group = page.locator("#explorer-conditional .explorer-classes")
+    assert group.get_attribute("role") == "group"
+    assert page.locator("#" + group.get_attribute("aria-labelledby")).inner_text() == "Digit to draw"
+    assert class_buttons(page) == {k: "true" if k == first else "false" for k in range(10)}
+    shown = page.evaluate("() => window.vaeExplorer.setZ('conditional', [0.7, -1.2])")
+    assert shown["label"] == first
+    assert_decodes_like_keras(decoders, explorer_models, "conditional", shown)
+    sample = page.locator("#explorer-conditional .explorer-sample")
+    assert sample.inner_text() == f"Draw new {first}s from the prior"
+
+    page.locator("#explorer-conditional .explorer-class[data-label='7']").click()
+    clicked = state(conditional_page, "conditional")
+    assert clicked["label"] == 7 and clicked["z"] == [0.7, -1.2]
+    assert_decodes_like_keras(decoders, explorer_models, "conditional", clicked)
+    assert np.max(np.abs(np.subtract(clicked["drawn"], shown["drawn"]))) > 50, "the 7 is drawn like the first digit"
+    assert class_buttons(page)[7] == "true" and list(class_buttons(page).values()).count("true") == 1
+    assert sample.inner_text() == "Draw new 7s from the prior"
+
+    page.locator("#explorer-conditional .explorer-class[data-label='2']").focus()
+    page.keyboard.press("Enter")
+    assert state(conditional_page, "conditional")["label"] == 2
+    page.keyboard.press("Tab")  # the next button, 3, then Space
+    page.keyboard.press(" ")
+    by_keyboard = state(conditional_page, "conditional")
+    assert by_keyboard["label"] == 3 and class_buttons(page)[3] == "true"
+    assert_decodes_like_keras(decoders, explorer_models, "conditional", by_keyboard)
+    assert np.max(np.abs(np.subtract(by_keyboard["drawn"], clicked["drawn"]))) > 50
+    assert conditional_page.errors == []
+
+
+def test_conditional_strip_and_picked_image(conditional_page, decoders, explorer_models, test_images, committed_root):
+    """Prior samples and walks are drawn as the chosen digit (choosing another redraws the strip at the same
+    codes); a picked test image is reconstructed with its own label, whatever digit is chosen."""
+    page = conditional_page.page
+    page.evaluate("() => window.vaeExplorer.setLabel('conditional', 5)")
+    page.locator("#explorer-conditional .explorer-sample").click()
+    samples = strip(conditional_page, "conditional")
+    assert samples["kind"] == "samples" and samples["label"] == 5
+    assert_strip_decodes_like_keras(decoders, explorer_models, "conditional", samples)
+    assert "8 new 5s decoded from codes drawn from the prior N(0, I)" in \
+        page.locator("#explorer-conditional .explorer-strip-status").inner_text()
+    page.locator("#explorer-conditional .explorer-class[data-label='9']").click()
+    again = strip(conditional_page, "conditional")
+    assert again["z"] == samples["z"] and again["label"] == 9
+    assert_strip_decodes_like_keras(decoders, explorer_models, "conditional", again)
+
+    page.evaluate("() => window.vaeExplorer.setZ('conditional', [-1.0, 0.5])")
+    page.locator("#explorer-conditional .explorer-walk").click()
+    plane = page.locator("#explorer-conditional .explorer-plane")
+    plane.focus()
+    page.keyboard.press("Enter")
+    for _ in range(10):
+        page.keyboard.press("ArrowRight")
+    page.keyboard.press("Enter")
+    walk = strip(conditional_page, "conditional")
+    assert walk["kind"] == "walk" and walk["label"] == 9
+    np.testing.assert_allclose(walk["z"][-1], [0.0, 0.5], atol=1e-9)
+    assert_strip_decodes_like_keras(decoders, explorer_models, "conditional", walk)
+
+    labels = explorer_models["conditional"]["test_images"]["labels"]  # in the order of pickable()
+    target = next(t for t, label in zip(page.evaluate("() => window.vaeExplorer.pickable('conditional')"), labels)
+                  if label != "9")
+    page.evaluate("(z) => window.vaeExplorer.setZ('conditional', z)", target["z"])
+    page.locator("#explorer-conditional .explorer-pick").click()
+    plane.focus()
+    page.keyboard.press("Enter")
+    picked = page.evaluate("() => window.vaeExplorer.picked('conditional')")
+    assert picked["index"] == target["index"] and picked["label"] != 9
+    assert_picked_is_the_test_image(decoders, explorer_models, test_images, committed_root, "conditional", picked)
+    assert conditional_page.errors == [] and conditional_page.blocked == []
+
+
+def test_folded_explorer_opens_by_keyboard_and_fits_a_phone(browser, committed_root, decoders, explorer_models):
+    """Enter on the focused summary loads and starts the explorer; at 390 and 320 px nothing of the opened
+    explorer reaches past the screen's edge, and its ten class buttons are touch targets."""
+    opened = OpenPage(browser, committed_root, viewport={"width": 390, "height": 844}, device_scale_factor=2,
+                      is_mobile=True, has_touch=True)
+    try:
+        page = opened.page
+        assert not any(url.endswith("/explorer/conditional.js") for url in opened.loaded)
+        opened.open_folded_explorer("conditional", key="Enter")
+        assert page.evaluate("document.getElementById('explorer-conditional-fold').open")
+        assert_decodes_like_keras(decoders, explorer_models, "conditional", state(opened, "conditional"))
+        page.locator("#explorer-conditional .explorer-class[data-label='6']").tap()
+        assert_decodes_like_keras(decoders, explorer_models, "conditional", state(opened, "conditional"))
+        for width in (390, 320):
+            page.set_viewport_size({"width": width, "height": 800})
+            page.wait_for_timeout(100)
+            past = page.evaluate("""() => { const width = document.documentElement.clientWidth;
+                const fold = document.getElementById('explorer-conditional-fold');
+                return [fold, ...fold.querySelectorAll('*')].filter(el => {
+                    const r = el.getBoundingClientRect(); return r.width > 0 && (r.right > width || r.left < 0); })
+                  .map(el => el.className || el.tagName); }""")
+            assert past == [], f"at {width} px these reach past the screen: {past}"
+            boxes = [page.locator(f"#explorer-conditional .explorer-class[data-label='{k}']").bounding_box()
+                     for k in range(10)]
+            assert all(b["width"] >= 24 and b["height"] >= 24 for b in boxes), (width, boxes)
+        assert opened.errors == [] and opened.blocked == []
+    finally:
+        opened.close()
