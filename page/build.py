@@ -114,6 +114,15 @@ def load_facts(root):
     # β from 0 to 16, and posterior collapse in 32 dimensions (code/compare_beta.py).
     facts["beta_sweep"] = json.loads(read_input(root, "models/beta_sweep.json").read_text())["betas"]
     facts["collapse"] = json.loads(read_input(root, "models/collapse_32.json").read_text())["settings"]
+    # The conditional VAE (code/vae_conditional.py), and how well the 2-D model's codes tell the class, measured as
+    # the conditional script measures its own (vae.evaluation.class_from_code).
+    facts["conditional"] = json.loads(read_input(root, "models/metrics_conditional.json").read_text())
+    # The 2-D chapter with convolutions on Fashion-MNIST (python code/vae_2d.py --dataset fashion_mnist --architecture conv).
+    facts["fashion_conv"] = json.loads(read_input(root, "models/metrics_2d_fashion_mnist_conv.json").read_text())
+    sys.path.insert(0, str(REPO_ROOT / "code"))
+    from vae.evaluation import class_from_code
+
+    facts["two_d"]["class_from_code_accuracy"] = class_from_code(*load_encodings(root, "2d", metrics["2d"]["latent_dim"]))
     return facts, metrics
 
 

@@ -40,9 +40,8 @@ SECTIONS = ["introduction", "what-is-a-vae", "model-architecture", "2d-latent-sp
 FIGURES = {  # every figure the training scripts draw
     "Clusters2D.png", "latent2D.png", "reconstructions_2d.png", "history_2d.png",
     "Clusters3D.png", "2D3DClusters.png", "3DLatent1.png", "3DLatent2.png", "3DLatent3.png",
-    "latent_variance_3d.png", "reconstructions_3d.png", "history_3d.png",
+    "latent_variance_3d.png", "reconstructions_3d.png",
     "ClustersCorrelated.png", "KLAdapted.png", "covariance_matrix.png", "reconstructions_correlated.png",
-    "history_correlated.png",
     # inside the models (vae/inspection.py, drawn by the scripts and by code/explore.py)
     "samples_2d.png", "interpolation_2d.png", "posterior_widths_2d.png", "holes_2d.png", "traversal_3d.png",
     "samples_correlated.png",
@@ -53,8 +52,8 @@ FIGURES = {  # every figure the training scripts draw
     "reconstructions_2d_fashion_mnist_conv.png",  # code/vae_2d.py --dataset fashion_mnist --architecture conv
 }
 FOLDED_FIGURES = {  # inside a <details> ("Inside the 3-D model: ..."): loaded only when the reader opens it
-    "samples_3d.png", "interpolation_3d.png", "posterior_widths_3d.png", "holes_3d.png",
-    "interpolation_correlated.png", "posterior_widths_correlated.png", "holes_correlated.png",
+    "history_3d.png", "samples_3d.png", "interpolation_3d.png", "posterior_widths_3d.png", "holes_3d.png",
+    "history_correlated.png", "interpolation_correlated.png", "posterior_widths_correlated.png", "holes_correlated.png",
     "beta_sweep.png", "rate_distortion.png", "collapse_32.png",  # code/compare_beta.py
     "ClustersConditional.png", "latentConditional.png",  # code/vae_conditional.py
     "Clusters2D_fashion_mnist_conv.png", "latent2D_fashion_mnist_conv.png",  # ... --architecture conv
