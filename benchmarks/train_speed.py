@@ -86,7 +86,7 @@ def matmul_peak_gflops(n=4096, repeats=10, dtype=tf.float32):
 class TextbookVAE(VAE):
     """The keras-io way: BCE on the decoder's sigmoid output (clipped probabilities), not on logits."""
 
-    def compute_losses(self, images, training=False):
+    def compute_losses(self, images, labels=None, training=False):
         z_mean, z_log_var, z = self.encoder(images, training=training)
         pixels = self.decoder(z, training=training)
         reconstruction = ops.mean(ops.sum(keras.losses.binary_crossentropy(images, pixels), axis=(1, 2)))

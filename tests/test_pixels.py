@@ -131,10 +131,10 @@ def test_bernoulli_draws_are_binary_fresh_each_time_and_average_to_the_pixel_mea
 class RecordingVAE(VAE):
     """A VAE that keeps the images its training steps see."""
 
-    def compute_losses(self, images, training=False):
+    def compute_losses(self, images, labels=None, training=False):
         if training:
             self.seen.append(np.asarray(images))
-        return super().compute_losses(images, training=training)
+        return super().compute_losses(images, labels, training=training)
 
 
 @pytest.mark.parametrize("binarize_on", [True, False])
