@@ -122,6 +122,19 @@ def test_a_decoder_of_unknown_likelihood_is_refused(saved, tmp_path, capsys):
     assert "its layer 'pixel_means' (Activation) is neither a sigmoid (Bernoulli)" in capsys.readouterr().err
 
 
+def test_a_conditional_model_is_named_not_misread(tmp_path, capsys):
+    """A conditional VAE's saved networks also take the label: explore.py says so and points to its script."""
+    encoder = build_encoder(2, num_classes=10)
+    keras.Model(encoder.inputs, encoder.outputs[:2]).save(tmp_path / "encoder.h5")  # as vae_conditional.py saves it
+    build_decoder(2, num_classes=10).save(tmp_path / "decoder.h5")
+    with pytest.raises(SystemExit) as exit_info:
+        explore.main(["--encoder", str(tmp_path / "encoder.h5"), "--decoder", str(tmp_path / "decoder.h5"),
+                      "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert "is a conditional VAE's (it also takes the label)" in error and "vae_conditional.py" in error
+
+
 @pytest.mark.parametrize("arguments, message", [
     (["--samples", "0"], "--samples must be at least 1, got 0"),
     (["--figures", "samples,holes"], "--figures: unknown figure 'holes'; choose from samples"),
