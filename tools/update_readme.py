@@ -291,7 +291,7 @@ def script_lines(root):
         "| script | whole run | training | median epoch | outside training |",
         "|---|---:|---:|---:|---:|",
     ]
-    for name in MODELS:
+    for name in [*MODELS, "conditional"]:
         m = json.loads((root / "models" / f"metrics_{name}.json").read_text())
         median = statistics.median(m["seconds_per_epoch"])
         lines.append(f"| `vae_{name}.py` | **{m['seconds_total']:.0f} s** | {m['seconds_training']:.0f} s | "
