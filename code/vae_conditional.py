@@ -57,10 +57,10 @@ def main(config):
                   fixed=[0.0] * (config.latent_dim - 2), label=STYLE_GRID_CLASS,
                   title=f"A {STYLE_GRID_CLASS} decoded over a {config.grid_size}×{config.grid_size} grid of codes")
 
-    # One test image of each class, its style drawn as every class.
+    # The first test image of each of the first six classes, its style drawn as every class.
     firsts = [int(np.flatnonzero(y_test == c)[0]) for c in range(NUM_CLASSES) if np.any(y_test == c)]
     plot_style_transfer(decoder, x_test[firsts[:6]], z_mean[firsts[:6]],
-                        experiment.asset("style_transfer_conditional.png"), NUM_CLASSES, items=items)
+                        experiment.asset("style_transfer_conditional.png"), NUM_CLASSES)
 
     # Does the decoder draw the class it is asked for? A separate classifier, trained on the training
     # images, judges drawings from fresh prior codes; and can the class still be read off the code?

@@ -720,7 +720,7 @@ def plot_class_samples(decoder, path, num_classes=10, styles=10, seed=0, items="
     save_png(figure, path)
 
 
-def plot_style_transfer(decoder, images, z_mean, path, num_classes=10, items="digits"):
+def plot_style_transfer(decoder, images, z_mean, path, num_classes=10):
     """For each test image (framed, left): its code μ, found with its own label, decoded with every
     class 0..num_classes-1 (right): the image's style, drawn as each class. images: (n, h, w[, c]);
     z_mean: (n, latent_dim), the images' posterior means."""
@@ -735,5 +735,5 @@ def plot_style_transfer(decoder, images, z_mean, path, num_classes=10, items="di
     _, column_centers = _digit_strip(ax, tiles, columns, gap=4, frames=frames)
     ax.set_xticks(column_centers, ["test"] + [str(c) for c in range(num_classes)])
     ax.tick_params(axis="x", length=0, labelsize=11, labeltop=True, labelbottom=False)
-    ax.set_title(f"Each test image's style (its μ), drawn as every class", fontsize=12, pad=22)
+    ax.set_title("Each test image's style (its μ), drawn as every class", fontsize=12, pad=22)
     save_png(figure, path)
