@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vae import STARTED
+from vae import start
 from vae.data import (BINARIZATION_PROTOCOL, DATASET_TITLES, TEST_BINARIZATION_SEED, DataError, binarize, data_source,
                       load_dataset)
 from vae.distribute import is_chief, setup
@@ -31,6 +31,7 @@ from vae.progress import EpochBackup, Progress
 from vae.saving import OutputSet, RunLock, save_encodings, save_json, save_model
 from vae.schedules import KLWarmUp
 from vae.training import StopOnNaN, train
+from vae.variants import build
 
 
 class Experiment:
@@ -117,9 +118,15 @@ class Experiment:
             x_test = binarize(x_test, TEST_BINARIZATION_SEED)
         return (x_train[:size], y_train[:size]), (x_test, y_test)
 
-    def train(self, vae, x_train, x_test):
-        """Fit `vae` on x_train (the images, or a conditional VAE's (images, labels); x_test, the same, is the
-        validation data of every epoch); returns the history dict,
+    def model(self, vae_class, encoder, decoder, **kwargs):
+        """The chapter's `vae_class(encoder, decoder, **kwargs)`, extended as the flags ask (--architecture,
+        --likelihood, --binarize, --free-bits, --kl-warmup-epochs, --distribute, --precision: vae/variants.py).
+        With the tutorial's defaults it is exactly that. Its networks are `vae.encoder` and `vae.decoder`."""
+        return build(vae_class, encoder, decoder, self.config, **kwargs)
+
+    def fit(self, vae, x_train, x_test):
+        """Fit `vae`, compiled with its optimizer, on x_train (the images, or a conditional VAE's (images, labels);
+        x_test, the same, is the validation data of every epoch); returns the history dict,
         one list per metric with one value per epoch, earlier epochs of a resumed run included
         (nats per image).
 
@@ -139,13 +146,13 @@ class Experiment:
         warmup = []
         if config.kl_warmup_epochs:  # the KL's weight rises from 0 to β over the first epochs (vae/schedules.py)
             n = config.kl_warmup_epochs
-            print(f"KL warm-up: the KL's weight (kl_weight) is {config.beta:g}·(e−1)/{n} in epoch e ≤ {n}, "
+            print(f"KL warm-up: the KL's weight (kl_weight, β) is {config.beta:g}·(e−1)/{n} in epoch e ≤ {n}, "
                   f"then {config.beta:g} from epoch {n + 1} on")
             warmup = [KLWarmUp(n)]
         if config.free_bits:
-            print(f"Free bits: in the loss, each latent dimension's KL counts as at least {config.free_bits:g} nats; "
+            print(f"Free bits: a latent dimension whose KL (batch mean) is below {config.free_bits:g} nats gets no KL gradient; "
                   f"kl and val_kl are the true KL")
-        train(vae, x_train, x_test, config.epochs, config.batch_size, config.learning_rate, seed=config.seed,
+        train(vae, x_train, x_test, config.epochs, config.batch_size, seed=config.seed,
               callbacks=[*warmup, stop_on_nan, self.backup], initial_epoch=self.resumed_after,
               jit_compile=config.xla)
         if stop_on_nan.diverged_in is not None:
@@ -190,7 +197,7 @@ class Experiment:
         """
         name, config = self.name, self.config
         self.stage = "evaluating"
-        test_data = (x_test, y_test) if vae.conditional else x_test
+        test_data = (x_test, y_test) if len(vae.decoder.inputs) == 2 else x_test  # a conditional VAE's: with labels
         test = evaluate(vae, test_data)
         if not all(math.isfinite(value) for value in test.values()):
             self.progress.remove()
@@ -202,7 +209,7 @@ class Experiment:
         plot_reconstructions(x_test[:10], reconstructions, self.asset(f"reconstructions_{name}.png"))
         plot_history(history, self.asset(f"history_{name}.png"))
         # The encoder is saved without its Sampling layer, image → (z_mean, z_log_var), so that it
-        # loads with plain Keras; draw z = z_mean + exp(z_log_var / 2) · ε yourself, or with vae.model.Sampling.
+        # loads with plain Keras; draw z = z_mean + exp(z_log_var / 2) · ε yourself, or with the chapter's Sampling layer.
         encoder = keras.Model(vae.encoder.input, vae.encoder.outputs[:2], name="encoder")
         save_model(encoder, self.output(f"models/encoder_{name}.h5"))
         save_model(vae.decoder, self.output(f"models/decoder_{name}.h5"))
@@ -237,7 +244,7 @@ class Experiment:
             "seconds_training": sum(self.seconds_per_epoch),  # every epoch, those of an interrupted run included
             "resumed_after_epoch": self.resumed_after,  # 0: the run was not interrupted
             "seconds_training_this_run": sum(self.seconds_per_epoch[self.resumed_after:]),
-            "seconds_total": time.perf_counter() - STARTED,  # this process: imports, training, figures, saving
+            "seconds_total": time.perf_counter() - start.started,  # this process: imports, training, figures, saving
             "history": history,
             "device": device_name(),
             "tensorflow_version": tf.__version__,
@@ -267,10 +274,9 @@ class Experiment:
         resumed = (f"; epochs 1–{earlier} ran in an earlier, interrupted run" if earlier > 1 else
                    "; epoch 1 ran in an earlier, interrupted run" if earlier == 1 else "")
         outside = m["seconds_total"] - m["seconds_training_this_run"]
-        kl = (f"KL with free bits (each dimension ≥ {m['free_bits']:g} nats); the true KL is {m['test_kl']:.2f}"
-              if m["free_bits"] else f"KL {m['test_kl']:.2f}")
-        elbo = ("" if m["beta"] == 1 and not m["free_bits"] else
-                f"ELBO {m['test_elbo']:.2f} = −(reconstruction + KL), the loss without β or free bits, "
+        kl = f"KL {m['test_kl']:.2f}"
+        elbo = ("" if m["beta"] == 1 else
+                f"ELBO {m['test_elbo']:.2f} = −(reconstruction + KL), the loss without β, "
                 f"comparable between runs\n")
         print(
             f"\nTest set ({m['test_images']:,} images), nats per image: loss {m['test_loss']:.2f} "

@@ -10,7 +10,7 @@ iterator, instead
   2. runs the K steps in one XLA program: a while loop whose body gathers the batch's images from
      the training set, held in memory as one tensor, and calls the model's own `train_step`.
 
-So the chapter's readable one-step `train_step` (vae/model.py) is the step that runs, unchanged;
+So the chapter's readable one-step `train_step` (code/vae_2d.py) is the step that runs, unchanged;
 this module only decides how many of them one compiled call runs. Everything else stays Keras':
 the epochs, validation, callbacks, the progress bar's step count, `initial_epoch`.
 

@@ -35,8 +35,17 @@ import tensorflow as tf
 
 from vae.data import DATASET_TITLES, IMAGE_SHAPES, TEST_BINARIZATION_SEED
 from vae.evaluation import encode
-from vae.model import logits_model
 from vae.pixels import decoder_likelihood, log_partition
+
+
+def logits_model(decoder):
+    """The decoder up to its layer "logits": z (N, latent_dim) → logits (N, pixels·channels), 784 for MNIST
+    ([z, label] → logits for a conditional decoder). Logits that are image-shaped (a convolutional decoder
+    saved before its logits were flattened) are flattened here in the order images are flattened."""
+    logits = decoder.get_layer("logits").output
+    if len(logits.shape) > 2:
+        logits = keras.layers.Flatten()(logits)
+    return keras.Model(decoder.input, logits)
 
 LOG_2PI = math.log(2 * math.pi)
 # Latent points are decoded in calls of 16,384 for the MLP, whose largest layer output is its 784 logits

@@ -8,8 +8,8 @@ rising linearly from 0 over the first N epochs, so that the code is put to use b
     epoch e = 1, 2, ... trains with weight β·(e − 1)/N while e ≤ N, and with β from epoch N + 1 on.
 
 So epoch 1 trains with weight 0 (an autoencoder with noisy codes), epoch N with β·(N − 1)/N.
-`KLWarmUp` sets the model's `kl_weight` variable (vae/model.py) before each epoch: the compiled train
-step reads the variable, so nothing is recompiled, and the fused path (vae/fused.py) uses it too.
+`KLWarmUp` sets the model's β, a variable in a run with a warm-up (vae/variants.py), before each epoch:
+the compiled train step reads the variable, so nothing is recompiled, and the fused path (vae/fused.py) uses it too.
 (A module of its own rather than vae/training.py: it changes what is minimized, not how fast.)
 """
 
@@ -27,8 +27,8 @@ def warmup_kl_weight(epoch, beta, warmup_epochs):
 
 
 class KLWarmUp(keras.callbacks.Callback):
-    """Sets the model's `kl_weight` to `warmup_kl_weight` of its `beta` at the start of every epoch, and
-    back to `beta` when training ends, so that the final evaluation weighs the KL fully.
+    """Sets the model's variable `beta` to `warmup_kl_weight` of its `target_beta` at the start of every
+    epoch, and back to `target_beta` when training ends, so that the final evaluation weighs the KL fully.
 
     Keras numbers the epochs from `initial_epoch`, so a resumed run picks up the schedule where it
     stopped. Each epoch's weight is added to its logs (and so to the history) as "kl_weight".
@@ -39,11 +39,11 @@ class KLWarmUp(keras.callbacks.Callback):
         self.warmup_epochs = warmup_epochs
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.weight = warmup_kl_weight(epoch + 1, self.model.beta, self.warmup_epochs)  # Keras counts from 0
-        self.model.kl_weight.assign(self.weight)
+        self.weight = warmup_kl_weight(epoch + 1, self.model.target_beta, self.warmup_epochs)  # Keras counts from 0
+        self.model.beta.assign(self.weight)
 
     def on_epoch_end(self, epoch, logs=None):
         logs["kl_weight"] = self.weight  # the weight this epoch's loss and val_loss used
 
     def on_train_end(self, logs=None):
-        self.model.kl_weight.assign(self.model.beta)
+        self.model.beta.assign(self.model.target_beta)

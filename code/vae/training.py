@@ -17,10 +17,11 @@ STEPS_PER_EXECUTION = 64  # gradient steps per call from Python into the compile
 EVAL_BATCH_SIZE = 1000  # evaluation has no gradients, so it takes larger batches
 
 
-def compile_vae(vae, learning_rate, jit_compile=True, steps_per_execution=STEPS_PER_EXECUTION):
-    """Compile `vae` with Adam; XLA and `steps_per_execution` run its train step fast."""
+def compile_vae(vae, learning_rate=None, jit_compile=True, steps_per_execution=STEPS_PER_EXECUTION):
+    """Compile `vae` for speed: XLA and `steps_per_execution` run its train step fast. Its optimizer is
+    Adam at `learning_rate`, or with None the one the chapter compiled it with."""
     vae.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
+        optimizer=vae.optimizer if learning_rate is None else keras.optimizers.Adam(learning_rate),
         jit_compile=jit_compile,
         steps_per_execution=steps_per_execution,
     )
@@ -91,10 +92,11 @@ class EpochTimer(keras.callbacks.Callback):
         logs["seconds"] = time.perf_counter() - self._start
 
 
-def train(vae, x_train, x_val, epochs, batch_size, learning_rate, seed=None, verbose="auto", callbacks=(),
+def train(vae, x_train, x_val, epochs, batch_size, learning_rate=None, seed=None, verbose="auto", callbacks=(),
           jit_compile=True, steps_per_execution=STEPS_PER_EXECUTION, autotune=False, initial_epoch=0,
           fused_steps=STEPS_PER_EXECUTION):
-    """Compile and fit `vae` on `x_train`, validating on `x_val` after every epoch, from epoch
+    """Compile (with Adam at `learning_rate`, or with None the optimizer `vae` was compiled with) and fit
+    `vae` on `x_train`, validating on `x_val` after every epoch, from epoch
     `initial_epoch` (the number already done, for a resumed run) up to `epochs`. Each is the images, or
     (images, labels) for a conditional VAE.
 
