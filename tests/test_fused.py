@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from vae.conv import build_conv_decoder, build_conv_encoder
 from vae.fused import FusedTrainFunction, fuse_steps, index_batches, why_not_fused
-from vae.model import VAE, build_decoder, build_encoder
-from vae.priors import GaussianPrior
 from vae.training import StopOnNaN, batched, compile_vae, train
+from vae_2d import VAE, Sampling, build_decoder, build_encoder
+from vae_correlated import CorrelatedVAE
 
 TRAIN_IMAGES, BATCH_SIZE, FUSED_STEPS = 600, 128, 3  # 5 steps per epoch, the last on 88 images
 WEIGHT_TOLERANCE = 1e-5  # largest difference of any weight after 10 steps (float32 rounding)
@@ -37,12 +38,12 @@ class Recorder(keras.callbacks.Callback):
         self.epochs.append((epoch, dict(logs)))
 
 
-def trained(fused_steps, prior=None, epochs=2, learning_rate=1e-3, x=None, callbacks=(), initial_epoch=0):
+def trained(fused_steps, epochs=2, learning_rate=1e-3, x=None, callbacks=(), initial_epoch=0):
     """A 2-D VAE trained by vae.training.train on the test's images with seed 0, 3 steps per call:
     on Keras' plain path (one XLA launch per step) when fused_steps is None, else on the fused path.
     Returns the model, its history and a Recorder of what the callbacks saw."""
     keras.utils.set_random_seed(0)
-    vae = VAE(build_encoder(2, seed=1), build_decoder(2), prior=prior)
+    vae = VAE(build_encoder(2, seed=1), build_decoder(2))
     recorder = Recorder()
     x = images(TRAIN_IMAGES, 0) if x is None else x
     history = train(vae, x, images(200, 1), epochs, BATCH_SIZE, learning_rate, seed=0, verbose=0,
@@ -95,7 +96,6 @@ def test_an_epochs_loss_is_the_mean_over_its_images_with_any_prior_and_a_resumed
     assert [len(indices) for indices in order] == [128, 128, 128, 128, 88]
     x = np.ones((TRAIN_IMAGES, 28, 28, 1), dtype="float32")
     x[order[-1]] = 0.0
-    prior = GaussianPrior([[1.0, 0.4], [0.4, 0.5]])
 
     def noiseless_vae():
         keras.utils.set_random_seed(0)
@@ -105,7 +105,7 @@ def test_an_epochs_loss_is_the_mean_over_its_images_with_any_prior_and_a_resumed
         decoder = build_decoder(2)
         logits = decoder.get_layer("logits")
         logits.set_weights([logits.kernel.numpy(), np.full_like(logits.bias, 5.0)])
-        return VAE(encoder, decoder, prior=prior)
+        return CorrelatedVAE(encoder, decoder, prior_cov=[[1.0, 0.4], [0.4, 0.5]])
 
     fused = noiseless_vae()
     history = train(fused, x, images(200, 1), 2, BATCH_SIZE, 0.0, seed=0, verbose=0, fused_steps=FUSED_STEPS,
@@ -147,7 +147,7 @@ def test_it_falls_back_to_the_plain_path_without_xla_or_under_a_strategy():
 
 def test_a_convolutional_model_keeps_the_plain_path():
     """Convolutions inside the fused XLA loop ran 25-40 times slower on the project's CPU."""
-    conv = VAE(build_encoder(2, architecture="conv"), build_decoder(2, architecture="conv"))
+    conv = VAE(build_conv_encoder(2, (28, 28, 1), Sampling), build_conv_decoder(2, (28, 28, 1)))
     compile_vae(conv, 1e-3)
     assert "convolutions" in why_not_fused(conv)
     mlp = VAE(build_encoder(2), build_decoder(2))
