@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vae.checks import FLOAT32_MAX, FLOAT32_TINY, LIKELIHOODS, check_covariance
 from vae.data import DATASET_SIZES, IMAGE_SHAPES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -24,17 +25,12 @@ MAX_BATCH_SIZE = DATASET_SIZES["mnist"][0]  # one batch of the whole training se
 MAX_SEED = 2**32 - 1  # NumPy's and TensorFlow's seeds are 32-bit
 MAX_GRID_SIZE = 100  # a 100 × 100 manifold figure is 2,800 × 2,800 pixels
 MAX_GRID_LIMIT = 100.0  # in prior standard deviations: far past where any code lies
-# Training runs in float32: a value it cannot represent becomes 0 or inf.
-FLOAT32_TINY = float(np.finfo(np.float32).tiny)  # 1.2e-38, the smallest normal float32
-FLOAT32_MAX = float(np.finfo(np.float32).max)  # 3.4e38
 # Free bits, in nats per latent dimension: ln 60,000 ≈ 11 nats is enough to tell every training image apart,
 # so a floor of 10 nats on every dimension's KL leaves the KL term nothing to hold back.
 MAX_FREE_BITS = 10.0
-MAX_CONDITION_NUMBER = 1e6  # of the prior's Σ: beyond it, Σ⁻¹ in float32 is mostly rounding error
 DEVICE_NAME = re.compile(r"/(device:)?(cpu|gpu|tpu):\d+", re.IGNORECASE)  # "/gpu:0", "/device:GPU:1"
 DISTRIBUTE = ("none", "mirrored", "multi_worker")  # vae/distribute.py says what each does
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")  # Keras' dtype policies
-LIKELIHOODS = ("bernoulli", "continuous_bernoulli")  # p(x|z) per pixel: vae/pixels.py says what each is
 BINARIZE = ("off", "dynamic")  # "dynamic": training images drawn afresh as Bernoulli(pixel) at every step
 DATASETS = tuple(DATASET_SIZES)  # "mnist", "fashion_mnist", "cifar10": vae/data.py says where each comes from
 ARCHITECTURES = ("mlp", "conv")  # the encoder's and decoder's layers: vae/model.py
@@ -180,55 +176,6 @@ def _check_folder(name, value, must_exist):
     if must_exist:
         raise ConfigError(f"{name}: {folder} is not a folder")
     return folder
-
-
-def check_covariance(covariance, latent_dim=None):
-    """Return `covariance` as a float64 (k, k) array, or raise ValueError saying what is wrong.
-
-    A covariance must be finite, square, symmetric and positive definite, well enough
-    conditioned for float32 training, and, when `latent_dim` is given, latent_dim × latent_dim.
-    """
-    rows = list(covariance) if isinstance(covariance, (list, tuple)) else None
-    if rows and all(isinstance(row, (list, tuple)) for row in rows) and len({len(row) for row in rows}) > 1:
-        raise ValueError(f"covariance is not square: its rows have lengths {[len(row) for row in rows]}")
-    try:
-        sigma = np.array(covariance, dtype=np.float64)
-    except (TypeError, ValueError, OverflowError) as error:
-        raise ValueError(f"covariance must be a square matrix of numbers, got {covariance!r}") from error
-    if sigma.ndim != 2 or sigma.shape[0] != sigma.shape[1] or sigma.size == 0:
-        raise ValueError(f"covariance is not square: shape {sigma.shape}")
-    if not np.all(np.isfinite(sigma)) or np.abs(sigma).max() > FLOAT32_MAX:
-        raise ValueError(f"covariance is not finite in float32 (it holds inf, nan or a value past 3.4e38): "
-                         f"{sigma.tolist()}")
-    if latent_dim is not None and sigma.shape[0] != latent_dim:
-        raise ValueError(
-            f"covariance does not match latent_dim: it is {sigma.shape[0]}×{sigma.shape[0]}, "
-            f"latent_dim is {latent_dim}"
-        )
-    if not np.allclose(sigma, sigma.T, rtol=0.0, atol=1e-8):
-        raise ValueError(f"covariance is not symmetric: {sigma.tolist()}")
-    eigenvalues = np.linalg.eigvalsh(sigma)
-    if eigenvalues[0] <= 0 or _not_cholesky_factorable(sigma):
-        raise ValueError(
-            f"covariance is not positive definite (eigenvalues {np.round(eigenvalues, 6).tolist()}): "
-            f"{sigma.tolist()}"
-        )
-    condition = eigenvalues[-1] / eigenvalues[0]
-    if condition > MAX_CONDITION_NUMBER:
-        raise ValueError(
-            f"covariance is nearly singular: its condition number is {condition:.3g}, more than "
-            f"{MAX_CONDITION_NUMBER:.0e} (eigenvalues {eigenvalues.tolist()}); float32 training would "
-            f"divide by its smallest eigenvalue"
-        )
-    return sigma
-
-
-def _not_cholesky_factorable(sigma):
-    try:
-        np.linalg.cholesky(sigma)
-        return False
-    except np.linalg.LinAlgError:
-        return True
 
 
 def parse_covariance(text):
