@@ -45,13 +45,13 @@ class ConfigError(ValueError):
     """A hyperparameter outside what it accepts; the message names the parameter."""
 
 
-def hyperparameter(default, help, *, bounds=None, why=" (what float32 training can use)", choices=None, parse=None,
+def hyperparameter(default, help_text, *, bounds=None, why=" (what float32 training can use)", choices=None, parse=None,
                    metavar=None, default_text=None):
-    """A field of `Config` and its flag: help is one line; bounds (min, max) and choices are checked by
+    """A field of `Config` and its flag: help_text is one line; bounds (min, max) and choices are checked by
     Config.check, `why` says where a number's bounds come from; parse turns the flag's text into a value
     (the default's type unless given; bool: --name and --no-name); default_text says what a default means."""
     return dataclasses.field(default=default, metadata=dict(
-        help=help, bounds=bounds, why=why, choices=choices, parse=parse or type(default), metavar=metavar,
+        help=help_text, bounds=bounds, why=why, choices=choices, parse=parse or type(default), metavar=metavar,
         default_text=default_text))
 
 
