@@ -1,12 +1,13 @@
 """Hyperparameters: the flags override the __main__ block's values, and bad values are refused by name."""
 
+import ast
 import dataclasses
 import re
 
 import pytest
 
 from conftest import REPO_ROOT, run_python, run_script
-from vae.config import Config, ConfigError, parse_covariance, parse_flags
+from vae.config import Config, ConfigError, flag_name, flags_markdown, parse_covariance, parse_flags
 
 DEFAULTS = Config(latent_dim=2, epochs=30, batch_size=128, learning_rate=1e-3, beta=1.0, seed=0)
 
@@ -276,3 +277,70 @@ def test_cifar10_refuses_what_does_not_fit_it(fields, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         Config(dataset="cifar10", **fields).check()
     Config(dataset="fashion_mnist", **fields).check()  # fine for a grey-scale set of 60,000
+
+
+def test_each_hyperparameter_is_declared_once_with_one_line_of_help():
+    """A field named twice in the class body would silently keep only the second: the source has each once."""
+    source = (REPO_ROOT / "code" / "vae" / "config.py").read_text()
+    config_class = next(node for node in ast.parse(source).body
+                        if isinstance(node, ast.ClassDef) and node.name == "Config")
+    declarations = [node for node in config_class.body if isinstance(node, ast.AnnAssign)]
+    assert [node.target.id for node in declarations] == [field.name for field in dataclasses.fields(Config)]
+    assert all(isinstance(node.value, ast.Call) and node.value.func.id == "hyperparameter" for node in declarations)
+    for field in dataclasses.fields(Config):
+        assert field.metadata["help"].strip() and "\n" not in field.metadata["help"], field.name
+    assert "add_argument(\"--" not in source  # the flags come from the declarations, not written out again
+
+
+def test_help_lists_every_flag_with_its_help_and_the_blocks_defaults(capsys):
+    block = dataclasses.replace(DEFAULTS, epochs=5, xla=True, prior_cov=[[1.0, 0.4], [0.4, 0.5]])
+    with pytest.raises(SystemExit) as exit_info:
+        parse_flags(block, ["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    joined = "".join(text.split())  # argparse wraps the help at spaces and hyphens
+    for field in dataclasses.fields(Config):
+        assert flag_name(field.name) in text
+        assert "".join(field.metadata["help"].split()) in joined, field.name
+    assert "passesoverthetrainingset(default:5)" in joined
+    assert "(default:1.0,0.4;0.4,0.5)" in joined and "(default:--xla)" in joined
+    assert text.count("(default:") == len(dataclasses.fields(Config))  # each default shown once
+
+
+def test_flags_markdown_has_a_row_per_flag_with_its_default_and_help():
+    lines = flags_markdown().splitlines()
+    assert lines[:2] == ["| flag | default | what it does |", "|---|---|---|"]
+    rows = [[cell.strip().replace("\\|", "|") for cell in re.split(r"(?<!\\)\|", line)[1:-1]] for line in lines[2:]]
+    fields = dataclasses.fields(Config)
+    assert len(rows) == len(fields)
+    for (flag, default, help_text), field in zip(rows, fields):
+        assert flag.startswith(f"`{flag_name(field.name)}"), flag
+        assert help_text == field.metadata["help"]
+    table = {row[0].split("`")[1].split()[0]: row[1] for row in rows}  # "`--train-size N`" → "--train-size"
+    assert table["--epochs"] == "`30`" and table["--train-size"] == "all 60,000" and table["--out"] == "the repository"
+    assert "p(x\\|z)" in flags_markdown()  # a | in a cell is escaped, so the row keeps its three cells
+    assert str(REPO_ROOT) not in flags_markdown()  # nothing of this machine in the README or the page
+
+
+def test_the_flag_table_loads_no_tensorflow():
+    result = run_python("import sys\n"
+                        "from vae.config import flags_markdown\n"
+                        "assert flags_markdown()\n"
+                        "print('loaded:', sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))\n")
+    assert result.returncode == 0, result.stderr
+    assert "loaded: []" in result.stdout
+
+
+@pytest.mark.parametrize("module", ["priors", "pixels", "checks"])
+def test_the_maths_imports_nothing_from_the_command_line(module):
+    """The layers point one way: vae/config.py may import the maths' constants, never the reverse."""
+    tree = ast.parse((REPO_ROOT / "code" / "vae" / f"{module}.py").read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            imported.update(f"{node.module}.{alias.name}" for alias in node.names)
+    assert not any(name.startswith(("vae.config", "vae.experiment")) for name in imported), imported
+    if module == "checks":  # what config.py imports from the maths must not load TensorFlow
+        assert imported == {"numpy"}, imported

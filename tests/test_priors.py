@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from vae.priors import GaussianPrior, check_covariance, kl_divergence
+from vae.checks import check_covariance
+from vae.priors import GaussianPrior, kl_divergence
 
 
 def numpy_kl(mu, log_var, covariance):

@@ -1,5 +1,7 @@
 """Hyperparameters: the `Config` a script's `__main__` block fills in, the flags that override it, and their checks.
 
+Each hyperparameter is declared once, as a field of `Config` with one line of help, its bounds or choices;
+the flags, their `--help`, the generic checks and the flag table of the README and the page come from there.
 This module loads no TensorFlow, so that `--help` and a refused value answer at once.
 """
 
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vae.checks import FLOAT32_MAX, FLOAT32_TINY, LIKELIHOODS, check_covariance
 from vae.data import DATASET_SIZES, IMAGE_SHAPES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -24,17 +27,12 @@ MAX_BATCH_SIZE = DATASET_SIZES["mnist"][0]  # one batch of the whole training se
 MAX_SEED = 2**32 - 1  # NumPy's and TensorFlow's seeds are 32-bit
 MAX_GRID_SIZE = 100  # a 100 × 100 manifold figure is 2,800 × 2,800 pixels
 MAX_GRID_LIMIT = 100.0  # in prior standard deviations: far past where any code lies
-# Training runs in float32: a value it cannot represent becomes 0 or inf.
-FLOAT32_TINY = float(np.finfo(np.float32).tiny)  # 1.2e-38, the smallest normal float32
-FLOAT32_MAX = float(np.finfo(np.float32).max)  # 3.4e38
 # Free bits, in nats per latent dimension: ln 60,000 ≈ 11 nats is enough to tell every training image apart,
 # so a floor of 10 nats on every dimension's KL leaves the KL term nothing to hold back.
 MAX_FREE_BITS = 10.0
-MAX_CONDITION_NUMBER = 1e6  # of the prior's Σ: beyond it, Σ⁻¹ in float32 is mostly rounding error
 DEVICE_NAME = re.compile(r"/(device:)?(cpu|gpu|tpu):\d+", re.IGNORECASE)  # "/gpu:0", "/device:GPU:1"
 DISTRIBUTE = ("none", "mirrored", "multi_worker")  # vae/distribute.py says what each does
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")  # Keras' dtype policies
-LIKELIHOODS = ("bernoulli", "continuous_bernoulli")  # p(x|z) per pixel: vae/pixels.py says what each is
 BINARIZE = ("off", "dynamic")  # "dynamic": training images drawn afresh as Bernoulli(pixel) at every step
 DATASETS = tuple(DATASET_SIZES)  # "mnist", "fashion_mnist", "cifar10": vae/data.py says where each comes from
 ARCHITECTURES = ("mlp", "conv")  # the encoder's and decoder's layers: vae/model.py
@@ -47,60 +45,119 @@ class ConfigError(ValueError):
     """A hyperparameter outside what it accepts; the message names the parameter."""
 
 
+def hyperparameter(default, help_text, *, bounds=None, why=" (what float32 training can use)", choices=None, parse=None,
+                   metavar=None, default_text=None):
+    """A field of `Config` and its flag: help_text is one line; bounds (min, max) and choices are checked by
+    Config.check, `why` says where a number's bounds come from; parse turns the flag's text into a value
+    (the default's type unless given; bool: --name and --no-name); default_text says what a default means."""
+    return dataclasses.field(default=default, metadata=dict(
+        help=help_text, bounds=bounds, why=why, choices=choices, parse=parse or type(default), metavar=metavar,
+        default_text=default_text))
+
+
+def parse_covariance(text):
+    """'1.0,0.4;0.4,0.5' → [[1.0, 0.4], [0.4, 0.5]]: rows split by ';', entries by ','."""
+    try:
+        return [[float(entry) for entry in row.split(",")] for row in text.split(";")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected rows of numbers like '1.0,0.4;0.4,0.5', got {text!r}"
+        ) from None
+
+
+def parse_devices(text):
+    """'/gpu:0,/gpu:1' → ['/gpu:0', '/gpu:1']."""
+    return [name.strip() for name in text.split(",")]
+
+
 @dataclasses.dataclass
 class Config:
-    """Everything one training run needs. Field names match the command-line flags."""
+    """Everything one training run needs. Each field is a flag too: `--batch-size` sets batch_size."""
 
-    latent_dim: int = 2
-    epochs: int = 30
-    batch_size: int = 128
-    learning_rate: float = 1e-3
-    beta: float = 1.0  # weight of the KL term; 1 gives the ELBO
-    kl_warmup_epochs: int = 0  # the KL's weight rises from 0 to beta over this many epochs (vae/schedules.py); 0: off
-    free_bits: float = 0.0  # nats per latent dimension: a dimension's KL below it is not penalized; 0: off
-    likelihood: "str | None" = None  # p(x|z) per pixel: "bernoulli", or "continuous_bernoulli", a density on [0, 1];
-    # None: the data set's own (DEFAULT_LIKELIHOODS), set by check()
-    binarize: str = "off"  # "dynamic": train on images drawn as Bernoulli(pixel) at every step, test on one draw
-    dataset: str = "mnist"  # or "fashion_mnist", "cifar10"; the outputs of another than MNIST carry its name
-    architecture: str = "mlp"  # or "conv": strided convolutions; the outputs of "conv" carry its name
-    seed: int = 0
-    train_size: "int | None" = None  # use the first N training images; None: all (60,000; CIFAR-10's 50,000)
-    prior_cov: "list | None" = None  # the prior's covariance Σ (k×k); None: N(0, I)
-    grid_size: int = 20  # decoded manifold figures: grid_size × grid_size digits
-    grid_limit: float = 3.0  # ... over z from -grid_limit to +grid_limit
-    # Compile the training step with XLA: faster epochs after a few seconds' compiling. None: on for "mlp", off for
-    # "conv", whose convolutions XLA's fused steps (vae/fused.py) run about 40× slower on a CPU, set by check().
-    xla: "bool | None" = None
-    data_dir: "str | None" = None  # a folder with the data set; None: $VAE_DATA_DIR, else the repository's data/
-    out: str = str(REPO_ROOT)  # assets/ and models/ are written under this folder
-    distribute: str = "none"  # "none": one device; "mirrored": local GPUs; "multi_worker": machines in TF_CONFIG
-    devices: "list | None" = None  # for "mirrored": device names such as ["/gpu:0", "/gpu:1"]; None: all GPUs
-    precision: str = "float32"  # or "mixed_float16" (GPUs), "mixed_bfloat16" (CPUs, TPUs)
+    latent_dim: int = hyperparameter(2, "latent dimensions k", bounds=(1, MAX_LATENT_DIM))
+    epochs: int = hyperparameter(30, "passes over the training set", bounds=(1, MAX_EPOCHS))
+    batch_size: int = hyperparameter(128, "images per gradient step", bounds=(1, MAX_BATCH_SIZE))
+    learning_rate: float = hyperparameter(1e-3, "Adam's step size", bounds=(FLOAT32_TINY, FLOAT32_MAX))
+    beta: float = hyperparameter(1.0, "weight of the KL term; 1 gives the ELBO", bounds=(0.0, FLOAT32_MAX))
+    kl_warmup_epochs: int = hyperparameter(
+        0, "KL warm-up: epoch e ≤ N weighs the KL by beta·(e−1)/N, later epochs by beta; 0: off",
+        bounds=(0, MAX_EPOCHS), metavar="N")
+    free_bits: float = hyperparameter(
+        0.0, "free bits: a latent dimension's KL (batch mean) below NATS counts as NATS in the loss, so it is not "
+             "pulled to the prior; the reported KL stays the true one; 0: off",
+        bounds=(0.0, MAX_FREE_BITS), metavar="NATS",
+        why=" nats per latent dimension (ln 60,000 ≈ 11 nats already tells every training image apart)")
+    likelihood: str | None = hyperparameter(
+        None, "p(x|z) of each pixel: bernoulli (binary cross-entropy) or continuous_bernoulli (a density on "
+              "[0, 1]; the decoder then draws its mean)",
+        choices=LIKELIHOODS, default_text="bernoulli, for cifar10 continuous_bernoulli")
+    binarize: str = hyperparameter(
+        "off", "off: grey-scale pixels; dynamic: each training image drawn afresh as Bernoulli(pixel) at every "
+               "step, the test images once with a fixed seed", choices=BINARIZE)
+    dataset: str = hyperparameter(
+        "mnist", "mnist (digits), fashion_mnist (clothes; both 28×28 grey-scale) or cifar10 (32×32 colour "
+                 "photos); another than mnist adds its name to the outputs", choices=DATASETS)
+    architecture: str = hyperparameter(
+        "mlp", "mlp: the tutorial's dense layers; conv: strided convolutions, which add their name to the outputs",
+        choices=ARCHITECTURES)
+    seed: int = hyperparameter(0, "seed for weights, shuffling and sampling", bounds=(0, MAX_SEED))
+    train_size: int | None = hyperparameter(
+        None, "train on the first N training images, of 60,000 (cifar10: 50,000)",
+        parse=int, metavar="N", default_text="all 60,000")
+    prior_cov: list | None = hyperparameter(
+        None, "the prior's covariance Σ, rows separated by ';' (a flag of vae_correlated.py only)",
+        parse=parse_covariance, metavar="'A,B;C,D'", default_text="the identity: N(0, I)")
+    grid_size: int = hyperparameter(20, "digits per side of a manifold figure", bounds=(2, MAX_GRID_SIZE))
+    grid_limit: float = hyperparameter(
+        3.0, "manifold figures span z from −X to +X", bounds=(FLOAT32_TINY, MAX_GRID_LIMIT), metavar="X")
+    xla: bool | None = hyperparameter(
+        None, "compile the training step with XLA (off for conv: XLA's fused steps run convolutions about 40× "
+              "slower on a CPU); --no-xla saves the compiling for short runs",
+        parse=bool, default_text="--xla, for conv --no-xla")
+    data_dir: str | None = hyperparameter(
+        None, "folder with the data set: IDX files or mnist.npz, CIFAR-10's cifar-10-batches-py/ or "
+              "cifar-10-python.tar.gz", parse=str, metavar="DIR",
+        default_text="$VAE_DATA_DIR, else the repository's data/, else Keras' download")
+    out: str = hyperparameter(
+        str(REPO_ROOT), "write assets/ and models/ under DIR", metavar="DIR", default_text="the repository")
+    distribute: str = hyperparameter(
+        "none", "none: one device; mirrored: every local GPU (or --devices); multi_worker: the machines in "
+                "$TF_CONFIG", choices=DISTRIBUTE)
+    devices: list | None = hyperparameter(
+        None, "with --distribute mirrored: the devices to use, comma-separated",
+        parse=parse_devices, metavar="'/gpu:0,/gpu:1'", default_text="every GPU")
+    precision: str = hyperparameter(
+        "float32", "float32, or 16-bit layers: mixed_float16 on GPUs, mixed_bfloat16 on CPUs", choices=PRECISIONS)
 
     def check(self, min_latent_dim=1):
         """Raise ConfigError for the first hyperparameter out of range; return self.
 
-        Folder names may be given as `pathlib.Path`; they are kept as strings.
+        Fills in the defaults that depend on other fields (likelihood, xla). Folder names may be
+        given as `pathlib.Path`; they are kept as strings.
         """
-        _check_int("latent_dim", self.latent_dim, min_latent_dim, MAX_LATENT_DIM)
-        _check_int("epochs", self.epochs, 1, MAX_EPOCHS)
-        _check_int("batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
-        _check_number("learning_rate", self.learning_rate, FLOAT32_TINY, FLOAT32_MAX)
-        _check_number("beta", self.beta, 0.0, FLOAT32_MAX)
-        _check_int("kl_warmup_epochs", self.kl_warmup_epochs, 0, MAX_EPOCHS)
+        # The checks declared with each field: its type, choices and bounds.
+        for field in dataclasses.fields(self):
+            name, value, declared = field.name, getattr(self, field.name), field.metadata
+            if value is None and field.default is None:
+                continue  # not set: its default is worked out below, or it needs none
+            if declared["choices"]:
+                _check_choice(name, value, declared["choices"])
+            elif declared["parse"] is bool and not isinstance(value, bool):
+                raise ConfigError(f"{name} must be True or False, got {value!r}")
+            elif declared["bounds"]:
+                minimum, maximum = declared["bounds"]
+                if name == "latent_dim":
+                    minimum = min_latent_dim  # the script's own: a 2-D manifold needs 2 dimensions
+                if declared["parse"] is int:
+                    _check_int(name, value, minimum, maximum)
+                else:
+                    _check_number(name, value, minimum, maximum, declared["why"])
+        # The checks that involve more than one field.
         if self.kl_warmup_epochs >= self.epochs and self.kl_warmup_epochs > 0:
             raise ConfigError(f"kl_warmup_epochs must be less than epochs ({self.epochs}), so that the last epochs "
                               f"train with the full beta, got {self.kl_warmup_epochs}")
-        _check_number("free_bits", self.free_bits, -math.inf, math.inf)  # a finite number; its range:
-        if not 0 <= self.free_bits <= MAX_FREE_BITS:
-            raise ConfigError(f"free_bits must be from 0 to {MAX_FREE_BITS:g} nats per latent dimension (ln 60,000 ≈ "
-                              f"11 nats already tells every training image apart), got {self.free_bits:g}")
-        _check_choice("dataset", self.dataset, DATASETS)
-        _check_choice("architecture", self.architecture, ARCHITECTURES)
         if self.likelihood is None:
             self.likelihood = DEFAULT_LIKELIHOODS[self.dataset]
-        _check_choice("likelihood", self.likelihood, LIKELIHOODS)
-        _check_choice("binarize", self.binarize, BINARIZE)
         if self.binarize == "dynamic" and IMAGE_SHAPES[self.dataset][-1] > 1:
             raise ConfigError(f"binarize 'dynamic' draws binary images from grey-scale pixels; {self.dataset} is in "
                               f"colour. Use binarize 'off'")
@@ -109,7 +166,6 @@ class Config:
             raise ConfigError("likelihood 'continuous_bernoulli' is a density for grayscale pixels in [0, 1]; with "
                               "binarize 'dynamic' every pixel is 0 or 1, where it grows without bound. Use "
                               "likelihood 'bernoulli' for binarized images")
-        _check_int("seed", self.seed, 0, MAX_SEED)
         if self.train_size is not None:
             _check_int("train_size", self.train_size, 1, DATASET_SIZES[self.dataset][0])
         if self.prior_cov is not None:
@@ -121,16 +177,11 @@ class Config:
             if self.free_bits and not np.array_equal(sigma, np.diag(np.diag(sigma))):
                 raise ConfigError("free_bits needs a prior with independent dimensions (a diagonal prior_cov): the KL "
                                   "to a correlated prior does not split into one term per latent dimension")
-        _check_int("grid_size", self.grid_size, 2, MAX_GRID_SIZE)
-        _check_number("grid_limit", self.grid_limit, FLOAT32_TINY, MAX_GRID_LIMIT)
         if self.xla is None:
-            self.xla = self.architecture == "mlp"
-        if not isinstance(self.xla, bool):
-            raise ConfigError(f"xla must be True or False, got {self.xla!r}")
+            self.xla = self.architecture == "mlp"  # see xla's help
         if self.data_dir is not None:
             self.data_dir = _check_folder("data_dir", self.data_dir, must_exist=True)
         self.out = _check_folder("out", self.out, must_exist=False)
-        _check_choice("distribute", self.distribute, DISTRIBUTE)
         if self.devices is not None:
             if self.distribute != "mirrored":
                 raise ConfigError(f"devices is only for distribute='mirrored', got distribute={self.distribute!r}")
@@ -141,7 +192,6 @@ class Config:
             if len(set(map(str.lower, self.devices))) < len(self.devices):
                 raise ConfigError(f"devices names a device twice: {self.devices!r}")
             self.devices = list(self.devices)
-        _check_choice("precision", self.precision, PRECISIONS)
         return self
 
 
@@ -157,13 +207,12 @@ def _check_int(name, value, minimum, maximum):
         raise ConfigError(f"{name} must be from {minimum:,} to {maximum:,}, got {value:,}")
 
 
-def _check_number(name, value, minimum, maximum):
+def _check_number(name, value, minimum, maximum, why):
     if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not math.isfinite(value):
         raise ConfigError(f"{name} must be a finite number, got {value!r}")
     if not minimum <= value <= maximum:
         minimum_text = "0" if minimum == 0 else f"{minimum:.2g}"
-        raise ConfigError(f"{name} must be from {minimum_text} to {maximum:.2g} "
-                          f"(what float32 training can use), got {value:g}")
+        raise ConfigError(f"{name} must be from {minimum_text} to {maximum:.2g}{why}, got {value:g}")
 
 
 def _check_folder(name, value, must_exist):
@@ -182,138 +231,66 @@ def _check_folder(name, value, must_exist):
     return folder
 
 
-def check_covariance(covariance, latent_dim=None):
-    """Return `covariance` as a float64 (k, k) array, or raise ValueError saying what is wrong.
-
-    A covariance must be finite, square, symmetric and positive definite, well enough
-    conditioned for float32 training, and, when `latent_dim` is given, latent_dim × latent_dim.
-    """
-    rows = list(covariance) if isinstance(covariance, (list, tuple)) else None
-    if rows and all(isinstance(row, (list, tuple)) for row in rows) and len({len(row) for row in rows}) > 1:
-        raise ValueError(f"covariance is not square: its rows have lengths {[len(row) for row in rows]}")
-    try:
-        sigma = np.array(covariance, dtype=np.float64)
-    except (TypeError, ValueError, OverflowError) as error:
-        raise ValueError(f"covariance must be a square matrix of numbers, got {covariance!r}") from error
-    if sigma.ndim != 2 or sigma.shape[0] != sigma.shape[1] or sigma.size == 0:
-        raise ValueError(f"covariance is not square: shape {sigma.shape}")
-    if not np.all(np.isfinite(sigma)) or np.abs(sigma).max() > FLOAT32_MAX:
-        raise ValueError(f"covariance is not finite in float32 (it holds inf, nan or a value past 3.4e38): "
-                         f"{sigma.tolist()}")
-    if latent_dim is not None and sigma.shape[0] != latent_dim:
-        raise ValueError(
-            f"covariance does not match latent_dim: it is {sigma.shape[0]}×{sigma.shape[0]}, "
-            f"latent_dim is {latent_dim}"
-        )
-    if not np.allclose(sigma, sigma.T, rtol=0.0, atol=1e-8):
-        raise ValueError(f"covariance is not symmetric: {sigma.tolist()}")
-    eigenvalues = np.linalg.eigvalsh(sigma)
-    if eigenvalues[0] <= 0 or _not_cholesky_factorable(sigma):
-        raise ValueError(
-            f"covariance is not positive definite (eigenvalues {np.round(eigenvalues, 6).tolist()}): "
-            f"{sigma.tolist()}"
-        )
-    condition = eigenvalues[-1] / eigenvalues[0]
-    if condition > MAX_CONDITION_NUMBER:
-        raise ValueError(
-            f"covariance is nearly singular: its condition number is {condition:.3g}, more than "
-            f"{MAX_CONDITION_NUMBER:.0e} (eigenvalues {eigenvalues.tolist()}); float32 training would "
-            f"divide by its smallest eigenvalue"
-        )
-    return sigma
+def flag_name(field_name):
+    """'batch_size' → '--batch-size'."""
+    return "--" + field_name.replace("_", "-")
 
 
-def _not_cholesky_factorable(sigma):
-    try:
-        np.linalg.cholesky(sigma)
-        return False
-    except np.linalg.LinAlgError:
-        return True
-
-
-def parse_covariance(text):
-    """'1.0,0.4;0.4,0.5' → [[1.0, 0.4], [0.4, 0.5]]: rows split by ';', entries by ','."""
-    try:
-        return [[float(entry) for entry in row.split(",")] for row in text.split(";")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected rows of numbers like '1.0,0.4;0.4,0.5', got {text!r}"
-        ) from None
-
-
-def parse_devices(text):
-    """'/gpu:0,/gpu:1' → ['/gpu:0', '/gpu:1']."""
-    return [name.strip() for name in text.split(",")]
+def shown_default(field, value):
+    """A default as --help and the flag table show it: what it means, or the value as the flag spells it."""
+    is_default = value is None if field.default is None else value == field.default
+    if is_default and field.metadata["default_text"]:
+        return field.metadata["default_text"]
+    if isinstance(value, bool):
+        return flag_name(field.name) if value else "--no-" + field.name.replace("_", "-")
+    if field.name == "prior_cov":  # rows split by ';', as --prior-cov takes them
+        return ";".join(",".join(map(str, np.atleast_1d(row))) for row in value)
+    if field.name == "devices":
+        return ",".join(map(str, value))
+    return str(value)
 
 
 def parse_flags(defaults, argv=None, min_latent_dim=1, description=None):
     """Return a copy of `defaults` with the command-line flags applied, checked.
 
-    Every flag is named after its field (`--batch-size` sets batch_size) and
-    defaults to the value in the script's `__main__` block. Its help shows that default once.
+    Every field is a flag (`--batch-size` sets batch_size) that defaults to the value in the
+    script's `__main__` block. Its help shows that default once.
     """
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    flag = parser.add_argument
-    flag("--latent-dim", type=int, default=defaults.latent_dim, help="latent dimensions k (default: %(default)s)")
-    flag("--epochs", type=int, default=defaults.epochs, help="passes over the training set (default: %(default)s)")
-    flag("--batch-size", type=int, default=defaults.batch_size,
-         help="images per gradient step (default: %(default)s)")
-    flag("--learning-rate", type=float, default=defaults.learning_rate, help="Adam's step size (default: %(default)s)")
-    flag("--beta", type=float, default=defaults.beta, help="weight of the KL term, 1 gives the ELBO (default: %(default)s)")
-    flag("--kl-warmup-epochs", type=int, default=defaults.kl_warmup_epochs, metavar="N",
-         help="KL warm-up: epoch e ≤ N weighs the KL by beta·(e−1)/N, later epochs by beta; 0: off "
-              "(default: %(default)s)")
-    flag("--free-bits", type=float, default=defaults.free_bits, metavar="NATS",
-         help="free bits: each latent dimension's KL (batch mean) below NATS counts as NATS in the loss, so it "
-              "is not pulled to the prior; the reported KL stays the true one; 0: off (default: %(default)s)")
-    flag("--likelihood", choices=LIKELIHOODS, default=defaults.likelihood,
-         help="p(x|z) of each pixel: bernoulli (binary cross-entropy on the pixels) or continuous_bernoulli "
-              "(a density on [0, 1]; the decoder then draws its mean) (default: " +
-              ("bernoulli, for cifar10 continuous_bernoulli)" if defaults.likelihood is None else "%(default)s)"))
-    flag("--binarize", choices=BINARIZE, default=defaults.binarize,
-         help="off: grayscale pixels; dynamic: each training image drawn afresh as Bernoulli(pixel) at every "
-              "step, the test set drawn once with a fixed seed (default: %(default)s)")
-    flag("--dataset", choices=DATASETS, default=defaults.dataset,
-         help="mnist (digits), fashion_mnist (clothes; both 28×28 grey-scale) or cifar10 (32×32 colour photos); "
-              "the outputs of another than mnist carry its name, e.g. Clusters2D_cifar10.png (default: %(default)s)")
-    flag("--architecture", choices=ARCHITECTURES, default=defaults.architecture,
-         help="mlp: the tutorial's dense layers; conv: strided convolutions, for any image size; the outputs of "
-              "conv carry its name, e.g. encoder_2d_conv.h5 (default: %(default)s)")
-    flag("--seed", type=int, default=defaults.seed,
-         help="seed for weights, shuffling and sampling (default: %(default)s)")
-    flag("--train-size", type=int, default=defaults.train_size, metavar="N",
-         help="train on the first N training images, of 60,000 (cifar10: 50,000) (default: " +
-              ("all 60,000)" if defaults.train_size is None else "%(default)s)"))
-    if defaults.prior_cov is not None:
-        flag("--prior-cov", type=parse_covariance, default=defaults.prior_cov, metavar="'A,B;C,D'",
-             help="the prior's covariance matrix Σ, rows separated by ';' (default: %s)"
-                  % ";".join(",".join(f"{v:g}" for v in row) for row in defaults.prior_cov))
-    flag("--grid-size", type=int, default=defaults.grid_size,
-         help="digits per side of a manifold figure (default: %(default)s)")
-    flag("--grid-limit", type=float, default=defaults.grid_limit,
-         help="manifold figures span ±this (default: %(default)s)")
-    flag("--xla", action=argparse.BooleanOptionalAction, default=defaults.xla,
-         help="compile the training step with XLA; --no-xla saves the compiling for short runs "
-              "(default: %s)" % ({True: "--xla", False: "--no-xla"}.get(defaults.xla, "--xla; with --architecture "
-                                 "conv --no-xla, as XLA's fused steps run convolutions about 40× slower on a CPU")))
-    flag("--data-dir", default=defaults.data_dir, metavar="DIR",
-         help="folder with the data set: IDX files or mnist.npz, CIFAR-10's cifar-10-batches-py/ or "
-              "cifar-10-python.tar.gz (default: " +
-              ("$VAE_DATA_DIR, else the repository's data/, else Keras' download)"
-               if defaults.data_dir is None else "%(default)s)"))
-    flag("--out", default=defaults.out, metavar="DIR",
-         help="write assets/ and models/ under DIR (default: %(default)s)")
-    flag("--distribute", choices=DISTRIBUTE, default=defaults.distribute,
-         help="none: one device; mirrored: every local GPU (or --devices); multi_worker: the machines "
-              "in $TF_CONFIG (default: %(default)s)")
-    flag("--devices", type=parse_devices, default=defaults.devices, metavar="'/gpu:0,/gpu:1'",
-         help="with --distribute mirrored: the devices to use, comma-separated (default: " +
-              ("every GPU)" if defaults.devices is None else ",".join(defaults.devices) + ")"))
-    flag("--precision", choices=PRECISIONS, default=defaults.precision,
-         help="float32, or 16-bit layers: mixed_float16 on GPUs, mixed_bfloat16 on CPUs (default: %(default)s)")
-    args = parser.parse_args(argv)
-    config = dataclasses.replace(defaults, **vars(args))
+    # argument_default=SUPPRESS: a flag not given is not in the parsed flags, so its field keeps the block's value.
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     argument_default=argparse.SUPPRESS)
+    for field in dataclasses.fields(Config):
+        if field.name == "prior_cov" and defaults.prior_cov is None:
+            continue  # only a script with a prior of its own takes --prior-cov
+        declared = field.metadata
+        help_text = f"{declared['help']} (default: {shown_default(field, getattr(defaults, field.name))})"
+        options = dict(help=help_text.replace("%", "%%"), metavar=declared["metavar"])
+        if declared["choices"]:
+            options["choices"] = declared["choices"]
+        elif declared["parse"] is bool:
+            options["action"] = argparse.BooleanOptionalAction
+        else:
+            options["type"] = declared["parse"]
+        parser.add_argument(flag_name(field.name), **options)
+    config = dataclasses.replace(defaults, **vars(parser.parse_args(argv)))
     try:
         return config.check(min_latent_dim)
     except ConfigError as error:
         parser.error(str(error))
+
+
+def flags_markdown():
+    """The flags as a markdown table, one row per flag: the flag, its default in `Config`, what it does."""
+    rows = ["| flag | default | what it does |", "|---|---|---|"]
+    for field in dataclasses.fields(Config):
+        flags = [flag_name(field.name)]
+        if field.metadata["parse"] is bool:
+            flags.append("--no-" + flags[0][2:])
+        elif field.metadata["metavar"]:
+            flags[0] += " " + field.metadata["metavar"]
+        default = shown_default(field, field.default)
+        if not field.metadata["default_text"]:
+            default = f"`{default}`"  # a value, as code
+        cells = [", ".join(f"`{flag}`" for flag in flags), default, field.metadata["help"]]
+        rows.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return "\n".join(rows) + "\n"

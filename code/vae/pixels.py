@@ -20,7 +20,7 @@ import math
 import keras
 from keras import layers, ops
 
-from vae.config import LIKELIHOODS
+from vae.checks import LIKELIHOODS
 from vae.distribute import uniform_noise
 
 LOG_2 = math.log(2.0)

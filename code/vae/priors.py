@@ -8,7 +8,7 @@ Every KL here is in nats per image, shape (batch,).
 import numpy as np
 from keras import ops
 
-from vae.config import check_covariance
+from vae.checks import check_covariance
 
 
 def kl_divergence(z_mean, z_log_var):
