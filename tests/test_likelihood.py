@@ -4,13 +4,16 @@ import keras
 import numpy as np
 import pytest
 
+from vae.config import Config
 from vae.data import load_mnist
 from vae.evaluation import evaluate
 from vae.likelihood import (RunningLogSumExp, data_convention, decoder_log_likelihoods,
                             importance_weighted_log_likelihood, log_likelihood_by_quadrature, log_likelihood_graph)
-from vae.model import VAE, build_decoder, build_encoder, reconstruction_loss
 from vae.priors import GaussianPrior
 from vae.training import train
+from vae.variants import build
+from vae_2d import VAE, build_decoder, build_encoder
+from vae_correlated import CorrelatedVAE
 
 PRIORS = {"standard": np.eye(2), "correlated": [[1.0, 0.4], [0.4, 0.5]]}
 
@@ -48,11 +51,13 @@ def test_quadrature_matches_a_linear_gaussian_model_in_closed_form(prior):
 
 @pytest.fixture(scope="module", params=list(PRIORS))
 def trained(request):
-    """A small 2-D model trained for 3 epochs on 3,000 images, with either prior; and 200 test images."""
+    """A small 2-D model trained for 3 epochs on 3,000 images, with either prior (the 2-D chapter's VAE, or the
+    correlated chapter's); and 200 test images."""
     (x_train, _), (x_test, _) = load_mnist()
     keras.utils.set_random_seed(0)
     prior = GaussianPrior(PRIORS[request.param])
-    vae = VAE(build_encoder(2, seed=0), build_decoder(2), prior=prior)
+    encoder, decoder = build_encoder(2, seed=0), build_decoder(2)
+    vae = VAE(encoder, decoder) if request.param == "standard" else CorrelatedVAE(encoder, decoder, prior.covariance)
     train(vae, x_train[:3000], x_test[:1000], epochs=3, batch_size=128, learning_rate=1e-3, seed=0, verbose=0,
           jit_compile=False)
     return vae, prior, x_test[:200]
@@ -103,14 +108,14 @@ def test_zero_samples_are_refused(trained):
 
 @pytest.fixture(scope="module")
 def continuous_bernoulli():
-    """A small 2-D continuous-Bernoulli model after 20 steps on 256 images; and 200 test images."""
+    """A small 2-D continuous-Bernoulli model (--likelihood continuous_bernoulli) after 20 steps on 256 images;
+    and 200 test images."""
     (x_train, _), (x_test, _) = load_mnist()
     keras.utils.set_random_seed(0)
-    vae = VAE(build_encoder(2, seed=0), build_decoder(2, likelihood="continuous_bernoulli"),
-              likelihood="continuous_bernoulli")
+    config = Config(latent_dim=2, likelihood="continuous_bernoulli").check()
+    vae = build(VAE, build_encoder(2, seed=0), build_decoder(2), config)
     vae.compile(optimizer=keras.optimizers.Adam(1e-3))
-    for _ in range(20):
-        vae.train_on_batch(x_train[:256])
+    vae.fit(x_train[:256], epochs=20, batch_size=256, shuffle=False, verbose=0)  # 20 steps on the same batch
     return vae, GaussianPrior.standard(2), x_test[:200]
 
 
@@ -118,7 +123,7 @@ def test_the_estimates_use_the_continuous_bernoulli_as_training_does(continuous_
     vae, _, images = continuous_bernoulli
     z = np.random.default_rng(4).normal(size=(5, 2)).astype(np.float32)
     pixels = images[:5].reshape(5, -1)
-    training = -np.asarray(reconstruction_loss(images[:5], vae.decoder_logits(z), "continuous_bernoulli"))
+    training = -np.asarray(vae.reconstruction_loss(images[:5], vae.decoder_logits(z)))  # the training loss's
     np.testing.assert_allclose(log_likelihood_graph(vae.decoder)(pixels, z).numpy()[:, 0], training, rtol=1e-5)
     np.testing.assert_allclose(np.diag(decoder_log_likelihoods(vae.decoder)(pixels, z).numpy()), training, rtol=1e-5)
 
