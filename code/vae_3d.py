@@ -11,7 +11,8 @@ projections, decoded slices at fixed z2, and how much of each dimension the mode
 Writes assets/Clusters3D.png, 2D3DClusters.png, 3DLatent{1,2,3}.png, latent_variance_3d.png,
 reconstructions_3d.png, history_3d.png, samples_3d.png, interpolation_3d.png, posterior_widths_3d.png,
 holes_3d.png and traversal_3d.png (with --latent-dim 4 or more, embeddings_3d.png too), and
-models/encoder_3d.h5, decoder_3d.h5, test_encodings_3d.npz and metrics_3d.json, all together at the end.
+models/encoder_3d.h5, models/decoder_3d.h5, models/test_encodings_3d.npz and models/metrics_3d.json, all
+together at the end.
 """
 
 from vae.start import start

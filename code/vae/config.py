@@ -80,25 +80,27 @@ class Config:
     learning_rate: float = hyperparameter(1e-3, "Adam's step size", bounds=(FLOAT32_TINY, FLOAT32_MAX))
     beta: float = hyperparameter(1.0, "weight of the KL term; 1 gives the ELBO", bounds=(0.0, FLOAT32_MAX))
     kl_warmup_epochs: int = hyperparameter(
-        0, "KL warm-up: epoch e ≤ N weighs the KL by beta·(e−1)/N, later epochs by beta; 0: off",
+        0, "KL warm-up: epoch e ≤ N weighs the KL by beta·(e−1)/N, later epochs by beta; 0: off "
+           "(vae/variants.py: KLWarmUp)",
         bounds=(0, MAX_EPOCHS), metavar="N")
     free_bits: float = hyperparameter(
-        0.0, "free bits: a latent dimension's KL (batch mean) below NATS counts as NATS in the loss, so it is not "
-             "pulled to the prior; the reported KL stays the true one; 0: off",
+        0.0, "free bits: a latent dimension whose KL (batch mean) is below NATS gets no KL gradient, so it is not "
+             "pulled to the prior; the KL and the loss stay the true ones; 0: off (vae/variants.py: FreeBits)",
         bounds=(0.0, MAX_FREE_BITS), metavar="NATS",
         why=" nats per latent dimension (ln 60,000 ≈ 11 nats already tells every training image apart)")
     likelihood: str | None = hyperparameter(
         None, "p(x|z) of each pixel: bernoulli (binary cross-entropy) or continuous_bernoulli (a density on "
-              "[0, 1]; the decoder then draws its mean)",
+              "[0, 1]; the decoder then draws its mean; vae/variants.py: ContinuousBernoulli)",
         choices=LIKELIHOODS, default_text="bernoulli, for cifar10 continuous_bernoulli")
     binarize: str = hyperparameter(
         "off", "off: grey-scale pixels; dynamic: each training image drawn afresh as Bernoulli(pixel) at every "
-               "step, the test images once with a fixed seed", choices=BINARIZE)
+               "step, the test images once with a fixed seed (vae/variants.py: DynamicBinarization)", choices=BINARIZE)
     dataset: str = hyperparameter(
         "mnist", "mnist (digits), fashion_mnist (clothes; both 28×28 grey-scale) or cifar10 (32×32 colour "
                  "photos); another than mnist adds its name to the outputs", choices=DATASETS)
     architecture: str = hyperparameter(
-        "mlp", "mlp: the tutorial's dense layers; conv: strided convolutions, which add their name to the outputs",
+        "mlp", "mlp: the tutorial's dense layers; conv: strided convolutions (vae/conv.py), which add their name to "
+               "the outputs",
         choices=ARCHITECTURES)
     seed: int = hyperparameter(0, "seed for weights, shuffling and sampling", bounds=(0, MAX_SEED))
     train_size: int | None = hyperparameter(
@@ -122,12 +124,13 @@ class Config:
         str(REPO_ROOT), "write assets/ and models/ under DIR", metavar="DIR", default_text="the repository")
     distribute: str = hyperparameter(
         "none", "none: one device; mirrored: every local GPU (or --devices); multi_worker: the machines in "
-                "$TF_CONFIG", choices=DISTRIBUTE)
+                "$TF_CONFIG (vae/variants.py: SeveralDevices)", choices=DISTRIBUTE)
     devices: list | None = hyperparameter(
         None, "with --distribute mirrored: the devices to use, comma-separated",
         parse=parse_devices, metavar="'/gpu:0,/gpu:1'", default_text="every GPU")
     precision: str = hyperparameter(
-        "float32", "float32, or 16-bit layers: mixed_float16 on GPUs, mixed_bfloat16 on CPUs", choices=PRECISIONS)
+        "float32", "float32, or 16-bit layers: mixed_float16 on GPUs, mixed_bfloat16 on CPUs "
+                   "(vae/variants.py: SeveralDevices)", choices=PRECISIONS)
 
     def check(self, min_latent_dim=1):
         """Raise ConfigError for the first hyperparameter out of range; return self.
