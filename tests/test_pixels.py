@@ -1,6 +1,7 @@
 """The pixels' likelihood (vae/pixels.py): the continuous Bernoulli is a density on [0, 1] with the mean
 it states, finite with finite gradients everywhere; binarized training draws fresh binary images at
-every step, while the test set's one draw is fixed; a small continuous-Bernoulli VAE trains and saves."""
+every step, while the test set's one draw is fixed; a small continuous-Bernoulli VAE trains and saves.
+The VAEs are the 2-D chapter's, extended as the flags --binarize and --likelihood extend it (vae/variants.py)."""
 
 import sys
 
@@ -10,9 +11,10 @@ import pytest
 import tensorflow as tf
 
 from vae import pixels
-from vae.config import Config
+from vae.config import Config, ConfigError
 from vae.data import binarize, load_mnist
-from vae.model import VAE, build_decoder, build_encoder
+from vae.variants import build
+from vae_2d import VAE, build_decoder, build_encoder
 
 # Near ½ (l = 0), on both sides of the series' threshold, and near 0 and 1 (|l| = 10, 20).
 LOGITS = [0.0, 1e-4, -1e-4, 1e-2, -1e-2, 0.0999, 0.1001, -0.5, 1.0, -3.0, 10.0, -10.0, 20.0, -20.0]
@@ -107,8 +109,8 @@ def test_the_log_partition_gives_the_same_log_likelihood():
 def test_an_unknown_likelihood_is_refused():
     with pytest.raises(ValueError, match="likelihood must be one of 'bernoulli', 'continuous_bernoulli', got 'gaus"):
         pixels.log_likelihood(np.zeros((1, 784), np.float32), np.zeros((1, 784), np.float32), "gaussian")
-    with pytest.raises(ValueError, match="got 'gaussian'"):
-        build_decoder(2, likelihood="gaussian")
+    with pytest.raises(ConfigError, match="likelihood must be one of 'bernoulli', 'continuous_bernoulli', got 'gaus"):
+        Config(likelihood="gaussian").check()  # --likelihood gaussian: refused before any model is built
 
 
 # ---------------------------------------------------------------------------------------------
@@ -131,21 +133,21 @@ def test_bernoulli_draws_are_binary_fresh_each_time_and_average_to_the_pixel_mea
 class RecordingVAE(VAE):
     """A VAE that keeps the images its training steps see."""
 
-    def compute_losses(self, images, labels=None, training=False):
+    def compute_losses(self, images, training=False):
         if training:
             self.seen.append(np.asarray(images))
-        return super().compute_losses(images, labels, training=training)
+        return super().compute_losses(images, training=training)
 
 
 @pytest.mark.parametrize("binarize_on", [True, False])
 def test_training_steps_see_fresh_binary_draws_only_when_binarizing(binarize_on):
     keras.utils.set_random_seed(0)
-    vae = RecordingVAE(build_encoder(2, seed=0), build_decoder(2), binarize=binarize_on, seed=0)
+    config = Config(binarize="dynamic" if binarize_on else "off", seed=0).check()
+    vae = build(RecordingVAE, build_encoder(2, seed=0), build_decoder(2), config)
     vae.seen = []
     vae.compile(optimizer=keras.optimizers.Adam(1e-3), run_eagerly=True)
     images = np.random.default_rng(2).random((16, 28, 28, 1)).astype(np.float32)
-    vae.train_on_batch(images)
-    vae.train_on_batch(images)
+    vae.fit(images, epochs=2, batch_size=16, shuffle=False, verbose=0)  # two steps on the same 16 images
     first, second = vae.seen
     if binarize_on:
         assert set(np.unique(first)) == {0.0, 1.0} and not np.array_equal(first, second)
@@ -184,11 +186,12 @@ def test_a_binarized_run_tests_on_that_draw_and_trains_on_grayscale(small_mnist,
 def test_a_small_continuous_bernoulli_vae_trains_saves_and_loads(small_mnist, tmp_path):
     (x_train, _), _ = load_mnist(small_mnist)
     keras.utils.set_random_seed(0)
-    decoder = build_decoder(2, likelihood="continuous_bernoulli")
-    vae = VAE(build_encoder(2, seed=0), decoder, likelihood="continuous_bernoulli", binarize=True, seed=0)
+    config = Config(likelihood="continuous_bernoulli", seed=0).check()  # on grayscale pixels: binarized, it is refused
+    vae = build(VAE, build_encoder(2, seed=0), build_decoder(2), config)
+    decoder = vae.decoder
     vae.compile(optimizer=keras.optimizers.Adam(1e-3))
     images = x_train[:256]
-    losses = [vae.train_on_batch(images, return_dict=True)["loss"] for _ in range(15)]
+    losses = vae.fit(images, epochs=15, batch_size=256, shuffle=False, verbose=0).history["loss"]  # 15 steps
     assert np.all(np.isfinite(losses)) and losses[-1] < losses[0] - 100, losses
 
     assert pixels.decoder_likelihood(decoder) == "continuous_bernoulli"
