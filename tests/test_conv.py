@@ -1,5 +1,5 @@
-"""The convolutional encoder and decoder for any image shape, a convolutional VAE that learns, the names
-of a reader's experiment's outputs, and a chapter run end to end on colour images."""
+"""The convolutional encoder and decoder for any image shape (vae/conv.py, --architecture conv), a convolutional
+VAE that learns, the names of a reader's experiment's outputs, and a chapter run end to end on colour images."""
 
 import json
 import runpy
@@ -10,17 +10,20 @@ import numpy as np
 import pytest
 
 from conftest import REPO_ROOT, real_fashion_dir, small_cifar10, write_cifar10
-from vae.config import Config
+from vae.config import Config, ConfigError
+from vae.conv import build_conv_decoder, build_conv_encoder
 from vae.data import read_idx
-from vae.model import VAE, build_decoder, build_encoder, logits_model, reconstruction_loss
+from vae.likelihood import logits_model
+from vae.variants import build
+from vae_2d import VAE, Sampling, build_decoder, build_encoder
 
 SHAPES = [(28, 28, 1), (32, 32, 3), (27, 23, 2)]  # MNIST's, CIFAR-10's, and sides that are not multiples of 4
 
 
 @pytest.mark.parametrize("image_shape", SHAPES)
 def test_conv_encoder_and_decoder_shapes(image_shape):
-    encoder = build_encoder(3, architecture="conv", image_shape=image_shape)
-    decoder = build_decoder(3, architecture="conv", image_shape=image_shape)
+    encoder = build_conv_encoder(3, image_shape, Sampling)
+    decoder = build_conv_decoder(3, image_shape)
     images = np.random.default_rng(0).random((4, *image_shape), dtype="float32")
     z_mean, z_log_var, z = (np.asarray(t) for t in encoder(images))
     assert z_mean.shape == z_log_var.shape == z.shape == (4, 3)
@@ -35,32 +38,34 @@ def test_conv_encoder_and_decoder_shapes(image_shape):
 
 
 def test_conv_reconstruction_pairs_every_pixel_and_channel_with_its_logit():
-    """The binary cross-entropy summed over (h, w, c), in float64 from the image-shaped "logits" layer."""
-    decoder = build_decoder(2, architecture="conv", image_shape=(32, 32, 3))
+    """The VAE's binary cross-entropy summed over (h, w, c), against float64 from the image-shaped logits (the
+    layer "logit_image", before "logits" flattens them)."""
+    decoder = build_conv_decoder(2, (32, 32, 3))
+    vae = VAE(build_conv_encoder(2, (32, 32, 3), Sampling), decoder)
     z = np.random.default_rng(1).normal(size=(3, 2)).astype("float32")
     images = np.random.default_rng(2).random((3, 32, 32, 3), dtype="float32")
-    image_logits = np.asarray(keras.Model(decoder.input, decoder.get_layer("logits").output)(z), np.float64)
+    image_logits = np.asarray(keras.Model(decoder.input, decoder.get_layer("logit_image").output)(z), np.float64)
     assert image_logits.shape == (3, 32, 32, 3)
     p = 1 / (1 + np.exp(-image_logits))
     expected = -np.sum(images * np.log(p) + (1 - images) * np.log(1 - p), axis=(1, 2, 3))
-    np.testing.assert_allclose(np.asarray(reconstruction_loss(images, logits_model(decoder)(z))), expected, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(vae.reconstruction_loss(images, vae.decoder_logits(z))), expected, rtol=1e-5)
 
 
 def test_a_conv_vae_learns_in_a_few_steps():
     """Nine steps on 128 test digits of the repository's MNIST take the loss from about 544 nats to about 300."""
     keras.utils.set_random_seed(0)
-    vae = VAE(build_encoder(2, architecture="conv"), build_decoder(2, architecture="conv"))
+    vae = build(VAE, build_encoder(2), build_decoder(2), Config(architecture="conv").check())  # --architecture conv
+    assert any(isinstance(layer, keras.layers.Conv2D) for layer in vae.encoder.layers + vae.decoder.layers)
     vae.compile(optimizer=keras.optimizers.Adam(2e-3))
     digits = read_idx(REPO_ROOT / "data" / "mnist" / "t10k-images-idx3-ubyte.gz")[:128, :, :, None] / np.float32(255)
-    first = vae.train_on_batch(digits, return_dict=True)["loss"]
-    for _ in range(8):
-        last = vae.train_on_batch(digits, return_dict=True)["loss"]
+    losses = vae.fit(digits, epochs=9, batch_size=128, shuffle=False, verbose=0).history["loss"]  # one step an epoch
+    first, last = losses[0], losses[-1]
     assert last < first - 150, (first, last)
 
 
 def test_an_unknown_architecture_is_refused():
-    with pytest.raises(ValueError, match="architecture must be 'mlp' or 'conv', got 'resnet'"):
-        build_encoder(2, architecture="resnet")
+    with pytest.raises(ConfigError, match="architecture must be one of 'mlp', 'conv', got 'resnet'"):
+        Config(architecture="resnet").check()  # --architecture resnet: refused before any model is built
 
 
 # ---------------------------------------------------------------------------------------------
@@ -133,9 +138,10 @@ def test_explore_loads_a_conv_model_with_its_image_shape(tmp_path, capsys):
     explore = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(explore)
     keras.utils.set_random_seed(0)
-    training_encoder = build_encoder(2, architecture="conv", image_shape=(32, 32, 3))
-    keras.Model(training_encoder.input, training_encoder.outputs[:2]).save(tmp_path / "encoder_c.h5")
-    build_decoder(2, "continuous_bernoulli", architecture="conv", image_shape=(32, 32, 3)).save(tmp_path / "decoder_c.h5")
+    config = Config(dataset="cifar10", architecture="conv", likelihood="continuous_bernoulli").check()
+    vae = build(VAE, build_encoder(2, (32, 32, 3)), build_decoder(2, (32, 32, 3)), config)  # as a run builds it
+    keras.Model(vae.encoder.input, vae.encoder.outputs[:2]).save(tmp_path / "encoder_c.h5")
+    vae.decoder.save(tmp_path / "decoder_c.h5")
     folder = write_cifar10(tmp_path / "data", small_cifar10(per_batch=1, test=6))
     argv = ["--encoder", str(tmp_path / "encoder_c.h5"), "--decoder", str(tmp_path / "decoder_c.h5"), "--out", str(tmp_path),
             "--data-dir", str(folder), "--figures", "samples", "--samples", "3", "--no-quadrature"]
