@@ -1,6 +1,6 @@
-"""The conditional VAE (vae/model.py with `num_classes`, code/vae_conditional.py): both networks take the
-label, it is used in training on both paths, and the decoder draws the class it is asked for, as a small
-classifier trained here judges it."""
+"""The conditional VAE (code/vae_conditional.py; its conv networks: vae/conv.py with `num_classes`): both
+networks take the label, it is used in training on both paths, and the decoder draws the class it is asked for,
+as a small classifier trained here judges it."""
 
 import json
 
@@ -8,20 +8,26 @@ import keras
 import numpy as np
 import pytest
 
+import vae_2d
 from conftest import REPO_ROOT, run_script
 from test_fused import BATCH_SIZE, FUSED_STEPS, TRAIN_IMAGES, WEIGHT_TOLERANCE, images
 from test_scripts import assert_png
 from vae.data import read_idx
 from vae.evaluation import class_agreement, class_from_code, decode, encode, train_classifier
+from vae.config import Config
 from vae.fused import FusedTrainFunction
-from vae.model import VAE, build_decoder, build_encoder
 from vae.training import train
+from vae.variants import build, num_classes_of
+from vae_conditional import ConditionalVAE, build_decoder, build_encoder
 
 
 @pytest.mark.parametrize("architecture, image_shape", [("mlp", (28, 28, 1)), ("conv", (32, 32, 3))])
 def test_both_networks_take_the_label_and_use_it(architecture, image_shape):
-    encoder = build_encoder(2, seed=0, architecture=architecture, image_shape=image_shape, num_classes=10)
-    decoder = build_decoder(2, architecture=architecture, image_shape=image_shape, num_classes=10)
+    # The chapter's networks, or as --architecture conv rebuilds them (vae/variants.py, vae/conv.py).
+    config = Config(architecture=architecture).check()
+    vae = build(ConditionalVAE, build_encoder(2, 10, image_shape, seed=0), build_decoder(2, 10, image_shape), config)
+    encoder, decoder = vae.encoder, vae.decoder
+    assert any(isinstance(layer, keras.layers.Conv2D) for layer in encoder.layers) == (architecture == "conv")
     x = np.random.default_rng(0).uniform(size=(4, *image_shape)).astype("float32")
     labels = np.array([0, 3, 7, 9], dtype="int32")
     z_mean, z_log_var, z = (keras.ops.convert_to_numpy(t) for t in encoder([x, labels]))
@@ -31,7 +37,11 @@ def test_both_networks_take_the_label_and_use_it(architecture, image_shape):
     other_mean = keras.ops.convert_to_numpy(encoder([x, (labels + 1) % 10])[0])
     assert np.abs(other_mean - z_mean).max() > 1e-4
     assert np.abs(decode(decoder, z, labels) - decode(decoder, z, (labels + 1) % 10)).max() > 1e-4
-    assert VAE(encoder, decoder).conditional and not VAE(build_encoder(2), build_decoder(2)).conditional
+    # The VAE takes (images, labels): one reconstruction and one loss of each term per image.
+    assert vae((x, labels)).shape == (4, *image_shape)
+    reconstruction, kl = vae.compute_losses((keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(labels)))
+    assert reconstruction.shape == kl.shape == (4,)
+    assert num_classes_of(encoder) == 10 and num_classes_of(vae_2d.build_encoder(2)) is None
 
 
 def test_the_fused_path_trains_a_conditional_vae_as_the_plain_path_does():
@@ -42,7 +52,7 @@ def test_the_fused_path_trains_a_conditional_vae_as_the_plain_path_does():
     weights = []
     for fused_steps in (None, FUSED_STEPS):
         keras.utils.set_random_seed(0)
-        vae = VAE(build_encoder(2, seed=1, num_classes=10), build_decoder(2, num_classes=10))
+        vae = ConditionalVAE(build_encoder(2, 10, seed=1), build_decoder(2, 10))
         initial = [w.copy() for w in vae.decoder.get_weights()]
         history = train(vae, (x, labels), val, 1, BATCH_SIZE, 1e-3, seed=0, verbose=0,
                         steps_per_execution=FUSED_STEPS, fused_steps=fused_steps)
@@ -67,8 +77,8 @@ def test_the_decoder_draws_the_class_it_is_asked_for():
     x, labels = real_mnist("train", 6000)
     x_test, test_labels = real_mnist("t10k", 1000)
     keras.utils.set_random_seed(0)
-    encoder, decoder = build_encoder(2, seed=0, num_classes=10), build_decoder(2, num_classes=10)
-    train(VAE(encoder, decoder), (x, labels), (x_test, test_labels), 5, 128, 1e-3, seed=0, verbose=0)
+    encoder, decoder = build_encoder(2, 10, seed=0), build_decoder(2, 10)
+    train(ConditionalVAE(encoder, decoder), (x, labels), (x_test, test_labels), 5, 128, 1e-3, seed=0, verbose=0)
 
     judge = train_classifier(x, labels, seed=0)
     assert class_agreement(judge, x_test, test_labels) > 0.8  # the judge reads real test digits (0.89 measured)
