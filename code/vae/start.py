@@ -9,7 +9,9 @@ chapter's hyperparameter block (the `Config(...)` at its bottom) without running
 
 import ast
 import os
+import re
 import sys
+import tempfile
 import time
 
 # The Python versions this code and its pinned TensorFlow and Keras run on. On others a script would
@@ -46,6 +48,35 @@ def start(script):
     if defaults is not None:
         from vae.config import parse_flags  # loads no TensorFlow
         parse_flags(*defaults)  # exits on --help or a bad flag; the block parses the flags again, for real
+    import_tensorflow()
+
+
+def import_tensorflow():
+    """Import TensorFlow and let it look for GPUs, printing its C++ start-up lines once each.
+
+    Its two libraries each log the same lines as they load, before any setting can quiet them, and the
+    search for a GPU logs another line later, in the middle of a run's own output. Here they are caught
+    while they are written, and each is printed once, before the run prints anything.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            lines = caught.read().decode(errors="replace").splitlines()
+    seen = set()
+    for line in lines:
+        text = re.sub(r"^[IWEF]\d{4} [\d:.]+ +\d+ ", "", line)  # without the time and thread of glog's prefix
+        if text not in seen:
+            seen.add(text)
+            print(line, file=sys.stderr)
 
 
 def _report_interrupt(kind, error, traceback):
