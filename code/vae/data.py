@@ -1087,8 +1087,8 @@ def _brief(value, depth=2):
 
 
 def _count(number):
-    """An integer with thousands separators, or `_brief`'s description if it is too long to write."""
-    return f"{number:,}" if number.bit_length() <= 128 else _brief(number)
+    """An integer with thousands separators, or "about 10^N" if it is too long to write."""
+    return f"{number:,}" if number.bit_length() <= 128 else f"about 10^{int(number.bit_length() * math.log10(2))}"
 
 
 def _printable(text, length=100):
