@@ -110,3 +110,22 @@ def test_only_h5_files_are_loaded(tmp_path):
 def test_every_committed_model_loads(path):
     model = load_model_safely(path)
     assert model.name and model.count_params() > 0
+
+
+@pytest.mark.parametrize("architecture, likelihood, image_shape, num_classes", [
+    ("mlp", "bernoulli", (28, 28, 1), None),
+    ("mlp", "continuous_bernoulli", (28, 28, 1), 10),
+    ("conv", "bernoulli", (30, 30, 1), None),  # a side not a multiple of 4: the decoder crops
+    ("conv", "continuous_bernoulli", (32, 32, 3), 10),
+])
+def test_every_kind_of_model_the_project_builds_loads(tmp_path, architecture, likelihood, image_shape, num_classes):
+    """The allowed classes cover every layer the builders of vae/model.py use (the encoder's Sampling too)."""
+    from vae.model import build_decoder, build_encoder
+    from vae.saving import save_model
+
+    models = {"encoder.h5": build_encoder(2, architecture=architecture, image_shape=image_shape,
+                                          num_classes=num_classes),
+              "decoder.h5": build_decoder(2, likelihood, architecture, image_shape, num_classes)}
+    for name, model in models.items():
+        save_model(model, tmp_path / name)
+        assert load_model_safely(tmp_path / name).count_params() == model.count_params()

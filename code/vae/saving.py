@@ -258,7 +258,6 @@ class OutputSet:
         self.staging = Path(staging)
         self.journal = self.staging.with_name(self.staging.name + ".journal.json")
         self.names = []  # relative names, in the order they were asked for
-        self.moved = []  # the names this process has moved into place so far, during commit or recover
 
     def path(self, name):
         """The staging path where the output `name` (relative to root, e.g. "models/x.h5") is written."""
@@ -281,7 +280,7 @@ class OutputSet:
         if missing:
             raise FileNotFoundError(errno.ENOENT, f"outputs were never written: {', '.join(missing)}")
         save_json({"root": str(self.root), "staging": str(self.staging), "names": self.names}, self.journal)
-        _apply_journal(self.journal, self.moved)
+        _apply_journal(self.journal)
         return [self.final_path(name) for name in self.names]
 
     def pending(self):
@@ -290,8 +289,9 @@ class OutputSet:
         return self.journal.exists()
 
     def moved_so_far(self):
-        """How many outputs this process has moved into place (during `commit` or `recover`)."""
-        return len(self.moved)
+        """How many of the outputs asked for with `path` are already in their place: none before `commit`,
+        all after it, some while a commit cut short is `pending()` (read from the disk, so it is exact)."""
+        return sum(not (self.staging / name).exists() for name in self.names)
 
     def discard(self):
         """Throw away what was staged (a failed run's outputs), unless a journal names it: then the moves
@@ -302,16 +302,14 @@ class OutputSet:
     def recover(self):
         """Finish the moves of an interrupted commit, or discard staged files no journal names.
         Returns the names of the outputs moved into place, if any."""
-        moved = _apply_journal(self.journal, self.moved) if self.pending() else []
+        moved = _apply_journal(self.journal) if self.pending() else []
         self.discard()
         return moved
 
 
-def _apply_journal(journal, moved):
+def _apply_journal(journal):
     """Make the moves a journal lists (skipping those already made), then delete it and the staging folder.
-
-    Each name moved is appended to the list `moved` as soon as it is moved; it is also returned.
-    """
+    Returns the names moved."""
     try:
         plan = json.loads(Path(journal).read_text())
         root, staging, names = Path(plan["root"]), Path(plan["staging"]), list(plan["names"])
@@ -319,20 +317,21 @@ def _apply_journal(journal, moved):
         # Only a journal torn mid-write is unreadable, and then no move had started: the earlier set is whole.
         Path(journal).unlink(missing_ok=True)
         return []
-    start = len(moved)
-    folders = set()
+    moved = []
     for name in names:
         staged = staging / name
         if staged.exists():
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             os.replace(staged, root / name)
             moved.append(name)
-            folders.update(folder for folder in (root / name).parents if folder == root or root in folder.parents)
-    for folder in sorted(folders):  # the renames on the disk before the journal goes
+    # Every move on the disk (an earlier, killed process's too) before the journal goes: the folders moved
+    # into, and those above them up to root (which may have been created for them).
+    folders = {folder for name in names for folder in (root / name).parents if folder == root or root in folder.parents}
+    for folder in sorted(folder for folder in folders if folder.is_dir()):
         fsync(folder)
     Path(journal).unlink()
     shutil.rmtree(staging, ignore_errors=True)
-    return moved[start:]
+    return moved
 
 
 class RunLock:
