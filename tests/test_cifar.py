@@ -304,6 +304,10 @@ def write_raw_archive(folder, batches, extended_kind, extended_data):
     (tarfile.XHDTYPE, pax_record("size", "1" * 30_000),
      "unreadable tar.gz archive (the pax header at byte 0 unpacked gives a size of 30,000 characters, "
      "not a number of at most 20 digits)"),
+    (tarfile.XHDTYPE, b"99999 path=cifar-10-batches-py/test_batch\n",
+     "unreadable tar.gz archive (the pax header at byte 0 unpacked has a record whose length is wrong)"),
+    (tarfile.XHDTYPE, b"1" * 5000 + b" path=x\n",
+     "unreadable tar.gz archive (the pax header at byte 0 unpacked has a record without a valid length)"),
 ])
 def test_a_huge_extended_tar_header_is_refused_with_one_message(tmp_path, batches, kind, data, message):
     write_raw_archive(tmp_path, batches, kind, data)

@@ -878,6 +878,7 @@ def _pax_records(data, offset, path):
     MAX_TAR_NUMBER_DIGITS digits, so that no long run of digits is ever converted."""
     records, position = {}, 0
     where = f"{path}: unreadable tar.gz archive (the pax header at byte {offset:,} unpacked"
+    data = data.rstrip(b"\0")  # NUL padding after the last record is ignored, as tarfile does
     while position < len(data):
         space = data.find(b" ", position, position + MAX_TAR_NUMBER_DIGITS + 1)
         length_digits = data[position:space]
