@@ -27,15 +27,13 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "code"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import vae.model  # noqa: E402, F401  (registers the Sampling layer, for encoders saved with it)
 from vae.data import load_mnist  # noqa: E402
 from vae.likelihood import (bernoulli_log_likelihoods, importance_weighted_log_likelihood,  # noqa: E402
                             log_likelihood_by_quadrature)
 from vae.priors import GaussianPrior  # noqa: E402
-from vae.saving import save_json  # noqa: E402
+from vae.saving import load_model_safely, save_json  # noqa: E402
 
 DECODER_WEIGHTS_2D = 2 * 256 + 256 * 512 + 512 * 784  # multiply-adds of one decode
 
@@ -60,8 +58,8 @@ def main(argv=None):
     parser.add_argument("--save", action="store_true", help="write benchmarks/likelihood_speed.json")
     args = parser.parse_args(argv)
 
-    encoder = keras.models.load_model(HERE.parent / "models" / "encoder_2d.h5", compile=False)
-    decoder = keras.models.load_model(HERE.parent / "models" / "decoder_2d.h5", compile=False)
+    encoder = load_model_safely(HERE.parent / "models" / "encoder_2d.h5")
+    decoder = load_model_safely(HERE.parent / "models" / "decoder_2d.h5")
     _, (x_test, _) = load_mnist()
     images, prior = x_test[:args.images], GaussianPrior.standard(2)
     peak = matmul_peak_gflops()

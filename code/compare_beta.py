@@ -134,19 +134,17 @@ def run_summary(folder):
 def write_beta_sweep(settings, out):
     """models/beta_sweep.json, assets/beta_sweep.png and assets/rate_distortion.png under `out`, from the
     finished runs of `settings` (beta_settings)."""
-    import keras
     import numpy as np
 
-    import vae.model  # noqa: F401  (registers the layers the saved decoders use)
     from vae.evaluation import ACTIVE_UNIT_THRESHOLD
     from vae.figures import plot_beta_sweep, plot_rate_distortion
-    from vae.saving import save_json
+    from vae.saving import load_model_safely, save_json
 
     results, panels = {}, []
     for name, (folder, _) in settings.items():
         result = results[name] = run_summary(folder)
         encodings = np.load(folder / "models" / "test_encodings_2d.npz")
-        decoder = keras.models.load_model(folder / "models" / "decoder_2d.h5", compile=False)
+        decoder = load_model_safely(folder / "models" / "decoder_2d.h5")
         title = f"β = {name}: {result['active_units']} active units, ELBO {result['test_elbo']:.1f}"
         panels.append((title, encodings["z_mean"], encodings["labels"], decoder))
     paths = [out / "assets" / "beta_sweep.png", out / "assets" / "rate_distortion.png", out / "models" / "beta_sweep.json"]

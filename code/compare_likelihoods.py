@@ -111,11 +111,8 @@ def main(argv=None):
 
 def write_comparison(runs, out):
     """models/likelihoods_2d.json and assets/likelihoods_2d.png under `out`, from the three runs in `runs`."""
-    import keras
-
-    import vae.pixels  # noqa: F401  (registers the continuous Bernoulli's layer, for loading its decoder)
     from vae.figures import plot_samples_compared
-    from vae.saving import save_json
+    from vae.saving import load_model_safely, save_json
 
     results, decoders, titles = {}, [], []
     for name, (likelihood, binarize) in SETTINGS.items():
@@ -138,7 +135,7 @@ def write_comparison(runs, out):
             "data_convention": inside["data_convention"],
             "seconds_training": metrics["seconds_training"],
         }
-        decoders.append(keras.models.load_model(models / "decoder_2d.h5", compile=False))
+        decoders.append(load_model_safely(models / "decoder_2d.h5"))
         titles.append(TITLES[name])  # the numbers, not comparable across the three, are the page's table
     (out / "models").mkdir(parents=True, exist_ok=True)
     (out / "assets").mkdir(parents=True, exist_ok=True)

@@ -409,9 +409,9 @@ def decoder_layers(path, latent_dim, num_classes=None):
     import keras
 
     sys.path.insert(0, str(REPO_ROOT / "code"))
-    import vae.model  # noqa: F401  (registers the custom layers)
+    from vae.saving import load_model_safely  # registers the project's layers; refuses a Lambda or unknown class
 
-    model = keras.models.load_model(path, compile=False)
+    model = load_model_safely(path)
     expected = [(None, latent_dim), (None,)] if num_classes else (None, latent_dim)
     shapes = [tuple(shape) for shape in model.input_shape] if num_classes else tuple(model.input_shape)
     if shapes != expected:
@@ -520,15 +520,15 @@ def pickable_test_images(root, name, latent_dim, conditional=False):
     import keras
 
     sys.path.insert(0, str(REPO_ROOT / "code"))
-    import vae.model  # noqa: F401  (registers the Sampling layer of older encoder files)
     from vae.data import read_idx
+    from vae.saving import load_model_safely  # registers the project's layers; refuses a Lambda or unknown class
 
     z_mean, labels = load_encodings(root, name, latent_dim)
     images = read_idx(REPO_ROOT / "data" / "mnist" / "t10k-images-idx3-ubyte.gz", ndim=3)
     if len(images) != len(z_mean):
         raise BuildError(f"models/test_encodings_{name}.npz has {len(z_mean)} encodings for {len(images)} test images")
     chosen = (np.arange(PICKABLE_IMAGES) * len(images)) // PICKABLE_IMAGES
-    encoder = keras.models.load_model(read_input(root, f"models/encoder_{name}.h5"), compile=False)
+    encoder = load_model_safely(read_input(root, f"models/encoder_{name}.h5"))
     inputs = images[chosen, :, :, None].astype("float32") / 255
     if conditional:
         inputs = [inputs, labels[chosen].astype("int32")]
