@@ -10,7 +10,7 @@ template.html, explorer.html, style.css and explorer.js. Inputs: assets/*.png, m
 models/likelihood_*.json (written by code/explore.py: ln p(x) beyond the ELBO, posterior widths, holes),
 models/decoder_*.h5 and models/test_encodings_*.npz for the models 2d, 3d, correlated and conditional
 (the conditional VAE's decoder takes [z, label]), and the source files whose code the page shows
-(code/vae/model.py, ...), read when the page is built.
+(code/vae_2d.py, ...), read when the page is built.
 
 Outputs: index.html, which opens from disk (file://) with no network: the math is MathML made
 here, the CSS and JavaScript are inlined; and assets/explorer/<model>.js, one per model: the

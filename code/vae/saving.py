@@ -97,8 +97,8 @@ class UnsafeModelError(ValueError):
 
 
 # What the project's .h5 models may name (their saved config's "class_name"s): Keras' own layers, models and
-# the objects inside their configs, and the project's layers registered in package "vae" (vae/model.py,
-# vae/pixels.py). A model with another layer must add it here. Lambda is never allowed: Keras saves a
+# the objects inside their configs, and the project's one saved layer of its own, the continuous Bernoulli's
+# mean (vae/pixels.py; a saved encoder ends before its Sampling layer). A model with another layer must add it here. Lambda is never allowed: Keras saves a
 # Lambda layer's Python code in the file and runs it when loading (CVE-2025-9905 in Keras < 3.11.3).
 KERAS_CLASSES = {
     "InputLayer", "Dense", "Activation", "Flatten", "Reshape", "Conv2D", "Conv2DTranspose", "Cropping2D",
@@ -107,7 +107,7 @@ KERAS_CLASSES = {
     "DTypePolicy", "GlorotUniform", "Zeros",  # the dtype and initializers inside a layer's config
     "__keras_tensor__",  # not a class: a reference to another layer's output
 }
-PROJECT_CLASSES = {"vae>Sampling", "vae>ContinuousBernoulliMean"}
+PROJECT_CLASSES = {"vae>ContinuousBernoulliMean"}
 MODEL_SUFFIXES = (".h5", ".hdf5")  # the only format read (Keras chooses its reader by the suffix)
 
 
@@ -127,8 +127,7 @@ def load_model_safely(path):
                                f"never hold (loading it could run code the file carries)")
     import keras
 
-    import vae.model  # noqa: F401  (registers the project's layers, PROJECT_CLASSES)
-    import vae.pixels  # noqa: F401
+    import vae.pixels  # noqa: F401  (registers the project's layer, PROJECT_CLASSES)
 
     try:
         return keras.models.load_model(path, compile=False, safe_mode=True)
