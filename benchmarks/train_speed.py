@@ -48,9 +48,9 @@ from keras import ops  # noqa: E402
 from vae.data import load_mnist  # noqa: E402
 from vae.experiment import device_name  # noqa: E402
 from vae.fused import FusedTrainFunction, fuse_steps  # noqa: E402
-from vae.model import VAE, build_decoder, build_encoder  # noqa: E402
 from vae.saving import save_json  # noqa: E402
 from vae.training import EpochTimer, batched, compile_vae, train  # noqa: E402
+from vae_2d import VAE, build_decoder, build_encoder  # noqa: E402  the 2-D chapter's model
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent
@@ -86,12 +86,12 @@ def matmul_peak_gflops(n=4096, repeats=10, dtype=tf.float32):
 class TextbookVAE(VAE):
     """The keras-io way: BCE on the decoder's sigmoid output (clipped probabilities), not on logits."""
 
-    def compute_losses(self, images, labels=None, training=False):
+    def compute_losses(self, images, training=False):
+        """(reconstruction, kl) of each image, each (batch,) nats, as the chapter's VAE returns them."""
         z_mean, z_log_var, z = self.encoder(images, training=training)
         pixels = self.decoder(z, training=training)
-        reconstruction = ops.mean(ops.sum(keras.losses.binary_crossentropy(images, pixels), axis=(1, 2)))
-        kl = ops.mean(self.prior.kl_divergence(z_mean, z_log_var))
-        return reconstruction + self.beta * kl, reconstruction, kl
+        reconstruction = ops.sum(keras.losses.binary_crossentropy(images, pixels), axis=(1, 2))
+        return reconstruction, self.kl_divergence(z_mean, z_log_var)
 
 
 def steady_epoch_seconds(seconds):
