@@ -3,8 +3,8 @@
     python benchmarks/literature.py --save                        # latent sizes 2, 5, 20, 50
     python benchmarks/literature.py --latent-dims 20 --epochs 5   # one short row, to try it
 
-For each latent size it trains the tutorial's model as the chapters build it (code/vae/model.py: a
-784-512-256 MLP encoder and its mirror decoder, a Bernoulli likelihood, the N(0, I) prior; Adam at
+For each latent size it trains the tutorial's model as the chapters build it (code/vae_2d.py, with --binarize
+dynamic: a 784-512-256 MLP encoder and its mirror decoder, a Bernoulli likelihood, the N(0, I) prior; Adam at
 1e-3, batches of 128, the fused training path) on dynamically binarized MNIST: every training image
 drawn afresh as Bernoulli(pixel) at every step, the 10,000 test images drawn once with seed 0
 (vae/data.py), the protocol of the papers below. On those test images it reports
@@ -33,15 +33,17 @@ import keras  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from vae.config import Config  # noqa: E402
 from vae.data import BINARIZATION_PROTOCOL, TEST_BINARIZATION_SEED, binarize, load_mnist  # noqa: E402
 from vae.experiment import device_name  # noqa: E402
 from vae.figures import COLUMN_WIDTH, save_png  # noqa: E402
 from vae.likelihood import (decoder_log_likelihoods, evidence_lower_bound,  # noqa: E402
                             importance_weighted_log_likelihood, log_likelihood_by_quadrature)
-from vae.model import VAE, build_decoder, build_encoder  # noqa: E402
 from vae.priors import GaussianPrior  # noqa: E402
 from vae.saving import save_json  # noqa: E402
 from vae.training import train  # noqa: E402
+from vae.variants import build  # noqa: E402
+from vae_2d import VAE, build_decoder, build_encoder  # noqa: E402  the 2-D chapter's model
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent
@@ -80,7 +82,9 @@ def run(latent_dim, x_train, x_test, epochs, curve_every, seed=0):
     """Train one model and measure it; returns its row of the results."""
     keras.utils.set_random_seed(seed)
     prior = GaussianPrior.standard(latent_dim)
-    vae = VAE(build_encoder(latent_dim, seed=seed), build_decoder(latent_dim), binarize=True, seed=seed)
+    # The chapter's VAE as `--binarize dynamic` extends it: each training step sees a fresh binary draw.
+    config = Config(latent_dim=latent_dim, epochs=epochs, binarize="dynamic", seed=seed).check()
+    vae = build(VAE, build_encoder(latent_dim, seed=seed), build_decoder(latent_dim), config)
     curve = LikelihoodCurve(x_test[:CURVE_IMAGES], prior, curve_every, epochs)
     history = train(vae, x_train, x_test, epochs, 128, 1e-3, seed=seed, verbose=0, callbacks=[curve])
     seconds_training = sum(history["seconds"])  # the epochs alone, validation included, not the curve's estimates
