@@ -35,7 +35,7 @@ DISTRIBUTE = ("none", "mirrored", "multi_worker")  # vae/distribute.py says what
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")  # Keras' dtype policies
 BINARIZE = ("off", "dynamic")  # "dynamic": training images drawn afresh as Bernoulli(pixel) at every step
 DATASETS = tuple(DATASET_SIZES)  # "mnist", "fashion_mnist", "cifar10": vae/data.py says where each comes from
-ARCHITECTURES = ("mlp", "conv")  # the encoder's and decoder's layers: vae/model.py
+ARCHITECTURES = ("mlp", "conv")  # the encoder's and decoder's layers: the chapter's, or vae/conv.py
 # The likelihood a run gets unless it names one: the Bernoulli's cross-entropy for the grey-scale sets, as the
 # tutorial has it; for colour photos, whose pixels are rarely near 0 or 1, the continuous Bernoulli's density.
 DEFAULT_LIKELIHOODS = {"mnist": "bernoulli", "fashion_mnist": "bernoulli", "cifar10": "continuous_bernoulli"}

@@ -9,7 +9,7 @@ config.distribute picks the strategy:
 
 config.precision picks Keras' dtype policy: "float32", or "mixed_float16" (GPUs) and
 "mixed_bfloat16" (CPUs, TPUs), which compute the layers in 16 bits and keep the weights, ln σ²,
-the logits and the losses in float32 (vae/model.py).
+the logits and the losses in float32 (vae/variants.py).
 """
 
 import json

@@ -303,8 +303,10 @@ class Experiment:
             print(f"\n{self._interrupted_message()}", file=sys.stderr)
         elif issubclass(kind, OSError) and error.errno in DISK_ERRORS:
             path = error.filename or "a file"
-            print(f"\nerror: cannot write {path}: {error.strerror} (while {self.stage}). The earlier results in "
-                  f"{self.out} are unchanged. {self._resume_hint('Free some space, then run')}", file=sys.stderr)
+            earlier = (f"{self.out} holds a mix of this run's and the earlier results until the same command runs again"
+                       if self.outputs.pending() else f"The earlier results in {self.out} are unchanged")
+            print(f"\nerror: cannot write {path}: {error.strerror} (while {self.stage}). {earlier}. "
+                  f"{self._resume_hint('Free some space, then run')}", file=sys.stderr)
         else:
             sys.__excepthook__(kind, error, traceback)
 
@@ -314,6 +316,10 @@ class Experiment:
         return self.backup.epoch if self.backup else 0
 
     def _interrupted_message(self):
+        if self.outputs.pending():  # stopped while the outputs moved into place: say what moved
+            return (f"Interrupted while moving the outputs into place ({self.outputs.moved_so_far()} of "
+                    f"{len(self.outputs.names)} moved); {self.out} holds a mix of this run's and the earlier results "
+                    f"until you run the same command again, which first finishes the moves.")
         where = f"after epoch {self.epochs_saved} of {self.config.epochs}" if self.stage == "training" else f"while {self.stage}"
         return f"Interrupted {where}; the earlier results in {self.out} are unchanged. " + self._resume_hint("Run")
 

@@ -96,23 +96,16 @@ def log_likelihood(pixels, logits, likelihood="bernoulli"):
 class ContinuousBernoulliMean(layers.Layer):
     """Logits → the continuous Bernoulli's mean (`continuous_bernoulli_mean`), same shape, in [0, 1].
 
-    The decoder's last layer for likelihood="continuous_bernoulli", where the Bernoulli's is a sigmoid.
+    The decoder's layer "pixel_means" for likelihood="continuous_bernoulli" (vae/variants.py), where the
+    Bernoulli's is a sigmoid.
     """
 
     def call(self, logits):
         return continuous_bernoulli_mean(logits)
 
 
-def pixel_means_layer(likelihood="bernoulli"):
-    """The layer that turns a decoder's logits into its pixel means, named "pixel_means"."""
-    _check(likelihood)
-    if likelihood == "bernoulli":
-        return layers.Activation("sigmoid", name="pixel_means", dtype="float32")
-    return ContinuousBernoulliMean(name="pixel_means", dtype="float32")
-
-
 def decoder_likelihood(decoder):
-    """The likelihood a decoder (built by vae.model.build_decoder, or loaded from its .h5) was trained
+    """The likelihood a decoder (built by a chapter's build_decoder, or loaded from its .h5) was trained
     with, told by the class of its layer "pixel_means": "bernoulli" or "continuous_bernoulli".
 
     Raises ValueError for a decoder without such a layer.
