@@ -8,26 +8,38 @@ import numpy as np
 import pytest
 
 import compare_beta
+from compare_likelihoods import MODEL_FILES
 from test_scripts import assert_png
+from vae.inspection import SCRIPT_SAMPLES
 from vae.model import build_decoder
-from vae.saving import save_encodings, save_json, save_model
+from vae.saving import save_encodings, save_json, save_model, sha256
 
 
-def fake_run(folder, latent_dim, beta=1.0, kl_warmup_epochs=0, free_bits=0.0, epochs=2, decoder=None, seed=0):
-    """The files of a finished 2-D chapter run that compare_beta reads, with made-up numbers."""
+def fake_run(folder, latent_dim, beta=1.0, kl_warmup_epochs=0, free_bits=0.0, epochs=2, decoder=None, seed=0,
+             **changed):
+    """The files of a finished 2-D chapter run that compare_beta reads, with made-up numbers; its metrics list
+    its model files' SHA-256, as a chapter run's do. `changed`: metrics to write instead of the chapter's."""
     rng = np.random.default_rng(seed)
     activity = rng.uniform(0.5, 2, latent_dim)
     activity[::3] = 0.001  # every third dimension collapsed
     kl = np.where(activity > 0.01, 2.0, 0.002)
+    models = folder / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    save_encodings(rng.normal(size=(300, latent_dim)), rng.integers(0, 10, 300), models / "test_encodings_2d.npz")
+    if decoder is not None:
+        shutil.copy(decoder, models / "decoder_2d.h5")
+    else:
+        (models / "decoder_2d.h5").write_bytes(b"a stand-in decoder")
+    (models / "encoder_2d.h5").write_bytes(b"a stand-in encoder")
     save_json({"beta": beta, "latent_dim": latent_dim, "kl_warmup_epochs": kl_warmup_epochs, "free_bits": free_bits,
-               "epochs": epochs, "train_images": 2000, "test_loss": 140.0 + beta * kl.sum(),
+               "dataset": "mnist", "architecture": "mlp", "likelihood": "bernoulli", "binarize": "off",
+               "epochs": epochs, "train_images": 2000, "test_images": 300, "likelihood_images": 300,
+               "iw_samples": SCRIPT_SAMPLES, "test_loss": 140.0 + beta * kl.sum(),
                "test_reconstruction": 140.0 - 2 * seed, "test_kl": float(kl.sum()),
                "test_elbo": -140.0 + 2 * seed - float(kl.sum()), "iw_log_likelihood": -138.0, "active_units":
                int((activity > 0.01).sum()), "active_unit_threshold": 0.01, "latent_activity": activity.tolist(),
-               "kl_per_dimension": kl.tolist(), "seconds_training": 3.0}, folder / "models" / "metrics_2d.json")
-    save_encodings(rng.normal(size=(300, latent_dim)), rng.integers(0, 10, 300), folder / "models" / "test_encodings_2d.npz")
-    if decoder is not None:
-        shutil.copy(decoder, folder / "models" / "decoder_2d.h5")
+               "kl_per_dimension": kl.tolist(), "seconds_training": 3.0, **changed,
+               "files": {name: sha256(folder / name) for name in MODEL_FILES}}, models / "metrics_2d.json")
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +66,50 @@ def test_it_trains_each_setting_once_with_the_chapters_flags_and_keeps_finished_
     ]
     assert compare_beta.parse_arguments([]).out == str(compare_beta.REPO_ROOT)
     assert [folder.name for folder, _ in compare_beta.beta_settings(tmp_path).values()] == ["0", "0.5", "1", "4", "16"]
+
+
+@pytest.mark.parametrize("change, reason", [
+    ({"epochs": 1}, "its run has epochs 1 (not 2)"),
+    ({"iw_samples": 5}, f"its run has iw_samples 5 (not {SCRIPT_SAMPLES})"),
+    ({"likelihood_images": 200}, "its ln p(x) is over 200 images, not all its 300 test images"),
+    ({"beta": 4.0}, "its run has beta 4.0 (not 1.0)"),
+])
+def test_a_run_unlike_what_the_comparison_asks_is_trained_again_with_a_line(tmp_path, monkeypatch, capsys, change,
+                                                                           reason):
+    whats = []
+    monkeypatch.setattr(compare_beta, "run_step", lambda command, what: whats.append(what))
+    args = compare_beta.parse_arguments(["--epochs", "2", "--train-size", "2000", "--runs", str(tmp_path)])
+    settings = {name: setting for name, setting in compare_beta.beta_settings(tmp_path).items() if name == "1"}
+    fake_run(settings["1"][0], 2, **change)
+    compare_beta.train_all(settings, args)
+    assert whats == ["run 1 of 1: beta/1 (β = 1), training and evaluating (2 epochs)"]
+    assert f"not reusing the run in {settings['1'][0]}: {reason}" in capsys.readouterr().out
+
+
+def test_a_run_whose_model_file_changed_is_trained_again(tmp_path, monkeypatch, capsys):
+    whats = []
+    monkeypatch.setattr(compare_beta, "run_step", lambda command, what: whats.append(what))
+    args = compare_beta.parse_arguments(["--epochs", "2", "--train-size", "2000", "--runs", str(tmp_path)])
+    settings = compare_beta.beta_settings(tmp_path)
+    for folder, flags in settings.values():
+        fake_run(folder, 2, **flags)
+    (settings["4"][0] / "models" / "decoder_2d.h5").write_bytes(b"another decoder")
+    compare_beta.train_all(settings, args, first=4, total=8)
+    assert whats == ["run 7 of 8: beta/4 (β = 4), training and evaluating (2 epochs)"]
+    output = capsys.readouterr().out
+    assert "its models/decoder_2d.h5 is not the file its metrics_2d.json lists (SHA-256)" in output
+    assert "== run 4 of 8: beta/0 (β = 0): finished earlier" in output
+
+
+def test_the_help_quotes_only_recorded_times(tmp_path, monkeypatch):
+    summary = tmp_path / "beta_sweep.json"
+    save_json({"betas": {"0": {"seconds_training": 100.4, "epochs": 30}, "1": {"seconds_training": 20, "epochs": 30}}},
+              summary)
+    monkeypatch.setattr(compare_beta, "SUMMARIES", {"beta": summary, "collapse": tmp_path / "missing.json"})
+    monkeypatch.setattr(compare_beta, "REPO_ROOT", tmp_path)
+    assert compare_beta.recorded_times() == ("Times recorded: study beta: 2 runs of 30 epochs trained for 120 s in "
+                                             "all (beta_sweep.json; evaluation and figures not timed); study "
+                                             "collapse: no time recorded yet.")
 
 
 def test_the_beta_sweep_writes_its_summary_and_figures(tmp_path, decoder_file):
