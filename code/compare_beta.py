@@ -138,7 +138,7 @@ def train_all(settings, args, first=1, total=None):
             command += ["--train-size", args.train_size]
         if args.data_dir:
             command += ["--data-dir", args.data_dir]
-        run_step(command, f"{step}, training and evaluating ({args.epochs} epochs)")
+        run_step(command, f"{step}, training and evaluating ({args.epochs} epoch{'s' if args.epochs != 1 else ''})")
 
 
 def describe(flags):

@@ -28,6 +28,7 @@ writes, from those files,
 
 import argparse
 import ctypes
+import functools
 import json
 import os
 import signal
@@ -66,7 +67,8 @@ def recorded_times():
     evaluating = [result.get("iw_seconds") for result in settings.values()]
     evaluation = (f", and {sum(evaluating):,.0f} s of ln p(x) estimates" if None not in evaluating else
                   "; the time of the ln p(x) estimates is not recorded there")
-    return (f"Times recorded in models/likelihoods_2d.json: the three runs trained for {training:,.0f} s in all "
+    return (f"Times recorded in models/likelihoods_2d.json: its {len(settings)} runs trained for {training:,.0f} s "
+            f"in all "
             f"({', '.join(str(result['epochs']) for result in settings.values())} epochs){evaluation}.")
 
 
@@ -90,12 +92,12 @@ def parse_arguments(argv=None):
     return args
 
 
-def die_with_parent():
-    """In a child process, before it runs: ask Linux to send it SIGTERM when its parent (this script) dies,
-    however that dies, SIGKILL included; if the parent died already, end now. Elsewhere, do nothing."""
+def die_with_parent(parent):
+    """In a child process of process `parent` (this script), before it runs: ask Linux to send it SIGTERM
+    when its parent dies, however it dies, SIGKILL included; if the parent died already, end now.
+    Elsewhere, do nothing."""
     if not sys.platform.startswith("linux"):
         return
-    parent = int(os.environ["VAE_COMPARISON_PID"])
     PR_SET_PDEATHSIG = 1
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent:
@@ -106,13 +108,14 @@ def run_step(command, what):
     """Run one chapter or explore.py command; stop this script (the one running: code/compare_beta.py uses
     this too) with one line if it fails or is interrupted. The command dies with this script."""
     print(f"\n== {what}: {' '.join(map(str, command))}", flush=True)
-    environment = {**os.environ, "VAE_COMPARISON_PID": str(os.getpid())}
-    child = subprocess.Popen([sys.executable, *map(str, command)], cwd=REPO_ROOT, env=environment,
-                             preexec_fn=die_with_parent)
+    child = None
     try:
+        child = subprocess.Popen([sys.executable, *map(str, command)], cwd=REPO_ROOT,
+                                 preexec_fn=functools.partial(die_with_parent, os.getpid()))
         status = child.wait()
     except KeyboardInterrupt:
-        stop(child)
+        if child is not None:  # else it was still starting: it dies with this script
+            stop(child)
         raise SystemExit(f"\nInterrupted during {what}. Run the same command again: the finished runs are kept, "
                          "and an interrupted one resumes where it stopped.") from None
     if status != 0:
@@ -199,7 +202,7 @@ def main(argv=None):
                      "--epochs", epochs]
             if args.data_dir:
                 train += ["--data-dir", args.data_dir]
-            run_step(train, f"{step}, training ({epochs} epochs)")
+            run_step(train, f"{step}, training ({epochs} epoch{'s' if epochs != 1 else ''})")
         problem = evaluation_problem(folder, likelihood, binarize)
         if problem is None:
             print(f"== {step}: ln p(x) evaluated earlier, kept")

@@ -3,12 +3,18 @@ and figures it writes. No training here: the runs are metrics files, encodings a
 
 import json
 import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import compare_beta
 from compare_likelihoods import MODEL_FILES
+from conftest import REPO_ROOT, script_command, write_mnist
 from test_scripts import assert_png
 from vae.inspection import SCRIPT_SAMPLES
 from vae.model import build_decoder
@@ -140,3 +146,79 @@ def test_the_collapse_study_writes_its_summary_and_figure(tmp_path):
     assert summary["settings"]["plain"]["collapsed_dimensions"] == list(range(0, 32, 3))
     assert len(summary["settings"]["plain"]["kl_per_dimension"]) == 32
     assert_png(out / "assets" / "collapse_32.png")
+
+
+# ---------------------------------------------------------------------------------------------
+# A comparison's child dies with it
+
+
+def children(pid):
+    """The ids of the living processes whose parent is `pid` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                state, ppid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:2]
+            except OSError:
+                continue  # ended meanwhile
+            if int(ppid) == pid and state != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+def command_line(pid):
+    """Process `pid`'s command line, its arguments separated by NUL bytes; b"" once it has ended."""
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def alive(pid):
+    """True while process `pid` exists and is not a zombie."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_for(condition, what, timeout=300):
+    """Poll until condition() holds; fail naming `what` if it never does (a guard, not a timing)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"never happened: {what}"
+        time.sleep(0.01)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_a_killed_comparison_takes_its_run_with_it_and_a_rerun_goes_on(tmp_path):
+    data, runs = write_mnist(tmp_path / "mnist", train=200, test=100), tmp_path / "runs"
+    command, env = script_command("compare_beta.py", "--study", "beta", "--epochs", "1", "--train-size", "100",
+                                  "--runs", runs, "--data-dir", data)
+    lock = runs / "beta" / "0" / "models" / ".2d.lock"
+
+    def start(log):
+        return subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+    with open(tmp_path / "first.log", "w") as log:
+        parent = start(log)
+    wait_for(lambda: lock.exists() and children(parent.pid) or parent.poll() is not None, "the first run's start")
+    assert parent.poll() is None, (tmp_path / "first.log").read_text()
+    [child] = children(parent.pid)
+    parent.kill()  # SIGKILL: no chance to clean up
+    parent.wait()
+    wait_for(lambda: not alive(child), "the orphaned run's end", timeout=30)
+
+    with open(tmp_path / "again.log", "w") as log:
+        again = start(log)
+    output = lambda: (tmp_path / "again.log").read_text()  # noqa: E731
+    second = lambda: [pid for pid in children(again.pid) if b"beta/0.5" in command_line(pid)]  # noqa: E731
+    wait_for(lambda: second() or again.poll() is not None, "the rerun's second run")
+    assert again.poll() is None, output()
+    assert "another run of this script" not in output() and (runs / "beta" / "0" / "models" / "metrics_2d.json").exists()
+    [child] = second()
+    again.send_signal(signal.SIGINT)  # Ctrl-C, sent to the comparison alone: it stops its run
+    assert again.wait(60) == 1
+    assert not alive(child)
+    assert "Interrupted during run 2 of 5: beta/0.5 (β = 0.5), training and evaluating" in output()
