@@ -93,9 +93,11 @@ def parse_arguments(argv=None):
 
 
 def die_with_parent(parent):
-    """In a child process of process `parent` (this script), before it runs: ask Linux to send it SIGTERM
-    when its parent dies, however it dies, SIGKILL included; if the parent died already, end now.
-    Elsewhere, do nothing."""
+    """In a child process of process `parent` (this script), before it runs: put it in a process group of its
+    own, so that Ctrl-C in a terminal reaches this script alone, which passes it on once (`stop`); and on
+    Linux ask for SIGTERM when its parent dies, however it dies, SIGKILL included (if the parent died
+    already, end now)."""
+    os.setpgid(0, 0)
     if not sys.platform.startswith("linux"):
         return
     PR_SET_PDEATHSIG = 1
@@ -124,8 +126,8 @@ def run_step(command, what):
 
 
 def stop(child, seconds=30):
-    """After Ctrl-C: let `child` stop as after its own Ctrl-C (a terminal sent it one too; else pass it on),
-    saying where it stopped; kill it if it has not within `seconds`."""
+    """After Ctrl-C: pass it on to `child`, which stops as after its own Ctrl-C, saying where it stopped;
+    kill it if it has not within `seconds`, or at a second Ctrl-C."""
     try:
         child.send_signal(signal.SIGINT)
         child.wait(seconds)
