@@ -216,7 +216,8 @@ def test_a_killed_comparison_takes_its_run_with_it_and_a_rerun_goes_on(tmp_path)
     second = lambda: [pid for pid in children(again.pid) if b"beta/0.5" in command_line(pid)]  # noqa: E731
     wait_for(lambda: second() or again.poll() is not None, "the rerun's second run")
     assert again.poll() is None, output()
-    assert "another run of this script" not in output() and (runs / "beta" / "0" / "models" / "metrics_2d.json").exists()
+    assert "another run of this script" not in output()
+    assert (runs / "beta" / "0" / "models" / "metrics_2d.json").exists()
     [child] = second()
     again.send_signal(signal.SIGINT)  # Ctrl-C, sent to the comparison alone: it stops its run
     assert again.wait(60) == 1

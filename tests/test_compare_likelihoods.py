@@ -64,7 +64,8 @@ def test_an_evaluation_older_than_its_model_is_done_again(tmp_path, steps):
     later = (tmp_path / "bernoulli" / "models" / "likelihood_2d.json").stat().st_mtime + 10
     os.utime(decoder, (later, later))
     compare_likelihoods.main(["--runs", str(tmp_path)])
-    assert [what for what, _ in steps] == ["run 1 of 3: bernoulli, evaluating ln p(x) (K = 1,000 on 10,000 test images)"]
+    assert [what for what, _ in steps] == [
+        "run 1 of 3: bernoulli, evaluating ln p(x) (K = 1,000 on 10,000 test images)"]
 
 
 def test_runs_of_other_epochs_or_changed_models_are_trained_again_and_their_old_evaluation_dropped(
@@ -94,8 +95,8 @@ def test_runs_of_other_epochs_or_changed_models_are_trained_again_and_their_old_
 def test_the_help_quotes_only_recorded_times(tmp_path, monkeypatch):
     monkeypatch.setattr(compare_likelihoods, "SUMMARY", tmp_path / "likelihoods_2d.json")
     assert compare_likelihoods.recorded_times().startswith("No times are recorded yet")
-    save_json({"settings": {"a": {"seconds_training": 100.2, "epochs": 30}, "b": {"seconds_training": 50, "epochs": 30}}},
-              tmp_path / "likelihoods_2d.json")
+    save_json({"settings": {"a": {"seconds_training": 100.2, "epochs": 30},
+                            "b": {"seconds_training": 50, "epochs": 30}}}, tmp_path / "likelihoods_2d.json")
     assert compare_likelihoods.recorded_times() == (
         "Times recorded in models/likelihoods_2d.json: its 2 runs trained for 150 s in all (30, 30 epochs); "
         "the time of the ln p(x) estimates is not recorded there.")

@@ -93,7 +93,8 @@ def test_progress_too_far_along_is_set_aside_and_a_longer_run_takes_it_back(tmp_
     output = capsys.readouterr().out
     assert "as it had already trained 12 epochs, more than the 10 asked for" in output
     assert "Not resuming" not in output  # one line about it, not two
-    assert Progress(folder, {**SEED_0, "seed": 5}).start(10) is None  # the 10-epoch run had no finished epoch: nothing set aside
+    # Another seed: the 10-epoch run's progress, with no finished epoch, is not set aside.
+    assert Progress(folder, {**SEED_0, "seed": 5}).start(10) is None
     assert Progress(folder, SEED_0).start(20).epoch == 12
 
 
