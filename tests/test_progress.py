@@ -136,3 +136,12 @@ def test_a_full_disk_drops_set_aside_progress_oldest_first_and_says_so_before(tm
     with pytest.raises(OSError, match="No space left on device"):
         make_room(folder, 20e6)  # even with every set-aside dropped
     assert said_before == [True, True] and not set_asides(folder)
+
+
+def test_progress_set_aside_in_the_earlier_layout_is_taken_back(tmp_path, capsys):
+    folder = tmp_path / ".interrupted_2d"
+    killed_after(folder, SEED_0, 2)
+    folder.rename(tmp_path / ".interrupted_2d.set-aside")  # as set aside before a folder per hyperparameters
+    assert Progress(folder, SEED_0).start(10).epoch == 2
+    assert "set aside earlier by a run with other hyperparameters, is back" in capsys.readouterr().out
+    assert set_asides(folder) == []

@@ -69,6 +69,7 @@ class Progress:
         """Return the checkpoint to resume from (a `Checkpoint`) or None to start over, after setting
         aside any progress in the folder that cannot be resumed to train `epochs` epochs, and taking
         back progress of these hyperparameters set aside earlier."""
+        adopt_old_set_aside(self.folder)
         set_aside_now = False
         if self.folder.exists():
             checkpoint, problem, saved = self._check(self.folder, epochs)
@@ -169,6 +170,22 @@ class Progress:
 def set_aside_folder(folder):
     """Where the progress folder `folder` sets aside progress it cannot resume: <folder>.set-aside/."""
     return Path(folder).with_name(Path(folder).name + ".set-aside")
+
+
+def adopt_old_set_aside(folder):
+    """Progress set aside before each set-aside had a folder of its own lies in <folder>.set-aside/ itself:
+    move it into a folder of its own there, named as `Progress.set_aside` names it."""
+    parent = set_aside_folder(folder)
+    if not ((parent / "settings.json").exists() or any(parent.glob("epoch-[0-9][0-9][0-9][0-9]"))):
+        return
+    try:
+        name = settings_key(normalized(json.loads((parent / "settings.json").read_text())))
+    except (OSError, ValueError, TypeError, AttributeError):
+        name = f"damaged-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    moving = parent.with_name(parent.name + f".moving.{os.getpid()}")
+    os.replace(parent, moving)
+    parent.mkdir()
+    os.replace(moving, parent / name)
 
 
 def set_asides(folder):
