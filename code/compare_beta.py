@@ -1,7 +1,7 @@
 """The KL's weight β, and posterior collapse: the 2-D model for five values of β, and a 32-D model with
 and without two remedies for dimensions that collapse to the prior.
 
-    python code/compare_beta.py                    # both studies, 8 runs: roughly 12 minutes on 2 cores
+    python code/compare_beta.py                    # both studies, 8 runs of 30 epochs
     python code/compare_beta.py --study beta       # only the β sweep (5 runs)
     python code/compare_beta.py --epochs 2 --train-size 2000 --runs /tmp/beta   # a quick look (into --runs)
 
@@ -21,16 +21,23 @@ of 0.25 nats per dimension (Kingma et al. 2016; --free-bits), each by `python co
     assets/collapse_32.png       each setting's KL per dimension, sorted
     models/collapse_32.json      per setting: active units, the KL per dimension, the ELBO
 
-Every number is in nats per image, on the test set. A setting whose run has finished is not trained again,
-and an interrupted run resumes after its last finished epoch, as any chapter run does.
+Every number is in nats per image, on the test set. A setting whose run has finished is not trained again if
+it is what this comparison asks for: its metrics_2d.json names the same settings, epochs and training images,
+ln p(x) estimated with the chapter's K on all the test images, and its model files are those the metrics list
+(SHA-256). An interrupted run resumes after its last finished epoch (or at its evaluation), as any chapter run
+does. Killing this script (Ctrl-C, or any signal) stops the run it started too.
 """
 
 import argparse
 import json
+import textwrap
 from pathlib import Path
 
-from compare_likelihoods import run_step  # runs one chapter command; one line if it fails or is interrupted
+# run_step runs one chapter command (dying with this script; one line if it fails or is interrupted), and
+# trained_run_problem says whether a run can be reused.
+from compare_likelihoods import CHAPTER_DEFAULTS, run_step, trained_run_problem
 from vae.data import DATASET_SIZES
+from vae.inspection import SCRIPT_SAMPLES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STUDIES = ("beta", "collapse", "all")
@@ -39,11 +46,28 @@ BETAS = (0.0, 0.5, 1.0, 4.0, 16.0)
 COLLAPSE_LATENT_DIM = 32
 WARMUP_EPOCHS = 10  # the KL's weight rises from 0 over epochs 1-10, full from epoch 11 (vae/schedules.py)
 FREE_BITS = 0.25  # nats per latent dimension
-CHAPTER_DEFAULTS = {"beta": 1.0, "latent_dim": 2, "kl_warmup_epochs": 0, "free_bits": 0.0}
+SUMMARIES = {"beta": REPO_ROOT / "models" / "beta_sweep.json", "collapse": REPO_ROOT / "models" / "collapse_32.json"}
+
+
+def recorded_times():
+    """What the committed summaries record of the studies' times, in words, for --help."""
+    lines = []
+    for study, path in SUMMARIES.items():
+        try:
+            results = json.loads(path.read_text())["betas" if study == "beta" else "settings"]
+            seconds = sum(result["seconds_training"] for result in results.values())
+            epochs = sorted({result["epochs"] for result in results.values()})
+        except (OSError, ValueError, KeyError, TypeError):
+            lines.append(f"study {study}: no time recorded yet")
+            continue
+        lines.append(f"study {study}: {len(results)} runs of {'/'.join(map(str, epochs))} epochs trained for "
+                     f"{seconds:,.0f} s in all ({path.relative_to(REPO_ROOT)}; evaluation and figures not timed)")
+    return "Times recorded: " + "; ".join(lines) + "."
 
 
 def parse_arguments(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, epilog=textwrap.fill(recorded_times(), 100),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--study", choices=STUDIES, default="all", help="which comparison (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=EPOCHS,
                         help="epochs of each run (default: the 2-D chapter's, %(default)s); with fewer than 11 the "
@@ -79,23 +103,34 @@ def collapse_settings(runs, epochs):
             for name, flags in settings.items()}
 
 
-def finished(folder, settings, epochs, train_size):
-    """True if `folder` holds a finished 2-D chapter run with these settings, epochs and training images."""
-    try:
-        metrics = json.loads((folder / "models" / "metrics_2d.json").read_text())
-    except (OSError, ValueError):
-        return False
+def reuse_problem(folder, settings, epochs, train_size):
+    """None if `folder` holds a finished 2-D chapter run with these settings, epochs and training images, its
+    ln p(x) estimated with the chapter's K on all its test images, its model files those its metrics list;
+    else what is not so, in words."""
     expected = {**CHAPTER_DEFAULTS, **settings, "epochs": epochs,
-                "train_images": train_size or DATASET_SIZES["mnist"][0]}
-    return all(metrics.get(key) == value for key, value in expected.items())
+                "train_images": train_size or DATASET_SIZES["mnist"][0], "iw_samples": SCRIPT_SAMPLES}
+    problem = trained_run_problem(folder, expected)
+    if problem is not None:
+        return problem
+    metrics = json.loads((folder / "models" / "metrics_2d.json").read_text())
+    if metrics.get("likelihood_images") != metrics.get("test_images"):
+        return (f"its ln p(x) is over {metrics.get('likelihood_images')} images, not all its "
+                f"{metrics.get('test_images')} test images")
+    return None
 
 
-def train_all(settings, args):
-    """Train every setting not finished yet, one chapter run each, in order."""
-    for name, (folder, flags) in settings.items():
-        if finished(folder, flags, args.epochs, args.train_size):
-            print(f"== {folder.parent.name}/{name}: finished earlier in {folder}, kept")
+def train_all(settings, args, first=1, total=None):
+    """Train every setting not finished yet, one chapter run each, in order; they are runs `first`... of
+    `total` (default: these alone), for the lines saying how far along the comparison is."""
+    total = total or len(settings)
+    for number, (name, (folder, flags)) in enumerate(settings.items(), first):
+        step = f"run {number} of {total}: {folder.parent.name}/{name} ({describe(flags)})"
+        problem = reuse_problem(folder, flags, args.epochs, args.train_size)
+        if problem is None:
+            print(f"\n== {step}: finished earlier in {folder}, kept")
             continue
+        if problem != "no finished run":
+            print(f"\n== {step}: not reusing the run in {folder}: {problem}")
         command = ["code/vae_2d.py", "--epochs", args.epochs, "--out", folder]
         for field, value in flags.items():
             command += [f"--{field.replace('_', '-')}", value]
@@ -103,7 +138,13 @@ def train_all(settings, args):
             command += ["--train-size", args.train_size]
         if args.data_dir:
             command += ["--data-dir", args.data_dir]
-        run_step(command, f"training {folder.parent.name}/{name}")
+        run_step(command, f"{step}, training and evaluating ({args.epochs} epoch{'s' if args.epochs != 1 else ''})")
+
+
+def describe(flags):
+    """A setting's flags in words: "β = 0.5", "latent 32, free bits 0.25"."""
+    names = {"beta": "β =", "latent_dim": "latent", "kl_warmup_epochs": "KL warm-up epochs", "free_bits": "free bits"}
+    return ", ".join(f"{names[key]} {value:g}" for key, value in flags.items())
 
 
 def run_summary(folder):
@@ -140,6 +181,7 @@ def write_beta_sweep(settings, out):
     from vae.figures import plot_beta_sweep, plot_rate_distortion
     from vae.saving import load_model_safely, save_json
 
+    print("\n== β sweep: drawing the figures and writing the summary", flush=True)
     results, panels = {}, []
     for name, (folder, _) in settings.items():
         result = results[name] = run_summary(folder)
@@ -167,6 +209,7 @@ def write_collapse(settings, out):
     from vae.figures import plot_kl_per_dimension
     from vae.saving import save_json
 
+    print("\n== collapse study: drawing the figure and writing the summary", flush=True)
     results = {name: run_summary(folder) for name, (folder, _) in settings.items()}
     paths = [out / "assets" / "collapse_32.png", out / "models" / "collapse_32.json"]
     for path in paths:
@@ -189,14 +232,15 @@ def write_collapse(settings, out):
 def main(argv=None):
     args = parse_arguments(argv)
     runs, out = Path(args.runs), Path(args.out)
-    if args.study in ("beta", "all"):
-        settings = beta_settings(runs)
-        train_all(settings, args)
-        write_beta_sweep(settings, out)
-    if args.study in ("collapse", "all"):
-        settings = collapse_settings(runs, args.epochs)
-        train_all(settings, args)
-        write_collapse(settings, out)
+    studies = {"beta": (beta_settings(runs), write_beta_sweep),
+               "collapse": (collapse_settings(runs, args.epochs), write_collapse)}
+    chosen = [study for study in studies if args.study in (study, "all")]
+    total, first = sum(len(studies[study][0]) for study in chosen), 1
+    for study in chosen:
+        settings, write = studies[study]
+        train_all(settings, args, first, total)
+        first += len(settings)
+        write(settings, out)
 
 
 if __name__ == "__main__":

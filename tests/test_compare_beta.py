@@ -3,31 +3,49 @@ and figures it writes. No training here: the runs are metrics files, encodings a
 
 import json
 import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import compare_beta
+from compare_likelihoods import MODEL_FILES
+from conftest import REPO_ROOT, script_command, write_mnist
 from test_scripts import assert_png
+from vae.inspection import SCRIPT_SAMPLES
 from vae.model import build_decoder
-from vae.saving import save_encodings, save_json, save_model
+from vae.saving import save_encodings, save_json, save_model, sha256
 
 
-def fake_run(folder, latent_dim, beta=1.0, kl_warmup_epochs=0, free_bits=0.0, epochs=2, decoder=None, seed=0):
-    """The files of a finished 2-D chapter run that compare_beta reads, with made-up numbers."""
+def fake_run(folder, latent_dim, beta=1.0, kl_warmup_epochs=0, free_bits=0.0, epochs=2, decoder=None, seed=0,
+             **changed):
+    """The files of a finished 2-D chapter run that compare_beta reads, with made-up numbers; its metrics list
+    its model files' SHA-256, as a chapter run's do. `changed`: metrics to write instead of the chapter's."""
     rng = np.random.default_rng(seed)
     activity = rng.uniform(0.5, 2, latent_dim)
     activity[::3] = 0.001  # every third dimension collapsed
     kl = np.where(activity > 0.01, 2.0, 0.002)
+    models = folder / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    save_encodings(rng.normal(size=(300, latent_dim)), rng.integers(0, 10, 300), models / "test_encodings_2d.npz")
+    if decoder is not None:
+        shutil.copy(decoder, models / "decoder_2d.h5")
+    else:
+        (models / "decoder_2d.h5").write_bytes(b"a stand-in decoder")
+    (models / "encoder_2d.h5").write_bytes(b"a stand-in encoder")
     save_json({"beta": beta, "latent_dim": latent_dim, "kl_warmup_epochs": kl_warmup_epochs, "free_bits": free_bits,
-               "epochs": epochs, "train_images": 2000, "test_loss": 140.0 + beta * kl.sum(),
+               "dataset": "mnist", "architecture": "mlp", "likelihood": "bernoulli", "binarize": "off",
+               "epochs": epochs, "train_images": 2000, "test_images": 300, "likelihood_images": 300,
+               "iw_samples": SCRIPT_SAMPLES, "test_loss": 140.0 + beta * kl.sum(),
                "test_reconstruction": 140.0 - 2 * seed, "test_kl": float(kl.sum()),
                "test_elbo": -140.0 + 2 * seed - float(kl.sum()), "iw_log_likelihood": -138.0, "active_units":
                int((activity > 0.01).sum()), "active_unit_threshold": 0.01, "latent_activity": activity.tolist(),
-               "kl_per_dimension": kl.tolist(), "seconds_training": 3.0}, folder / "models" / "metrics_2d.json")
-    save_encodings(rng.normal(size=(300, latent_dim)), rng.integers(0, 10, 300), folder / "models" / "test_encodings_2d.npz")
-    if decoder is not None:
-        shutil.copy(decoder, folder / "models" / "decoder_2d.h5")
+               "kl_per_dimension": kl.tolist(), "seconds_training": 3.0, **changed,
+               "files": {name: sha256(folder / name) for name in MODEL_FILES}}, models / "metrics_2d.json")
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +72,50 @@ def test_it_trains_each_setting_once_with_the_chapters_flags_and_keeps_finished_
     ]
     assert compare_beta.parse_arguments([]).out == str(compare_beta.REPO_ROOT)
     assert [folder.name for folder, _ in compare_beta.beta_settings(tmp_path).values()] == ["0", "0.5", "1", "4", "16"]
+
+
+@pytest.mark.parametrize("change, reason", [
+    ({"epochs": 1}, "its run has epochs 1 (not 2)"),
+    ({"iw_samples": 5}, f"its run has iw_samples 5 (not {SCRIPT_SAMPLES})"),
+    ({"likelihood_images": 200}, "its ln p(x) is over 200 images, not all its 300 test images"),
+    ({"beta": 4.0}, "its run has beta 4.0 (not 1.0)"),
+])
+def test_a_run_unlike_what_the_comparison_asks_is_trained_again_with_a_line(tmp_path, monkeypatch, capsys, change,
+                                                                           reason):
+    whats = []
+    monkeypatch.setattr(compare_beta, "run_step", lambda command, what: whats.append(what))
+    args = compare_beta.parse_arguments(["--epochs", "2", "--train-size", "2000", "--runs", str(tmp_path)])
+    settings = {name: setting for name, setting in compare_beta.beta_settings(tmp_path).items() if name == "1"}
+    fake_run(settings["1"][0], 2, **change)
+    compare_beta.train_all(settings, args)
+    assert whats == ["run 1 of 1: beta/1 (β = 1), training and evaluating (2 epochs)"]
+    assert f"not reusing the run in {settings['1'][0]}: {reason}" in capsys.readouterr().out
+
+
+def test_a_run_whose_model_file_changed_is_trained_again(tmp_path, monkeypatch, capsys):
+    whats = []
+    monkeypatch.setattr(compare_beta, "run_step", lambda command, what: whats.append(what))
+    args = compare_beta.parse_arguments(["--epochs", "2", "--train-size", "2000", "--runs", str(tmp_path)])
+    settings = compare_beta.beta_settings(tmp_path)
+    for folder, flags in settings.values():
+        fake_run(folder, 2, **flags)
+    (settings["4"][0] / "models" / "decoder_2d.h5").write_bytes(b"another decoder")
+    compare_beta.train_all(settings, args, first=4, total=8)
+    assert whats == ["run 7 of 8: beta/4 (β = 4), training and evaluating (2 epochs)"]
+    output = capsys.readouterr().out
+    assert "its models/decoder_2d.h5 is not the file its metrics_2d.json lists (SHA-256)" in output
+    assert "== run 4 of 8: beta/0 (β = 0): finished earlier" in output
+
+
+def test_the_help_quotes_only_recorded_times(tmp_path, monkeypatch):
+    summary = tmp_path / "beta_sweep.json"
+    save_json({"betas": {"0": {"seconds_training": 100.4, "epochs": 30}, "1": {"seconds_training": 20, "epochs": 30}}},
+              summary)
+    monkeypatch.setattr(compare_beta, "SUMMARIES", {"beta": summary, "collapse": tmp_path / "missing.json"})
+    monkeypatch.setattr(compare_beta, "REPO_ROOT", tmp_path)
+    assert compare_beta.recorded_times() == ("Times recorded: study beta: 2 runs of 30 epochs trained for 120 s in "
+                                             "all (beta_sweep.json; evaluation and figures not timed); study "
+                                             "collapse: no time recorded yet.")
 
 
 def test_the_beta_sweep_writes_its_summary_and_figures(tmp_path, decoder_file):
@@ -84,3 +146,80 @@ def test_the_collapse_study_writes_its_summary_and_figure(tmp_path):
     assert summary["settings"]["plain"]["collapsed_dimensions"] == list(range(0, 32, 3))
     assert len(summary["settings"]["plain"]["kl_per_dimension"]) == 32
     assert_png(out / "assets" / "collapse_32.png")
+
+
+# ---------------------------------------------------------------------------------------------
+# A comparison's child dies with it
+
+
+def children(pid):
+    """The ids of the living processes whose parent is `pid` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                state, ppid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:2]
+            except OSError:
+                continue  # ended meanwhile
+            if int(ppid) == pid and state != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+def command_line(pid):
+    """Process `pid`'s command line, its arguments separated by NUL bytes; b"" once it has ended."""
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def alive(pid):
+    """True while process `pid` exists and is not a zombie."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_for(condition, what, timeout=300):
+    """Poll until condition() holds; fail naming `what` if it never does (a guard, not a timing)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"never happened: {what}"
+        time.sleep(0.01)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_a_killed_comparison_takes_its_run_with_it_and_a_rerun_goes_on(tmp_path):
+    data, runs = write_mnist(tmp_path / "mnist", train=200, test=100), tmp_path / "runs"
+    command, env = script_command("compare_beta.py", "--study", "beta", "--epochs", "1", "--train-size", "100",
+                                  "--runs", runs, "--data-dir", data)
+    lock = runs / "beta" / "0" / "models" / ".2d.lock"
+
+    def start(log):
+        return subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+    with open(tmp_path / "first.log", "w") as log:
+        parent = start(log)
+    wait_for(lambda: lock.exists() and children(parent.pid) or parent.poll() is not None, "the first run's start")
+    assert parent.poll() is None, (tmp_path / "first.log").read_text()
+    [child] = children(parent.pid)
+    parent.kill()  # SIGKILL: no chance to clean up
+    parent.wait()
+    wait_for(lambda: not alive(child), "the orphaned run's end", timeout=30)
+
+    with open(tmp_path / "again.log", "w") as log:
+        again = start(log)
+    output = lambda: (tmp_path / "again.log").read_text()  # noqa: E731
+    second = lambda: [pid for pid in children(again.pid) if b"beta/0.5" in command_line(pid)]  # noqa: E731
+    wait_for(lambda: second() or again.poll() is not None, "the rerun's second run")
+    assert again.poll() is None, output()
+    assert "another run of this script" not in output()
+    assert (runs / "beta" / "0" / "models" / "metrics_2d.json").exists()
+    [child] = second()
+    again.send_signal(signal.SIGINT)  # Ctrl-C, sent to the comparison alone: it stops its run
+    assert again.wait(60) == 1
+    assert not alive(child)
+    assert "Interrupted during run 2 of 5: beta/0.5 (β = 0.5), training and evaluating" in output()

@@ -151,6 +151,24 @@ def test_ctrl_c_prints_one_line_and_the_same_command_resumes_after_the_last_fini
     assert metrics["history"]["loss"][:done] == reference[1]["history"]["loss"][:done]
 
 
+def test_two_seeds_taking_turns_each_resume_and_one_folder_named_two_ways_is_one_run(small_mnist, tmp_path):
+    out = tmp_path / "out"
+    (tmp_path / "elsewhere").mkdir()
+    seed_of_progress = lambda: json.loads((progress(out) / "settings.json").read_text())["seed"]  # noqa: E731
+    first = start(f"{tmp_path}/elsewhere/../out/", small_mnist)  # seed 0, MNIST from $VAE_DATA_DIR
+    stop_when(first, lambda: "epoch-0001" in checkpoints(out), signal.SIGKILL)
+    other = start(out, small_mnist, *COMMAND, "--seed", "1")  # sets seed 0's progress aside
+    stop_when(other, lambda: progress(out).exists() and seed_of_progress() == 1 and "epoch-0001" in checkpoints(out),
+              signal.SIGKILL)
+    # Seed 0 again, its folder and its data named another way: seed 1's progress set aside, seed 0's taken back.
+    result = run(out, small_mnist, *COMMAND, "--data-dir", small_mnist)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "set aside earlier by a run with other hyperparameters, is back" in result.stdout
+    assert check_outputs(out)["resumed_after_epoch"] >= 1
+    [set_aside] = (out / "models" / ".interrupted_2d.set-aside").iterdir()
+    assert json.loads((set_aside / "settings.json").read_text())["seed"] == 1 and checkpoints(out) == []
+
+
 def test_ctrl_c_while_tensorflow_loads_prints_one_line(tmp_path, small_mnist):
     process = start(tmp_path, small_mnist)
     time.sleep(1.0)  # Python is up; importing TensorFlow takes seconds more

@@ -8,23 +8,53 @@ The progress of run NAME lives in models/.interrupted_NAME/ while the run is und
 
 Each checkpoint is written into a temporary folder and renamed when complete, so a kill at any
 moment leaves the previous checkpoint whole; the last two are kept. Before a resume the progress
-is checked as a whole (settings, history, weights); anything inconsistent or unreadable is set
-aside, with one line saying so, and the run starts over. The folder is removed only once the
-run's outputs are saved, so a crash after training resumes at evaluation.
+is checked as a whole (settings, history, weights). Progress of other hyperparameters (another
+seed, say) is set aside, never deleted: it moves to models/.interrupted_NAME.set-aside/<key>/,
+one folder per set of hyperparameters (<key> is a hash of them), and a later run with those
+hyperparameters takes it back and resumes. Progress that cannot be resumed (damaged, unreadable)
+is set aside as damaged-<time>/. The SET_ASIDE_KEPT most recent set-asides are kept; each one
+dropped, to respect that bound or because the disk is full, is named in a line before it goes.
+The run's own folder is removed only once the run's outputs are saved, so a crash after
+training resumes at evaluation.
+
+Hyperparameters compare as the run reads them: the paths `out` and `data_dir` resolved (so
+`--out O/` and `--out ./O` are one run), and data_dir None the same as the folder $VAE_DATA_DIR
+names (vae/data.py reads that folder when no --data-dir is given).
 """
 
+import hashlib
 import json
 import math
 import os
 import shutil
+import time
 from pathlib import Path
 
 import h5py
 import keras
 
+from vae.data import ENV_VAR
 from vae.saving import ensure_free_space, save_json, weights_bytes
 
 CHECKPOINTS_KEPT = 2
+SET_ASIDE_KEPT = 3
+
+
+def normalized(settings):
+    """`settings` as JSON values, with "out" and "data_dir" (if there) as absolute paths, data_dir None
+    replaced by the folder $VAE_DATA_DIR names when it is set (the folder the data is then read from)."""
+    settings = json.loads(json.dumps(settings))
+    if "data_dir" in settings and settings["data_dir"] is None:
+        settings["data_dir"] = os.environ.get(ENV_VAR) or None
+    for key in ("out", "data_dir"):
+        if settings.get(key) is not None:
+            settings[key] = str(Path(os.path.expanduser(settings[key])).resolve())
+    return settings
+
+
+def settings_key(settings):
+    """A short name for a set of (normalized) hyperparameters: 16 hex digits of their SHA-256."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
 class Progress:
@@ -32,58 +62,159 @@ class Progress:
 
     def __init__(self, folder, settings):
         self.folder = Path(folder)
-        self.settings = json.loads(json.dumps(settings))  # as they read back from settings.json
-        self.set_aside_folder = self.folder.with_name(self.folder.name + ".set-aside")
+        self.settings = normalized(settings)  # as they read back from settings.json
+        self.set_aside_folder = set_aside_folder(self.folder)
 
     def start(self, epochs):
-        """Return the checkpoint to resume from (a `Checkpoint`) or None to start over,
-        after setting aside any progress that cannot be resumed to train `epochs` epochs."""
+        """Return the checkpoint to resume from (a `Checkpoint`) or None to start over, after setting
+        aside any progress in the folder that cannot be resumed to train `epochs` epochs, and taking
+        back progress of these hyperparameters set aside earlier."""
+        adopt_old_set_aside(self.folder)
+        set_aside_now = False
         if self.folder.exists():
-            checkpoint, problem = self._check(epochs)
+            checkpoint, problem, saved = self._check(self.folder, epochs)
             if problem is None:
                 for partial in self.folder.glob("epoch-*.partial.*"):  # a checkpoint a kill cut short
                     shutil.rmtree(partial, ignore_errors=True)
                 if checkpoint is not None:
                     print(f"Resuming an interrupted run after its epoch {checkpoint.epoch} (progress in {self.folder})")
-                return checkpoint
-            self.set_aside(problem)
+                    return checkpoint
+                shutil.rmtree(self.folder)  # killed before its first epoch ended: nothing in it to keep
+            elif saved is not None and not any(self.folder.glob("epoch-*")):
+                shutil.rmtree(self.folder)  # another run's, killed before its first epoch ended: nothing to keep
+            else:
+                self.set_aside(problem, saved)
+                set_aside_now = saved == self.settings  # too far along: not to be taken back at once
+        checkpoint = self._take_back(epochs, quiet=set_aside_now)
+        if checkpoint is not None:
+            return checkpoint
         self.folder.mkdir(parents=True)
         save_json(self.settings, self.folder / "settings.json")
         return None
 
-    def _check(self, epochs):
-        """(the newest valid checkpoint or None, None), or (None, why the progress cannot be resumed)."""
+    def _check(self, folder, epochs):
+        """(the newest valid checkpoint in `folder` or None, None, its settings), or (None, why the progress
+        cannot be resumed, its settings or None if unreadable)."""
         try:
-            saved = json.loads((self.folder / "settings.json").read_text())
-        except (OSError, ValueError) as error:
-            return None, f"its settings.json is unreadable ({type(error).__name__})"
+            saved = normalized(json.loads((folder / "settings.json").read_text()))
+        except (OSError, ValueError, TypeError, AttributeError) as error:
+            return None, f"its settings.json is unreadable ({type(error).__name__})", None
         if saved != self.settings:
             changed = sorted(key for key in set(saved) | set(self.settings) if saved.get(key) != self.settings.get(key))
-            return None, f"it had other hyperparameters ({', '.join(changed)})"
+            return None, f"it had other hyperparameters ({', '.join(changed)})", saved
         problems = []
-        for folder in sorted(self.folder.glob("epoch-[0-9][0-9][0-9][0-9]"), reverse=True):
-            checkpoint = Checkpoint(folder)
+        for checkpoint_folder in sorted(folder.glob("epoch-[0-9][0-9][0-9][0-9]"), reverse=True):
+            checkpoint = Checkpoint(checkpoint_folder)
             problem = checkpoint.problem()
             if problem is None:
                 if checkpoint.epoch > epochs:
-                    return None, f"it had already trained {checkpoint.epoch} epochs, more than the {epochs} asked for"
+                    return (None, f"it had already trained {checkpoint.epoch} epochs, more than the {epochs} asked for",
+                            saved)
                 for skipped in problems:
                     print(f"Skipping a damaged checkpoint: {skipped}")
-                return checkpoint, None
-            problems.append(f"{folder.name}: {problem}")
+                return checkpoint, None, saved
+            problems.append(f"{checkpoint_folder.name}: {problem}")
         if problems:
-            return None, "no checkpoint in it is readable (" + "; ".join(problems) + ")"
-        return None, None  # killed before its first epoch ended: nothing to resume, nothing to set aside
+            return None, "no checkpoint in it is readable (" + "; ".join(problems) + ")", None
+        return None, None, saved  # killed before its first epoch ended: nothing to resume
 
-    def set_aside(self, reason):
-        """Move the progress folder to <folder>.set-aside (replacing an older one) and say why."""
-        shutil.rmtree(self.set_aside_folder, ignore_errors=True)
-        os.replace(self.folder, self.set_aside_folder)
-        print(f"Starting over: set aside the progress of an earlier interrupted run, as {reason}; "
-              f"it is in {self.set_aside_folder}")
+    def set_aside(self, reason, saved_settings=None):
+        """Move the progress folder into <folder>.set-aside/: to <key of its settings>/ if they are
+        `saved_settings` (readable, its checkpoints whole), else to damaged-<time>/; say why and where."""
+        self.set_aside_folder.mkdir(parents=True, exist_ok=True)
+        if saved_settings is not None:
+            target = self.set_aside_folder / settings_key(saved_settings)
+        else:
+            target = self.set_aside_folder / f"damaged-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+        if target.exists():  # progress of the same hyperparameters set aside before, and not taken back
+            print(f"Dropping the progress set aside earlier in {target} ({describe(target)}): the progress set "
+                  f"aside now has the same hyperparameters and replaces it")
+            shutil.rmtree(target)
+        os.replace(self.folder, target)
+        os.utime(target)  # its time of setting aside: the most recent are kept
+        print(f"Starting over: set aside the progress of an earlier interrupted run, as {reason}; it is in {target}")
+        self._drop_beyond(SET_ASIDE_KEPT)
+
+    def _take_back(self, epochs, quiet=False):
+        """The checkpoint of progress with these settings set aside earlier, moved back into the folder;
+        None if there is none, or if it cannot be resumed (then it stays where it is, with a line saying why
+        unless `quiet`)."""
+        earlier = self.set_aside_folder / settings_key(self.settings)
+        if not earlier.is_dir():
+            return None
+        checkpoint, problem, _ = self._check(earlier, epochs)
+        if problem is not None or checkpoint is None:
+            if not quiet:
+                print(f"Not resuming the progress of these hyperparameters set aside in {earlier}, as "
+                      f"{problem or 'it holds no checkpoint'}; it stays there")
+            return None
+        os.replace(earlier, self.folder)
+        for partial in self.folder.glob("epoch-*.partial.*"):
+            shutil.rmtree(partial, ignore_errors=True)
+        print(f"Resuming an interrupted run after its epoch {checkpoint.epoch}: its progress, set aside earlier "
+              f"by a run with other hyperparameters, is back in {self.folder}")
+        moved = Checkpoint(self.folder / checkpoint.folder.name)
+        moved.history = checkpoint.history
+        return moved
+
+    def _drop_beyond(self, kept):
+        for old in set_asides(self.folder)[kept:]:
+            print(f"Dropping the oldest set-aside progress, {old} ({describe(old)}): only the {kept} most recent "
+                  f"are kept")
+            shutil.rmtree(old, ignore_errors=True)
 
     def remove(self):
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def set_aside_folder(folder):
+    """Where the progress folder `folder` sets aside progress it cannot resume: <folder>.set-aside/."""
+    return Path(folder).with_name(Path(folder).name + ".set-aside")
+
+
+def adopt_old_set_aside(folder):
+    """Progress set aside before each set-aside had a folder of its own lies in <folder>.set-aside/ itself:
+    move it into a folder of its own there, named as `Progress.set_aside` names it."""
+    parent = set_aside_folder(folder)
+    if not ((parent / "settings.json").exists() or any(parent.glob("epoch-[0-9][0-9][0-9][0-9]"))):
+        return
+    try:
+        name = settings_key(normalized(json.loads((parent / "settings.json").read_text())))
+    except (OSError, ValueError, TypeError, AttributeError):
+        name = f"damaged-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    moving = parent.with_name(parent.name + f".moving.{os.getpid()}")
+    os.replace(parent, moving)
+    parent.mkdir()
+    os.replace(moving, parent / name)
+
+
+def set_asides(folder):
+    """The progress set aside beside the progress folder `folder`, the most recently set aside first."""
+    parent = set_aside_folder(folder)
+    if not parent.is_dir():
+        return []
+    return sorted((path for path in parent.iterdir() if path.is_dir()), key=lambda path: path.stat().st_mtime,
+                  reverse=True)
+
+
+def make_room(folder, needed_bytes):
+    """Ensure the disk of the progress folder `folder` has `needed_bytes` free, dropping its set-aside
+    progress, the oldest first, each after a line saying so, while it has not; else OSError(ENOSPC)."""
+    for old in reversed(set_asides(folder)):
+        if shutil.disk_usage(folder).free >= needed_bytes:
+            break
+        print(f"The disk is too full for the next checkpoint: dropping the set-aside progress {old} "
+              f"({describe(old)}) to make room", flush=True)
+        shutil.rmtree(old, ignore_errors=True)
+    ensure_free_space(folder, needed_bytes)
+
+
+def describe(folder):
+    """A progress folder's newest checkpoint in words, for a line about it: "3 epochs trained"."""
+    epochs = [int(path.name.split("-")[1]) for path in Path(folder).glob("epoch-[0-9][0-9][0-9][0-9]")]
+    if not epochs:
+        return "no finished epoch"
+    return f"{max(epochs)} epoch{'s' if max(epochs) != 1 else ''} trained"
 
 
 class Checkpoint:
@@ -150,7 +281,7 @@ class EpochBackup(keras.callbacks.Callback):
             return  # a diverged epoch is not worth resuming from
         history = {name: self.history.get(name, []) + [value] for name, value in values.items()}
         final = self.folder / f"epoch-{epoch + 1:04d}"
-        ensure_free_space(self.folder, weights_bytes(self.model))
+        make_room(self.folder, weights_bytes(self.model))
         staging = final.with_name(f"{final.name}.partial.{os.getpid()}")
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
