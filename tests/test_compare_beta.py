@@ -17,7 +17,7 @@ from compare_likelihoods import MODEL_FILES
 from conftest import REPO_ROOT, script_command, write_mnist
 from test_scripts import assert_png
 from vae.inspection import SCRIPT_SAMPLES
-from vae.model import build_decoder
+from vae_2d import build_decoder
 from vae.saving import save_encodings, save_json, save_model, sha256
 
 
