@@ -2,6 +2,7 @@
 written small by the tests in the published format; every malformed file named with what is wrong; and
 pickles that name anything but a NumPy array refused without running it."""
 
+import gzip
 import io
 import os
 import pickle
@@ -217,3 +218,136 @@ def test_the_restricted_unpickler_reads_the_published_format_only(batches):
     modern = pickle.dumps({b"data": np.zeros((1, 3072), np.uint8), b"labels": [0]}, protocol=5)
     with raises_data_error("modern: refused to unpickle numpy._core.numeric._frombuffer"):
         data._parse_cifar_batch(modern, "modern")
+
+
+# ---------------------------------------------------------------------------
+# Hostile values in a pickle: the refusal itself stays one bounded line
+
+
+def test_a_5000_digit_integer_in_a_pickle_is_described_not_written(tmp_path, batches):
+    """Python refuses to write an integer of more than 4,300 digits: the message describes it."""
+    huge = 10**5000
+    for state, message in [
+        ((1, (huge, 3072), np.dtype("u1"), False, b"\x00" * 3072),
+         "truncated or padded: shape (an integer of about 5,000 digits, 3072) needs about 10^5003 bytes"),
+        ((1, (1, 3072), huge, False, b"\x00" * 3072),
+         "wrong dtype: expected uint8 pixels (u1), found an integer of about 5,000 digits"),
+    ]:
+        batch = {b"data": forged_array(state), b"labels": [0]}
+        write_cifar10(tmp_path, with_batch(batches, "data_batch_5", cifar_batch_bytes(batch=batch)))
+        with raises_data_error("data_batch_5 [b'data']: " + message) as refused:
+            load_dataset("cifar10", tmp_path)
+        assert len(str(refused.value)) < 300 + len(str(tmp_path))
+
+
+def test_a_100000_deep_tuple_in_a_pickle_is_described_not_written(tmp_path, batches):
+    """repr of a 100,000-deep tuple overflows; the pickle builds one cheaply (an empty tuple, then TUPLE1s)."""
+    batch = {b"data": forged_array((1, ("DEEPMARK",), np.dtype("u1"), False, b"")), b"labels": [0]}
+    content = cifar_batch_bytes(batch=batch)
+    string = b"X\x08\x00\x00\x00DEEPMARK"  # BINUNICODE "DEEPMARK"
+    assert content.count(string) == 1
+    deep = content.replace(string, pickle.EMPTY_TUPLE + pickle.TUPLE1 * 100_000)
+    write_cifar10(tmp_path, with_batch(batches, "test_batch", deep))
+    with raises_data_error("test_batch [b'data']: wrong shape: expected (N, 3072) with N ≥ 1, "
+                           "found ((a tuple of 1 item,),)"):
+        load_dataset("cifar10", tmp_path)
+
+
+def test_a_long_class_name_in_a_pickle_is_cut_in_the_message(tmp_path, batches):
+    hostile = b"cposix\nsystem" + b"x" * 100_000 + b"\n."
+    write_cifar10(tmp_path, with_batch(batches, "data_batch_1", hostile))
+    with raises_data_error("refused to unpickle posix.systemxxx") as refused:
+        load_dataset("cifar10", tmp_path)
+    assert len(str(refused.value)) < 400 + len(str(tmp_path))
+
+
+# ---------------------------------------------------------------------------
+# The archive is parsed as a stream: extended tar headers are bounded before they are read
+
+
+def tar_header(name, size, kind=tarfile.REGTYPE):
+    """One 512-byte ustar header."""
+    info = tarfile.TarInfo(name)
+    info.size, info.type = size, kind
+    return info.tobuf(tarfile.USTAR_FORMAT)
+
+
+def padded(data):
+    return data + bytes(-len(data) % 512)
+
+
+def pax_record(key, value):
+    """A pax record "LENGTH key=value\\n", whose LENGTH counts its own digits."""
+    body = f" {key}={value}\n".encode()
+    length = len(body) + len(str(len(body)))
+    length = len(body) + len(str(length))
+    return str(length).encode() + body
+
+
+def write_raw_archive(folder, batches, extended_kind, extended_data):
+    """folder/cifar-10-python.tar.gz holding `batches`, the first preceded by one extended header."""
+    members = padded(tar_header("././@Extended", len(extended_data), extended_kind)) + padded(extended_data)
+    for name, (images, labels) in batches.items():
+        content = cifar_batch_bytes(images, labels)
+        members += tar_header(f"cifar-10-batches-py/{name}", len(content)) + padded(content)
+    (folder / "cifar-10-python.tar.gz").write_bytes(gzip.compress(members + bytes(1024), compresslevel=1))
+
+
+@pytest.mark.parametrize("kind, data, message", [
+    (tarfile.XHDTYPE, pax_record("comment", "x" * 1_000_000),
+     "refused: an extended tar header (type 'x', a long name or pax header) of {size} bytes at byte 0 "
+     "unpacked, more than the 65,536 bytes (MAX_TAR_HEADER_BYTES)"),
+    (tarfile.XHDTYPE, pax_record("size", "1" * 200_000),
+     "refused: an extended tar header (type 'x', a long name or pax header) of {size} bytes"),
+    (tarfile.GNUTYPE_LONGNAME, b"cifar-10-batches-py/" + b"n" * 1_000_000 + b"\0",
+     "refused: an extended tar header (type 'L', a long name or pax header) of {size} bytes"),
+    (tarfile.XHDTYPE, pax_record("size", "1" * 30_000),
+     "unreadable tar.gz archive (the pax header at byte 0 unpacked gives a size of 30,000 characters, "
+     "not a number of at most 20 digits)"),
+])
+def test_a_huge_extended_tar_header_is_refused_with_one_message(tmp_path, batches, kind, data, message):
+    write_raw_archive(tmp_path, batches, kind, data)
+    message = message.replace("{size}", f"{len(data):,}")
+    with raises_data_error(tmp_path / "cifar-10-python.tar.gz", message) as refused:
+        load_dataset("cifar10", tmp_path)
+    assert "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("tar_format", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT])
+def test_archives_with_long_names_from_tarfile_load(tmp_path, batches, tar_format):
+    """A member with a 300-character name makes tarfile write a pax header or a GNU long name before it."""
+    files = {f"cifar-10-batches-py/{name}": cifar_batch_bytes(*value) for name, value in batches.items()}
+    files = {"cifar-10-batches-py/" + "long" * 75: b"an unrelated member", **files}
+    with tarfile.open(tmp_path / "cifar-10-python.tar.gz", "w:gz", format=tar_format) as tar:
+        for name, content in files.items():
+            member = tarfile.TarInfo(name)
+            member.size = len(content)
+            tar.addfile(member, io.BytesIO(content))
+    assert_loaded(load_dataset("cifar10", tmp_path), batches)
+
+
+def test_a_pax_header_may_name_a_batch(tmp_path, batches):
+    """The pax record "path" names the member after it, whatever its header's own name field says."""
+    members = b""
+    for name, (images, labels) in batches.items():
+        content = cifar_batch_bytes(images, labels)
+        pax = pax_record("path", f"cifar-10-batches-py/{name}")
+        members += padded(tar_header("pax", len(pax), tarfile.XHDTYPE) + pax)
+        members += tar_header("short", len(content)) + padded(content)
+    (tmp_path / "cifar-10-python.tar.gz").write_bytes(gzip.compress(members + bytes(1024)))
+    assert_loaded(load_dataset("cifar10", tmp_path), batches)
+
+
+def test_the_unpacked_archive_is_capped_and_a_damaged_header_named(tmp_path, batches, monkeypatch):
+    members = tar_header("cifar-10-batches-py/readme.html", 2_000_000) + bytes(2_000_000)
+    (tmp_path / "cifar-10-python.tar.gz").write_bytes(gzip.compress(members + bytes(1024)))
+    monkeypatch.setattr(data, "MAX_ARCHIVE_BYTES", 1_000_000)  # the compressed archive is a few kB
+    with raises_data_error("cifar-10-python.tar.gz [cifar-10-batches-py/readme.html]: too large: the archive's "
+                           "members reach past 1,000,000 bytes (MAX_ARCHIVE_BYTES) unpacked"):
+        load_dataset("cifar10", tmp_path)
+    header = bytearray(tar_header("cifar-10-batches-py/test_batch", 0))
+    header[0] ^= 1  # its checksum no longer matches
+    (tmp_path / "cifar-10-python.tar.gz").write_bytes(gzip.compress(bytes(header) + bytes(1024)))
+    with raises_data_error("cifar-10-python.tar.gz: unreadable tar.gz archive (no valid tar header at byte 0 "
+                           "unpacked: its checksum does not match)"):
+        load_dataset("cifar10", tmp_path)

@@ -79,6 +79,73 @@ def test_staged_outputs_without_a_journal_are_thrown_away(tmp_path):
     assert (tmp_path / "models" / "b.h5").read_text() == "old" and not outputs.staging.exists()
 
 
+def test_a_commit_interrupted_during_its_moves_never_discards_the_staging_folder(tmp_path, monkeypatch):
+    """Ctrl-C after the first move: the run's exception handler calls discard(), which must keep the staged
+    rest of the set (the journal names it), so that the next run finishes the moves."""
+    names = ["assets/a.png", "models/b.h5", "models/metrics.json"]
+    outputs = OutputSet(tmp_path, tmp_path / "models" / ".staging_2d")
+    stage(outputs, names)
+    real_replace = os.replace
+
+    def replace_then_interrupt(source, target):
+        real_replace(source, target)
+        if outputs.moved_so_far() == 0 and str(target).startswith(str(tmp_path / "assets")):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", replace_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        outputs.commit()
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert outputs.pending() and outputs.moved_so_far() == 0  # the move happened, its count not yet
+    outputs.discard()
+    assert outputs.pending() and (outputs.staging / names[1]).read_text() == f"new {names[1]}"
+
+    later = OutputSet(tmp_path, outputs.staging)
+    assert later.recover() == names[1:] and later.moved_so_far() == 2 and not later.pending()
+    assert [(tmp_path / name).read_text() for name in names] == [f"new {name}" for name in names]
+    assert not outputs.staging.exists()
+
+
+def test_moved_so_far_counts_the_moves_of_a_commit(tmp_path):
+    outputs = OutputSet(tmp_path, tmp_path / ".staging")
+    stage(outputs, ["assets/a.png", "models/b.h5"])
+    assert not outputs.pending() and outputs.moved_so_far() == 0
+    outputs.commit()
+    assert outputs.moved_so_far() == 2 and not outputs.pending()
+
+
+def fsynced_paths(monkeypatch):
+    """Record the path of every file or folder os.fsync is called on (read from /proc/self/fd)."""
+    paths = []
+    real_fsync = os.fsync
+
+    def recording_fsync(descriptor):
+        paths.append(os.readlink(f"/proc/self/fd/{descriptor}"))
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    return paths
+
+
+def test_a_saved_file_and_its_rename_reach_the_disk(tmp_path, monkeypatch):
+    """Before the rename, the temporary file is fsynced (its bytes); after it, the folder (its new name)."""
+    paths = fsynced_paths(monkeypatch)
+    save_json({"a": 1}, tmp_path / "metrics.json")
+    assert len(paths) == 2
+    assert paths[0].startswith(str(tmp_path / ".metrics.partial.")) and paths[1] == str(tmp_path)
+
+
+def test_a_commit_fsyncs_its_journal_and_the_folders_it_moves_into(tmp_path, monkeypatch):
+    outputs = OutputSet(tmp_path, tmp_path / "models" / ".staging_2d")
+    stage(outputs, ["assets/a.png", "models/b.h5", "models/c.json"])
+    paths = fsynced_paths(monkeypatch)
+    outputs.commit()
+    journal_file, journal_folder, *moved_into = paths
+    assert journal_file.startswith(str(tmp_path / "models" / "..staging_2d.journal.partial."))  # "." + its name
+    assert journal_folder == str(tmp_path / "models")
+    assert sorted(moved_into) == [str(tmp_path), str(tmp_path / "assets"), str(tmp_path / "models")]
+
+
 def test_a_commit_refuses_a_set_with_an_output_never_written(tmp_path):
     outputs = OutputSet(tmp_path, tmp_path / ".staging")
     outputs.path("models/never.h5")

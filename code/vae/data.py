@@ -52,7 +52,6 @@ import math
 import os
 import pickle
 import stat
-import tarfile
 import zipfile
 import zlib
 from pathlib import Path
@@ -680,7 +679,7 @@ class CifarUnpickler(pickle.Unpickler):
 
     def find_class(self, module, name):
         if (module, name) not in PICKLED_NAMES:
-            raise DataError(f"{self.source}: refused to unpickle {module}.{name}: a CIFAR-10 batch holds a NumPy "
+            raise DataError(f"{self.source}: refused to unpickle {_printable(f'{module}.{name}')}: a CIFAR-10 batch holds a NumPy "
                             f"array and plain values only, and unpickling another name could run any code")
         return PICKLED_NAMES[module, name]
 
@@ -709,8 +708,10 @@ def read_cifar_batch(path):
 def read_cifar_archive(path):
     """Read the six batches of Keras' cifar-10-python.tar.gz without unpacking it to disk.
 
-    Returns {batch name: (images, labels)}, as `read_cifar_batch`. Every member is at most
-    MAX_DATA_BYTES and the members end within MAX_ARCHIVE_BYTES, checked before each is read.
+    Returns {batch name: (images, labels)}, as `read_cifar_batch`. The archive is read as a stream
+    (`_tar_members`), not with `tarfile`, so that every size is checked before it is read: the archive
+    and its unpacked bytes are at most MAX_ARCHIVE_BYTES, each batch at most MAX_DATA_BYTES, each
+    extended header (a long name) at most MAX_TAR_HEADER_BYTES.
     """
     path = Path(path)
     size = _regular_file_size(path)
@@ -720,33 +721,184 @@ def read_cifar_archive(path):
     wanted = {f"{CIFAR_FOLDER}/{name}": name for name in CIFAR_BATCHES}
     batches = {}
     try:
-        with tarfile.open(path, "r:gz") as archive:
-            for member in archive:  # each header in turn; moving past a member decompresses it
-                source = f"{path} [{member.name}]"
-                if member.offset_data + member.size > MAX_ARCHIVE_BYTES:
-                    raise DataError(f"{source}: too large: the archive's members reach past {MAX_ARCHIVE_BYTES:,} "
-                                    f"bytes (MAX_ARCHIVE_BYTES) unpacked")
-                if member.name not in wanted:
+        with open(path, "rb") as file, gzip.GzipFile(fileobj=file) as stream:
+            for name, kind, member_size, read in _tar_members(_CappedStream(stream, path), path):
+                if name not in wanted:
                     continue
-                if not member.isfile():
+                source = f"{path} [{name}]"
+                if kind not in TAR_REGULAR:
                     raise DataError(f"{source}: is not a regular file in the archive")
-                if member.size > MAX_DATA_BYTES:
-                    raise DataError(f"{source}: too large: {member.size:,} bytes, more than the "
+                if member_size > MAX_DATA_BYTES:
+                    raise DataError(f"{source}: too large: {member_size:,} bytes, more than the "
                                     f"{MAX_DATA_BYTES:,} bytes (MAX_DATA_BYTES) this loader accepts")
-                content = archive.extractfile(member).read()
-                if len(content) < member.size:
-                    raise DataError(f"{source}: truncated: {member.size:,} bytes announced, {len(content):,} found")
-                batches[wanted[member.name]] = _parse_cifar_batch(content, source)
+                content = read()
+                if len(content) < member_size:
+                    raise DataError(f"{source}: truncated: {member_size:,} bytes announced, {len(content):,} found")
+                batches[wanted[name]] = _parse_cifar_batch(content, source)
                 if len(batches) == len(wanted):
                     break
     except DataError:
         raise
-    except Exception as err:  # tarfile, gzip and zlib raise many types for a damaged archive
+    except (OSError, EOFError, zlib.error) as err:  # gzip and zlib raise these for a damaged stream
         raise DataError(f"{path}: unreadable tar.gz archive ({_one_line(err)})") from err
     missing = [member for member, name in wanted.items() if name not in batches]
     if missing:
         raise DataError(f"{path}: missing member(s) {', '.join(missing)}")
     return batches
+
+
+# A tar archive is a list of members, each a 512-byte header, then its data padded to a multiple of 512 bytes;
+# two blocks of zeros end it. A header's fields (POSIX ustar): the name in bytes 0..99, the size in 124..135 (octal
+# digits, or base-256 if its first byte has the high bit set), the checksum in 148..155, the type in 156, "ustar"
+# in 257..262, and a name prefix in 345..499. A name longer than 100 bytes, or a size past 8 GB, comes in an
+# extended header before the member: a pax header (type "x", records "LENGTH key=value\n"), or GNU's long name
+# ("L") or long link ("K"). Python's tarfile reads those whole, however long, before any check here could apply,
+# and parses a pax header's numbers in quadratic time (CVE-2024-6232), so the archive is parsed here instead.
+TAR_BLOCK = 512
+TAR_REGULAR = (b"0", b"\0", b"7")  # a regular file (7: "contiguous", also a regular file)
+TAR_NO_DATA = (b"1", b"2", b"3", b"4", b"5", b"6")  # links, devices, a folder, a FIFO: their size means nothing
+TAR_EXTENDED = (b"x", b"g", b"L", b"K")  # pax (for the next member), pax global, GNU long name, GNU long link
+MAX_TAR_HEADER_BYTES = 65_536  # the largest extended header accepted; a long name needs a few hundred bytes
+MAX_TAR_NUMBER_DIGITS = 20  # a size in a pax header: 20 digits reach past 10^19 bytes
+
+
+class _CappedStream:
+    """The decompressed bytes of an archive, read through `read_exactly`, at most MAX_ARCHIVE_BYTES in all."""
+
+    def __init__(self, stream, path):
+        self.stream, self.path, self.position = stream, path, 0
+
+    def read_exactly(self, size, what):
+        """The next `size` bytes (fewer only at the end of the stream); DataError past MAX_ARCHIVE_BYTES.
+        `what` names, in that message, what is being read."""
+        return b"".join(self._chunks(size, what))
+
+    def skip(self, size, what):
+        """Read past the next `size` bytes, 1 MiB at a time, keeping none."""
+        for _ in self._chunks(size, what):
+            pass
+
+    def _chunks(self, size, what):
+        if self.position + size > MAX_ARCHIVE_BYTES:
+            raise DataError(f"{self.path} [{_printable(what)}]: too large: the archive's members reach past "
+                            f"{MAX_ARCHIVE_BYTES:,} bytes (MAX_ARCHIVE_BYTES) unpacked")
+        left = size
+        while left > 0:
+            chunk = self.stream.read(min(left, CHUNK_BYTES))
+            if not chunk:
+                return
+            self.position += len(chunk)
+            left -= len(chunk)
+            yield chunk
+
+
+def _tar_members(stream, path):
+    """Yield (name, type, size, read) for each member of the tar archive in the `_CappedStream` stream.
+
+    name: the member's full name (str); type: its one-byte type flag; size: its data's bytes; read(): its
+    data, which must be read before the next member is asked for, or is skipped. DataError for a damaged
+    header or an extended header larger than MAX_TAR_HEADER_BYTES, naming the archive `path`.
+    """
+    extended = {}  # what the extended headers before this member say: {"path": ..., "size": ...}
+    while True:
+        offset = stream.position
+        header = stream.read_exactly(TAR_BLOCK, "a member's header")
+        if len(header) < TAR_BLOCK:
+            raise DataError(f"{path}: unreadable tar.gz archive (it ends inside a header, at byte {offset:,} "
+                            f"unpacked)")
+        if header == bytes(TAR_BLOCK):
+            return  # the end of the archive
+        _check_tar_checksum(header, offset, path)
+        kind = header[156:157]
+        size = _tar_size(header, offset, path)
+        padded = -(-size // TAR_BLOCK) * TAR_BLOCK
+        if kind in TAR_EXTENDED:
+            if size > MAX_TAR_HEADER_BYTES:
+                raise DataError(f"{path}: refused: an extended tar header (type {kind.decode('latin-1')!r}, a long "
+                                f"name or pax header) of {size:,} bytes at byte {offset:,} unpacked, more than the "
+                                f"{MAX_TAR_HEADER_BYTES:,} bytes (MAX_TAR_HEADER_BYTES) this loader accepts")
+            data = stream.read_exactly(padded, "an extended header")[:size]
+            if len(data) < size:
+                raise DataError(f"{path}: unreadable tar.gz archive (it ends inside an extended header)")
+            if kind == b"x":
+                extended.update(_pax_records(data, offset, path))
+            elif kind == b"L":
+                extended["path"] = data.split(b"\0", 1)[0].decode("utf-8", "replace")
+            continue  # "g" (global) and "K" (a link's target) say nothing this loader needs
+        name = extended.get("path")
+        if name is None:
+            name = _tar_text(header[0:100])
+            if header[257:263] == b"ustar\0" and header[345:500].strip(b"\0"):
+                name = _tar_text(header[345:500]) + "/" + name
+        size = 0 if kind in TAR_NO_DATA else extended.get("size", size)
+        extended = {}
+        start = stream.position
+        yield name, kind, size, lambda: stream.read_exactly(size, name)
+        end = start + -(-size // TAR_BLOCK) * TAR_BLOCK  # the data, padded to whole blocks
+        stream.skip(end - stream.position, name)  # what the caller did not read
+
+
+def _check_tar_checksum(header, offset, path):
+    """A tar header's checksum: the sum of its bytes, with its own 8 bytes counted as spaces."""
+    expected = _tar_octal(header[148:156])
+    found = sum(header[:148]) + 8 * 32 + sum(header[156:])
+    signed = found - 256 * sum(byte >= 128 for byte in header[:148] + header[156:])  # some old tars sum signed bytes
+    if expected not in (found, signed):
+        raise DataError(f"{path}: unreadable tar.gz archive (no valid tar header at byte {offset:,} unpacked: "
+                        f"its checksum does not match)")
+
+
+def _tar_size(header, offset, path):
+    """The size field of a tar header (octal digits, or base-256 if its first byte has the high bit set)."""
+    field = header[124:136]
+    if field[0] & 0x80:
+        return int.from_bytes(field[1:], "big")  # at most 11 bytes: bounded
+    size = _tar_octal(field)
+    if size is None:
+        raise DataError(f"{path}: unreadable tar.gz archive (a header at byte {offset:,} unpacked has no valid size)")
+    return size
+
+
+def _tar_octal(field):
+    """The number in a header field of octal digits, ended by NUL or space; None if it is not one."""
+    digits = field.split(b"\0", 1)[0].strip(b" ")
+    if not digits or any(digit not in b"01234567" for digit in digits):
+        return None if digits else 0
+    return int(digits, 8)
+
+
+def _tar_text(field):
+    """A NUL-ended text field of a tar header, as str."""
+    return field.split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
+def _pax_records(data, offset, path):
+    """{"path": ..., "size": ...} from the records "LENGTH key=value\n" of a pax header (at most
+    MAX_TAR_HEADER_BYTES long); other keys are ignored. A number is read only if it has at most
+    MAX_TAR_NUMBER_DIGITS digits, so that no long run of digits is ever converted."""
+    records, position = {}, 0
+    where = f"{path}: unreadable tar.gz archive (the pax header at byte {offset:,} unpacked"
+    while position < len(data):
+        space = data.find(b" ", position, position + MAX_TAR_NUMBER_DIGITS + 1)
+        length_digits = data[position:space]
+        if space < 0 or not length_digits.isdigit():
+            raise DataError(f"{where} has a record without a valid length)")
+        length = int(length_digits)
+        record = data[space + 1:position + length]
+        if length <= len(length_digits) + 1 or position + length > len(data) or not record.endswith(b"\n"):
+            raise DataError(f"{where} has a record whose length is wrong)")
+        key, equals, value = record[:-1].partition(b"=")
+        if not equals:
+            raise DataError(f"{where} has a record without '=')")
+        if key == b"path":
+            records["path"] = value.decode("utf-8", "replace")
+        elif key == b"size":
+            if not value.isdigit() or len(value) > MAX_TAR_NUMBER_DIGITS:
+                raise DataError(f"{where} gives a size of {len(value):,} characters, not a number of at most "
+                                f"{MAX_TAR_NUMBER_DIGITS} digits)")
+            records["size"] = int(value)
+        position += length
+    return records
 
 
 def _parse_cifar_batch(content, source):
@@ -796,7 +948,7 @@ def _array_from_pickle(value, source):
     if not isinstance(data, bytes):
         raise DataError(f"{source}: the array's data is a {type(data).__name__}, not bytes")
     if len(data) != shape[0] * shape[1]:
-        raise DataError(f"{source}: truncated or padded: shape {shape} needs {shape[0] * shape[1]:,} bytes, "
+        raise DataError(f"{source}: truncated or padded: shape {_brief(shape)} needs {_count(shape[0] * shape[1])} bytes, "
                         f"the pickle holds {len(data):,}")
     return np.frombuffer(data, np.uint8).reshape(shape, order="F" if fortran_order else "C")
 
@@ -910,13 +1062,41 @@ def _to_int(labels):
     return labels.astype(np.int32)
 
 
-def _brief(value, length=60):
-    """repr(value), cut to `length` characters: a forged file's values can be long."""
-    text = repr(value)
-    return text if len(text) <= length else text[:length - 3] + "..."
+def _brief(value, depth=2):
+    """A short text (about 100 characters at most) for a value read from an untrusted file.
+
+    It never converts a long or deep value: Python refuses to write an integer of more than 4,300
+    digits, and repr of a 100,000-deep tuple overflows. A long text is cut; a huge integer, a long or
+    deep tuple or list, and any other object are described by their type and size.
+    """
+    if value is None or isinstance(value, (bool, float)):
+        return repr(value)
+    if isinstance(value, int):
+        if value.bit_length() <= 128:  # at most 39 digits
+            return repr(value)
+        return f"an integer of about {int(value.bit_length() * math.log10(2)):,} digits"
+    if isinstance(value, (str, bytes)):
+        text = repr(value[:40])
+        return text if len(value) <= 40 else f"{text}... ({len(value):,} {'bytes' if isinstance(value, bytes) else 'characters'})"
+    if isinstance(value, (tuple, list)):
+        if depth > 0 and len(value) <= 4:
+            items = ", ".join(_brief(item, depth - 1) for item in value)
+            return f"({items}{',' if len(value) == 1 else ''})" if isinstance(value, tuple) else f"[{items}]"
+        return f"a {type(value).__name__} of {len(value):,} item{'s' if len(value) != 1 else ''}"
+    return f"a {type(value).__name__}"
+
+
+def _count(number):
+    """An integer with thousands separators, or "about 10^N" if it is too long to write."""
+    return f"{number:,}" if number.bit_length() <= 128 else f"about 10^{int(number.bit_length() * math.log10(2))}"
+
+
+def _printable(text, length=100):
+    """`text` cut to `length` characters, its line breaks and other control characters escaped."""
+    return repr(text[:length])[1:-1] + ("..." if len(text) > length else "")
 
 
 def _one_line(err):
     """'TypeName: first line of the message' for an exception."""
     lines = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
+    return f"{type(err).__name__}: {_printable(lines[0], 200)}" if lines else type(err).__name__

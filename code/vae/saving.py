@@ -1,13 +1,17 @@
 """Writing results to disk so that no kill, crash or full disk leaves a half-written or mixed set of files.
 
 Three layers of safety:
-- every file is written under a temporary name unique to this process, then renamed over the
-  old one in one step (`os.replace`): a file on disk is always complete;
+- every file is written under a temporary name unique to this process, flushed to the disk (fsync),
+  then renamed over the old one in one step (`os.replace`), and the rename is flushed too: a file on
+  disk is always complete, even after a power cut;
 - a run's outputs are written into a staging folder first and moved into place together only
   when all are complete (`OutputSet`): a run that dies before that leaves the earlier set whole;
   the moves are listed in a journal first, so a kill in the middle of them is finished by the next run;
 - one run per script and output folder at a time (`RunLock`), released by the system when a
   process dies, so it never stays stuck.
+
+And one rule for reading: a model file is loaded only by `load_model_safely`, which refuses a file
+naming any layer the project does not make (a Lambda layer's saved code would run while loading).
 """
 
 import contextlib
@@ -36,9 +40,20 @@ def atomic_path(path):
     temporary = path.with_name(f".{path.stem}.partial.{os.getpid()}.{secrets.token_hex(4)}{path.suffix}")
     try:
         yield temporary
+        fsync(temporary)  # its bytes on the disk before its name: a power cut cannot leave an empty file
         os.replace(temporary, path)
+        fsync(path.parent)  # the rename itself
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def fsync(path):
+    """Flush a file's bytes, or a folder's list of names, from the system's cache to the disk."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def ensure_free_space(folder, needed_bytes):
@@ -75,6 +90,118 @@ def save_model(model, path):
             model.save(temporary)
     finally:
         absl_logger.setLevel(level)
+
+
+class UnsafeModelError(ValueError):
+    """A model file names a layer or object the project does not make: it is not loaded."""
+
+
+# What the project's .h5 models may name (their saved config's "class_name"s): Keras' own layers, models and
+# the objects inside their configs, and the project's layers registered in package "vae" (vae/model.py,
+# vae/pixels.py). A model with another layer must add it here. Lambda is never allowed: Keras saves a
+# Lambda layer's Python code in the file and runs it when loading (CVE-2025-9905 in Keras < 3.11.3).
+KERAS_CLASSES = {
+    "InputLayer", "Dense", "Activation", "Flatten", "Reshape", "Conv2D", "Conv2DTranspose", "Cropping2D",
+    "Concatenate", "CategoryEncoding",  # layers
+    "Functional", "Model", "Sequential",  # models
+    "DTypePolicy", "GlorotUniform", "Zeros",  # the dtype and initializers inside a layer's config
+    "__keras_tensor__",  # not a class: a reference to another layer's output
+}
+PROJECT_CLASSES = {"vae>Sampling", "vae>ContinuousBernoulliMean"}
+MODEL_SUFFIXES = (".h5", ".hdf5")  # the only format read (Keras chooses its reader by the suffix)
+
+
+def load_model_safely(path):
+    """The keras.Model saved in the .h5 file `path` (compile=False, safe_mode=True), after checking,
+    without running anything, that its saved config names only KERAS_CLASSES and PROJECT_CLASSES.
+
+    Raises UnsafeModelError (a ValueError) naming the file and the first class refused, or ValueError
+    with one line naming the file if it is missing, not HDF5, truncated, or holds no model.
+    """
+    path = Path(path)
+    if path.suffix not in MODEL_SUFFIXES:
+        raise ValueError(f"{path}: not a .h5 model file (only {' and '.join(MODEL_SUFFIXES)} files are loaded)")
+    refused = _refused_class(_model_config(path))
+    if refused is not None:
+        raise UnsafeModelError(f"{path}: refused to load: it names {refused}, which this project's models "
+                               f"never hold (loading it could run code the file carries)")
+    import keras
+
+    import vae.model  # noqa: F401  (registers the project's layers, PROJECT_CLASSES)
+    import vae.pixels  # noqa: F401
+
+    try:
+        return keras.models.load_model(path, compile=False, safe_mode=True)
+    except Exception as err:  # h5py, Keras and TensorFlow raise many types for a damaged file
+        raise ValueError(f"{path}: cannot load the model ({_one_line(err)})") from err
+
+
+def _model_config(path):
+    """The model config (parsed JSON) of the Keras .h5 file `path`, read with h5py; ValueError if none."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as file:
+            config = file.attrs.get("model_config")
+    except FileNotFoundError:
+        raise ValueError(f"{path}: file not found") from None
+    except (OSError, RuntimeError) as err:  # not HDF5, truncated, a folder, unreadable
+        raise ValueError(f"{path}: not a readable HDF5 model file ({_one_line(err)})") from None
+    if config is None:
+        raise ValueError(f"{path}: holds no model (no model_config attribute: a weights-only file?)")
+    try:
+        return json.loads(config.decode("utf-8") if isinstance(config, bytes) else str(config))
+    except (ValueError, RecursionError) as err:
+        raise ValueError(f"{path}: its model_config is not readable JSON ({_one_line(err)})") from None
+
+
+def _refused_class(config):
+    """The first object in `config` (as a short text) whose class is not allowed, or None if all are.
+
+    Every dict with a "class_name" is an object Keras would build; its "registered_name" and "module",
+    where given, must agree: a Keras class from Keras' own modules, a project class from package vae.
+    """
+    stack = [config]
+    while stack:  # walked without recursion: a deep config cannot overflow the stack
+        value = stack.pop()
+        if isinstance(value, list):
+            stack.extend(value)
+            continue
+        if not isinstance(value, dict):
+            continue
+        stack.extend(value.values())
+        if "class_name" not in value:
+            continue
+        name, module, registered = value["class_name"], value.get("module"), value.get("registered_name")
+        if not isinstance(name, str):
+            allowed = False
+        elif name in KERAS_CLASSES:
+            allowed = registered in (None, name) and (module in (None, "keras") or
+                                                      isinstance(module, str) and module.startswith("keras."))
+        else:
+            allowed = name in PROJECT_CLASSES and registered in (None, name) and module in (None, "vae")
+        if not allowed:
+            text = f"the class {_short(name)}"
+            if module not in (None, "keras", "vae"):
+                text += f" of module {_short(module)}"
+            if registered not in (None, name):
+                text += f" registered as {_short(registered)}"
+            return text
+    return None
+
+
+def _short(value):
+    """A bounded one-line description of a value read from an untrusted file: a text cut to 80
+    characters (quoted, with its control characters escaped), else just its type."""
+    if isinstance(value, str):
+        return repr(value[:80]) + ("..." if len(value) > 80 else "")
+    return f"(a {type(value).__name__})"
+
+
+def _one_line(err):
+    """'TypeName: first line of the message' for an exception."""
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
 
 
 def save_figure(figure, path, dpi=100):
@@ -120,8 +247,10 @@ class OutputSet:
         outputs.commit()                                 # now every staged file is at root/<its name>
 
     `commit` first writes a journal naming every move, then makes the moves, then deletes the
-    journal. `recover` (called at the start of the next run) finishes the moves of a journal
-    that a kill interrupted, and throws away a staging folder that never got one.
+    journal. Once the journal exists the moves must be finished, never undone: a commit cut short
+    (Ctrl-C, a kill, a power cut) leaves the journal and the staging folder, `pending()` says so, and
+    `recover` (called at the start of the next run) finishes the moves. A staging folder that never
+    got a journal is a failed run's and is thrown away.
     """
 
     def __init__(self, root, staging):
@@ -129,6 +258,7 @@ class OutputSet:
         self.staging = Path(staging)
         self.journal = self.staging.with_name(self.staging.name + ".journal.json")
         self.names = []  # relative names, in the order they were asked for
+        self.moved = []  # the names this process has moved into place so far, during commit or recover
 
     def path(self, name):
         """The staging path where the output `name` (relative to root, e.g. "models/x.h5") is written."""
@@ -151,23 +281,37 @@ class OutputSet:
         if missing:
             raise FileNotFoundError(errno.ENOENT, f"outputs were never written: {', '.join(missing)}")
         save_json({"root": str(self.root), "staging": str(self.staging), "names": self.names}, self.journal)
-        _apply_journal(self.journal)
+        _apply_journal(self.journal, self.moved)
         return [self.final_path(name) for name in self.names]
 
+    def pending(self):
+        """True while a journal waits to be applied: some outputs under root may be this run's and some
+        an earlier run's, until the next run's `recover` finishes the moves."""
+        return self.journal.exists()
+
+    def moved_so_far(self):
+        """How many outputs this process has moved into place (during `commit` or `recover`)."""
+        return len(self.moved)
+
     def discard(self):
-        """Throw away what was staged (a failed run's outputs)."""
-        shutil.rmtree(self.staging, ignore_errors=True)
+        """Throw away what was staged (a failed run's outputs), unless a journal names it: then the moves
+        have begun, and the staging folder holds the rest of the set, which the next run moves into place."""
+        if not self.pending():
+            shutil.rmtree(self.staging, ignore_errors=True)
 
     def recover(self):
         """Finish the moves of an interrupted commit, or discard staged files no journal names.
         Returns the names of the outputs moved into place, if any."""
-        moved = _apply_journal(self.journal) if self.journal.exists() else []
+        moved = _apply_journal(self.journal, self.moved) if self.pending() else []
         self.discard()
         return moved
 
 
-def _apply_journal(journal):
-    """Make the moves a journal lists (skipping those already made), then delete it and the staging folder."""
+def _apply_journal(journal, moved):
+    """Make the moves a journal lists (skipping those already made), then delete it and the staging folder.
+
+    Each name moved is appended to the list `moved` as soon as it is moved; it is also returned.
+    """
     try:
         plan = json.loads(Path(journal).read_text())
         root, staging, names = Path(plan["root"]), Path(plan["staging"]), list(plan["names"])
@@ -175,16 +319,20 @@ def _apply_journal(journal):
         # Only a journal torn mid-write is unreadable, and then no move had started: the earlier set is whole.
         Path(journal).unlink(missing_ok=True)
         return []
-    moved = []
+    start = len(moved)
+    folders = set()
     for name in names:
         staged = staging / name
         if staged.exists():
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             os.replace(staged, root / name)
             moved.append(name)
+            folders.update(folder for folder in (root / name).parents if folder == root or root in folder.parents)
+    for folder in sorted(folders):  # the renames on the disk before the journal goes
+        fsync(folder)
     Path(journal).unlink()
     shutil.rmtree(staging, ignore_errors=True)
-    return moved
+    return moved[start:]
 
 
 class RunLock:
