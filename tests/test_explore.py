@@ -172,6 +172,21 @@ def test_an_out_that_cannot_be_a_folder_is_refused_before_any_work(saved, tmp_pa
     assert "Loading" not in captured.out, "refused before the models are loaded"
 
 
+def test_a_model_file_that_could_run_code_is_refused_unloaded(saved, tmp_path, capsys):
+    """A decoder with a Lambda layer (which carries Python code that Keras runs when loading) is refused by
+    vae.saving.load_model_safely: one line naming the flag and the file."""
+    z = keras.Input(shape=(2,))
+    logits = keras.layers.Dense(784, name="logits")(z)
+    images = keras.layers.Lambda(lambda x: keras.ops.reshape(keras.ops.sigmoid(x), (-1, 28, 28, 1)))(logits)
+    keras.Model(z, images).save(tmp_path / "lambda.h5")
+    with pytest.raises(SystemExit) as exit_info:
+        explore.main(["--encoder", str(saved[2][0]), "--decoder", str(tmp_path / "lambda.h5"), "--out", str(tmp_path),
+                      "--unmatched"])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert f"--decoder: {tmp_path / 'lambda.h5'}: refused to load: it names" in error and "Lambda" in error
+
+
 def test_missing_and_non_model_files_and_mismatched_latent_sizes(saved, tmp_path, capsys):
     cases = [
         (["--encoder", str(tmp_path / "absent.h5"), "--decoder", str(saved[2][1])], "--encoder: no such file"),
