@@ -297,15 +297,17 @@ def unwritable(folder):
 
 
 class Progress:
-    """Prints how far a slow step is each time another tenth of it is done, with the time so far and an
-    estimate of the time left (from the pace so far): called as progress(done, total)."""
+    """Prints how far a slow step is each time another tenth of it is done, with the time since its first
+    call (progress(0, total) as the step starts) and an estimate of the time left from the pace so far."""
 
     def __init__(self, what, unit):
         self.what, self.unit = what, unit
-        self.started = time.perf_counter()
+        self.started = None
         self.tenths = 0
 
     def __call__(self, done, total):
+        if self.started is None:
+            self.started = time.perf_counter()
         tenths = 10 * done // total
         if tenths > self.tenths:
             self.tenths = tenths

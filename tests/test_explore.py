@@ -390,12 +390,24 @@ def test_a_run_folder_takes_the_evaluation_but_not_a_figure_over_its_outputs(tmp
 
 def test_progress_prints_each_tenth_once(capsys):
     progress = explore.Progress("ln p(x)", "images")
-    for done in range(1, 101):
+    for done in range(0, 101):  # as the slow parts call it: 0 as they start, then after each batch
         progress(done, 100)
     lines = capsys.readouterr().out.splitlines()
     assert [re.search(r"\((\d+)%\)", line).group(1) for line in lines] == [str(10 * k) for k in range(1, 11)]
     assert lines[0].startswith("  ln p(x): 10 of 100 images (10%)") and "s to go" in lines[0]
     assert "to go" not in lines[-1]
+
+
+def test_the_slow_parts_report_from_their_start_to_their_end():
+    """The quadrature calls progress(0, G) as it starts (where explore.Progress starts its clock), then after
+    each block of its grid, up to (G, G)."""
+    from vae.likelihood import log_likelihood_by_quadrature
+
+    calls = []
+    log_likelihoods = lambda pixels, z: np.zeros((len(pixels), len(z)))  # noqa: E731  (float64: summed exactly)
+    log_likelihood_by_quadrature(log_likelihoods, np.eye(2), np.zeros((3, 4)), spacing=0.5, grid_batch=150,
+                                 progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(0, 400), (150, 400), (300, 400), (400, 400)]
 
 
 def test_a_run_says_what_it_does_and_how_far_along(saved, tmp_path, small_mnist, capsys):

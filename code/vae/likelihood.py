@@ -125,7 +125,7 @@ def importance_weighted_log_likelihood(encoder, decoder, prior, images, samples=
     encoder: image → (z_mean, z_log_var, ...); decoder: z → pixel means, with layers "logits" and "pixel_means";
     prior: a vae.priors.GaussianPrior (its own density ln N(z; 0, Σ)); images: (N, h, w, c) in [0, 1].
     The draws are decoded `decodes_at_once(decoder)` at a time, so memory is bounded for any K.
-    `progress(images done, images)`, if given, is called after each batch of images.
+    `progress(images done, images)`, if given, is called with 0 at the start and after each batch of images.
     """
     if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
         raise ValueError(f"samples must be ≥ 1, got {samples}")
@@ -137,6 +137,8 @@ def importance_weighted_log_likelihood(encoder, decoder, prior, images, samples=
     per_round = max(1, at_once // samples)  # images per round, each drawing up to `chunk` samples at once
     chunk = min(samples, at_once)
     estimates = []
+    if progress is not None:
+        progress(0, len(images))
     for start in range(0, len(images), per_round):
         mean, log_var, x = (values[start:start + per_round] for values in (z_mean, z_log_var, pixels))
         n, k = mean.shape
@@ -222,7 +224,7 @@ def log_likelihood_by_quadrature(log_likelihoods, cholesky, pixels, limit=5.0, s
     The integral is taken over ε ∈ [−limit, limit]² with z = L ε, where p(z) dz = N(ε; 0, I) dε,
     by the midpoint rule on a grid of the given spacing (a posterior σ of 0.03 spans several points
     at 0.02). log_likelihoods(pixels (N, D), z (G, 2)) → (N, G), e.g. `decoder_log_likelihoods`.
-    `progress(grid points done, grid points)`, if given, is called after each block of the grid.
+    `progress(grid points done, grid points)`, if given, is called with 0 at the start and after each block.
     """
     cholesky = np.asarray(cholesky, dtype=np.float64)
     if cholesky.shape != (2, 2):
@@ -233,6 +235,8 @@ def log_likelihood_by_quadrature(log_likelihoods, cholesky, pixels, limit=5.0, s
     log_weight = -0.5 * (epsilon ** 2).sum(axis=1) - LOG_2PI + 2 * math.log(spacing)  # ln N(ε; 0, I) dε
     z = epsilon @ cholesky.T
     total = RunningLogSumExp(len(pixels))
+    if progress is not None:
+        progress(0, len(z))
     for start in range(0, len(z), grid_batch):
         block = slice(start, start + grid_batch)
         values = log_likelihoods(pixels, z[block])
