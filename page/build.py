@@ -26,6 +26,7 @@ figures and models of git HEAD, not those a reader's own run of a script may hav
 import argparse
 import ast
 import base64
+import contextlib
 import html
 import json
 import os
@@ -65,6 +66,40 @@ def read_input(root, relative):
     return path
 
 
+def read_json(root, relative):
+    """The JSON object in the input file `relative`; BuildError naming the file if it is not one."""
+    path = read_input(root, relative)
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as error:  # not JSON, or not UTF-8
+        raise BuildError(f"{relative} is not valid JSON ({error}); {REPAIR}") from None
+    if not isinstance(data, dict):
+        raise BuildError(f"{relative} holds a JSON {type(data).__name__}, not an object; {REPAIR}")
+    return data
+
+
+REPAIR = "restore it with `git checkout`, or rerun the script that wrote it"
+
+
+@contextlib.contextmanager
+def reading(relative):
+    """Within this block, a missing key or a value of the wrong type in the input file `relative` is one
+    BuildError naming the file, not a traceback."""
+    try:
+        yield
+    except KeyError as error:
+        raise BuildError(f"{relative} has no {error} (or one of its entries lacks it); {REPAIR}") from None
+    except (TypeError, ValueError, IndexError, np.linalg.LinAlgError) as error:
+        raise BuildError(f"{relative} holds a value of the wrong type or shape ({error}); {REPAIR}") from None
+
+
+def require_numbers(data, keys):
+    """TypeError unless each of `keys` in `data` is a number (KeyError if one is missing)."""
+    for key in keys:
+        if isinstance(data[key], bool) or not isinstance(data[key], (int, float)):
+            raise TypeError(f"{key} is {data[key]!r}, not a number")
+
+
 # ---------------------------------------------------------------------------------------------
 # Values the text quotes: the metrics, and a few numbers derived from them
 
@@ -75,32 +110,43 @@ def load_facts(root):
     facts = {"explorer_points": EXPLORER_POINTS, "pickable_images": PICKABLE_IMAGES, "strip_count": STRIP_COUNT}
     metrics = {}
     for name, alias in TEMPLATE_NAMES.items():
-        m = json.loads(read_input(root, f"models/metrics_{name}.json").read_text())
-        m["seconds_per_epoch_median"] = float(np.median(m["seconds_per_epoch"]))
-        m["minutes_training"] = m["seconds_training"] / 60
-        m["kl_first"], m["kl_last"] = m["history"]["kl"][0], m["history"]["kl"][-1]
-        m["kl_rises_every_epoch"] = all(b > a for a, b in zip(m["history"]["kl"], m["history"]["kl"][1:]))
-        m["kl_rise_epochs"] = sum(b > a for a, b in zip(m["history"]["kl"], m["history"]["kl"][1:]))
+        relative = f"models/metrics_{name}.json"
+        m = read_json(root, relative)
+        with reading(relative):
+            m["seconds_per_epoch_median"] = float(np.median(np.asarray(m["seconds_per_epoch"], dtype=np.float64)))
+            m["minutes_training"] = m["seconds_training"] / 60
+            kl = [float(value) for value in m["history"]["kl"]]
+            m["kl_first"], m["kl_last"] = kl[0], kl[-1]
+            m["kl_rises_every_epoch"] = all(b > a for a, b in zip(kl, kl[1:]))
+            m["kl_rise_epochs"] = sum(b > a for a, b in zip(kl, kl[1:]))
+            if "prior_covariance" in m:
+                sigma = np.asarray(m["prior_covariance"], dtype=np.float64)
+                m["prior_cholesky"] = np.linalg.cholesky(sigma).tolist()
+                m["prior_log_det"] = float(np.linalg.slogdet(sigma)[1])
+            require_numbers(m, ("latent_dim", "test_loss", "test_reconstruction", "test_kl"))
         # What code/explore.py measured inside the model (models/likelihood_<name>.json): ln p(x) three
         # ways, the posterior widths, the holes, active units.
-        path = Path(root) / f"models/likelihood_{name}.json"
-        if not path.is_file():
-            raise BuildError(f"missing input: models/likelihood_{name}.json (run `python code/explore.py --model {name}`)")
-        inside = m["inside"] = json.loads(path.read_text())
-        inside["sigma_percent_of_prior"] = [100 * s / np.sqrt(v) for s, v in
-                                            zip(inside["posterior_sigma_median"], np.diag(inside["prior_covariance"]))]
-        if "prior_covariance" in m:
-            sigma = np.asarray(m["prior_covariance"], dtype=np.float64)
-            m["prior_cholesky"] = np.linalg.cholesky(sigma).tolist()
-            m["prior_log_det"] = float(np.linalg.slogdet(sigma)[1])
+        inside_relative = f"models/likelihood_{name}.json"
+        if not (Path(root) / inside_relative).is_file():
+            raise BuildError(f"missing input: {inside_relative} (run `python code/explore.py --model {name} "
+                             f"--update-results`)")
+        inside = m["inside"] = read_json(root, inside_relative)
+        with reading(inside_relative):
+            inside["sigma_percent_of_prior"] = [
+                100 * s / np.sqrt(v) for s, v in zip(np.asarray(inside["posterior_sigma_median"], dtype=np.float64),
+                                                     np.diag(np.asarray(inside["prior_covariance"], dtype=np.float64)))]
         metrics[name] = facts[alias] = m
     three = metrics["3d"]
-    three["usage_ratio_min"] = min(v / w for v, w in zip(three["latent_variance"], three["mean_posterior_variance"]))
+    with reading("models/metrics_3d.json"):
+        three["usage_ratio_min"] = min(float(v) / float(w) for v, w in
+                                       zip(three["latent_variance"], three["mean_posterior_variance"]))
     # How many encoded test means fall inside the prior's 1σ and 2σ ellipses (Mahalanobis radius 1, 2).
-    z_mean, _ = load_encodings(root, "correlated", metrics["correlated"]["latent_dim"])
-    radius = np.linalg.norm(np.linalg.solve(np.asarray(metrics["correlated"]["prior_cholesky"]), z_mean.T), axis=0)
-    metrics["correlated"]["inside_1sigma"] = float(np.mean(radius <= 1))
-    metrics["correlated"]["inside_2sigma"] = float(np.mean(radius <= 2))
+    correlated = metrics["correlated"]
+    z_mean, _ = load_encodings(root, "correlated", correlated["latent_dim"])
+    with reading("models/metrics_correlated.json"):
+        radius = np.linalg.norm(np.linalg.solve(np.asarray(correlated["prior_cholesky"]), z_mean.T), axis=0)
+    correlated["inside_1sigma"] = float(np.mean(radius <= 1))
+    correlated["inside_2sigma"] = float(np.mean(radius <= 2))
     facts["gaussian_2d_inside"] = {k: 1 - float(np.exp(-k * k / 2)) for k in (1, 2)}  # 1 − e^(−k²/2)
     for other, alias in [("3d", "diff"), ("correlated", "diff_correlated")]:
         facts[alias] = {key: metrics[other][f"test_{key}"] - metrics["2d"][f"test_{key}"]
@@ -109,16 +155,23 @@ def load_facts(root):
     facts["pixels"] = pixel_statistics()
     # The 2-D model under three pixel likelihoods (code/compare_likelihoods.py) and the literature's protocol
     # (benchmarks/literature.py).
-    facts["likelihoods"] = json.loads(read_input(root, "models/likelihoods_2d.json").read_text())["settings"]
-    facts["literature"] = json.loads(read_input(root, "benchmarks/literature.json").read_text())
-    # β from 0 to 16, and posterior collapse in 32 dimensions (code/compare_beta.py).
-    facts["beta_sweep"] = json.loads(read_input(root, "models/beta_sweep.json").read_text())["betas"]
-    facts["collapse"] = json.loads(read_input(root, "models/collapse_32.json").read_text())["settings"]
-    # The conditional VAE (code/vae_conditional.py), and how well the 2-D model's codes tell the class, measured as
-    # the conditional script measures its own (vae.evaluation.class_from_code).
-    facts["conditional"] = json.loads(read_input(root, "models/metrics_conditional.json").read_text())
-    # The 2-D chapter with convolutions on Fashion-MNIST (python code/vae_2d.py --dataset fashion_mnist --architecture conv).
-    facts["fashion_conv"] = json.loads(read_input(root, "models/metrics_2d_fashion_mnist_conv.json").read_text())
+    for key, relative, entry in [("likelihoods", "models/likelihoods_2d.json", "settings"),
+                                 ("literature", "benchmarks/literature.json", None),
+                                 # β from 0 to 16, and posterior collapse in 32 dimensions (code/compare_beta.py).
+                                 ("beta_sweep", "models/beta_sweep.json", "betas"),
+                                 ("collapse", "models/collapse_32.json", "settings"),
+                                 # The conditional VAE (code/vae_conditional.py).
+                                 ("conditional", "models/metrics_conditional.json", None),
+                                 # The 2-D chapter with convolutions on Fashion-MNIST (python code/vae_2d.py
+                                 # --dataset fashion_mnist --architecture conv).
+                                 ("fashion_conv", "models/metrics_2d_fashion_mnist_conv.json", None)]:
+        data = read_json(root, relative)
+        with reading(relative):
+            facts[key] = data if entry is None else data[entry]
+    with reading("models/metrics_conditional.json"):  # what its explorer reads (explorer_data)
+        require_numbers(facts["conditional"], ("latent_dim", "num_classes"))
+    # How well the 2-D model's codes tell the class, measured as the conditional script measures its own
+    # (vae.evaluation.class_from_code).
     sys.path.insert(0, str(REPO_ROOT / "code"))
     from vae.evaluation import class_from_code
 

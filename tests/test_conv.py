@@ -144,7 +144,7 @@ def test_explore_loads_a_conv_model_with_its_image_shape(tmp_path, capsys):
     vae.decoder.save(tmp_path / "decoder_c.h5")
     folder = write_cifar10(tmp_path / "data", small_cifar10(per_batch=1, test=6))
     argv = ["--encoder", str(tmp_path / "encoder_c.h5"), "--decoder", str(tmp_path / "decoder_c.h5"), "--out", str(tmp_path),
-            "--data-dir", str(folder), "--figures", "samples", "--samples", "3", "--no-quadrature"]
+            "--data-dir", str(folder), "--figures", "samples", "--samples", "3", "--no-quadrature", "--unmatched"]
     with pytest.raises(SystemExit):  # the data set is MNIST unless named
         explore.main(argv)
     assert "the model takes images (32, 32, 3), but mnist's are (28, 28, 1)" in capsys.readouterr().err

@@ -1,5 +1,7 @@
 """code/explore.py and vae/inspection.py: every figure and the evaluation from small saved models, for
-both priors and a latent space larger than three; a clear message for every bad argument.
+both priors and a latent space larger than three; a clear message for every bad argument, before any
+long work; the run's metrics checked and their settings used; no output over a run's or the
+repository's results; progress printed as it goes. And page/build.py's one line for a damaged metrics file.
 
 The models are untrained (random weights, saved as the chapter scripts save them): the figures and
 numbers need only their shapes. Runs in this process (explore.main), on the first test images.
@@ -8,6 +10,7 @@ numbers need only their shapes. Runs in this process (explore.main), on the firs
 import importlib.util
 import json
 import math
+import re
 
 import keras
 import numpy as np
@@ -18,6 +21,7 @@ from conftest import REPO_ROOT
 from vae import figures, inspection
 from vae.evaluation import aggregate_posterior, hole_statistics, latent_statistics
 from vae.model import build_decoder, build_encoder
+from vae.saving import sha256
 
 _spec = importlib.util.spec_from_file_location("explore", REPO_ROOT / "code" / "explore.py")
 explore = importlib.util.module_from_spec(_spec)
@@ -47,7 +51,8 @@ def saved(tmp_path_factory):
 
 def run(saved, latent_dim, out, *extra, data_dir=None):
     encoder, decoder = saved[latent_dim]
-    argv = ["--encoder", str(encoder), "--decoder", str(decoder), "--out", str(out), "--name", "small", *extra]
+    argv = ["--encoder", str(encoder), "--decoder", str(decoder), "--out", str(out), "--name", "small", "--unmatched",
+            *extra]
     if data_dir is not None:
         argv += ["--data-dir", str(data_dir)]
     return explore.main(argv)
@@ -101,6 +106,7 @@ def test_a_continuous_bernoulli_decoder_is_evaluated_under_its_own_likelihood(tm
     encoder, decoder = save_models(tmp_path, 2, likelihood="continuous_bernoulli")
     argv = ["--encoder", str(encoder), "--decoder", str(decoder), "--out", str(tmp_path), "--name", "cb",
             "--images", "20", "--samples", "5", "--figures", "samples", "--no-quadrature", "--binarize", "dynamic",
+            "--unmatched",
             "--data-dir", str(small_mnist)]
     assert explore.main(argv) == 0
     result = json.loads((tmp_path / "models" / "likelihood_cb.json").read_text())
@@ -117,7 +123,8 @@ def test_a_decoder_of_unknown_likelihood_is_refused(saved, tmp_path, capsys):
     images = keras.layers.Reshape((28, 28, 1))(keras.layers.Activation("relu", name="pixel_means")(logits))
     keras.Model(z, images).save(tmp_path / "relu.h5")
     with pytest.raises(SystemExit) as exit_info:
-        explore.main(["--encoder", str(saved[2][0]), "--decoder", str(tmp_path / "relu.h5"), "--out", str(tmp_path)])
+        explore.main(["--encoder", str(saved[2][0]), "--decoder", str(tmp_path / "relu.h5"), "--out", str(tmp_path),
+                      "--unmatched"])
     assert exit_info.value.code == 2
     assert "its layer 'pixel_means' (Activation) is neither a sigmoid (Bernoulli)" in capsys.readouterr().err
 
@@ -129,7 +136,7 @@ def test_a_conditional_model_is_named_not_misread(tmp_path, capsys):
     build_decoder(2, num_classes=10).save(tmp_path / "decoder.h5")
     with pytest.raises(SystemExit) as exit_info:
         explore.main(["--encoder", str(tmp_path / "encoder.h5"), "--decoder", str(tmp_path / "decoder.h5"),
-                      "--out", str(tmp_path)])
+                      "--out", str(tmp_path), "--unmatched"])
     assert exit_info.value.code == 2
     error = capsys.readouterr().err
     assert "is a conditional VAE's (it also takes the label)" in error and "vae_conditional.py" in error
@@ -142,6 +149,9 @@ def test_a_conditional_model_is_named_not_misread(tmp_path, capsys):
     (["--prior-cov", "1,0,0;0,1,0;0,0,1"], "--prior-cov is 3×3, but the model's latent size is 2"),
     (["--prior-cov", "1,2;2,1"], "--prior-cov:"),
     (["--prior-cov", "a,b"], "--prior-cov: expected rows of numbers"),
+    (["--seed", "-5"], "--seed must be 0 or more, got -5"),
+    (["--images", "1"], "--images must be at least 2, got 1"),
+    (["--name", "../up"], "--name: '../up' cannot be part of a file name"),
 ])
 def test_bad_arguments_are_named(saved, tmp_path, capsys, arguments, message):
     with pytest.raises(SystemExit) as exit_info:
@@ -150,11 +160,38 @@ def test_bad_arguments_are_named(saved, tmp_path, capsys, arguments, message):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("where", ["a file", "under a file"])
+def test_an_out_that_cannot_be_a_folder_is_refused_before_any_work(saved, tmp_path, capsys, where):
+    (tmp_path / "taken").write_text("a file\n")
+    out = tmp_path / "taken" if where == "a file" else tmp_path / "taken" / "deeper"
+    with pytest.raises(SystemExit) as exit_info:
+        run(saved, 2, out)
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert f"--out: cannot write {out}/" in captured.err and f"{tmp_path / 'taken'} is a file, not a folder" in captured.err
+    assert "Loading" not in captured.out, "refused before the models are loaded"
+
+
+def test_a_model_file_that_could_run_code_is_refused_unloaded(saved, tmp_path, capsys):
+    """A decoder with a Lambda layer (which carries Python code that Keras runs when loading) is refused by
+    vae.saving.load_model_safely: one line naming the flag and the file."""
+    z = keras.Input(shape=(2,))
+    logits = keras.layers.Dense(784, name="logits")(z)
+    images = keras.layers.Lambda(lambda x: keras.ops.reshape(keras.ops.sigmoid(x), (-1, 28, 28, 1)))(logits)
+    keras.Model(z, images).save(tmp_path / "lambda.h5")
+    with pytest.raises(SystemExit) as exit_info:
+        explore.main(["--encoder", str(saved[2][0]), "--decoder", str(tmp_path / "lambda.h5"), "--out", str(tmp_path),
+                      "--unmatched"])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert f"--decoder: {tmp_path / 'lambda.h5'}: refused to load: it names" in error and "Lambda" in error
+
+
 def test_missing_and_non_model_files_and_mismatched_latent_sizes(saved, tmp_path, capsys):
     cases = [
         (["--encoder", str(tmp_path / "absent.h5"), "--decoder", str(saved[2][1])], "--encoder: no such file"),
         (["--encoder", str(saved[2][0])], "give --model NAME, or both --encoder FILE and --decoder FILE"),
-        (["--encoder", str(saved[2][0]), "--decoder", str(tmp_path / "text.h5")], "is not a saved Keras model"),
+        (["--encoder", str(saved[2][0]), "--decoder", str(tmp_path / "text.h5")], f"--decoder: {tmp_path / 'text.h5'}"),
         (["--encoder", str(saved[2][0]), "--decoder", str(saved[4][1])],
          "the encoder's latent size is 2 but the decoder's is 4"),
         (["--encoder", str(saved[2][1]), "--decoder", str(saved[2][1])], "--encoder:"),
@@ -162,7 +199,7 @@ def test_missing_and_non_model_files_and_mismatched_latent_sizes(saved, tmp_path
     (tmp_path / "text.h5").write_text("not a model\n")
     for argv, message in cases:
         with pytest.raises(SystemExit) as exit_info:
-            explore.main([*argv, "--out", str(tmp_path)])
+            explore.main([*argv, "--out", str(tmp_path), "--unmatched"])
         assert exit_info.value.code == 2, argv
         assert message in capsys.readouterr().err, argv
 
@@ -173,6 +210,214 @@ def test_help_lists_the_figures_and_the_default_k(capsys):
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     assert "default: 1000" in text and all(name in text for name in inspection.FIGURES)
+    # What it writes where, and no running time it cannot back up (it prints its progress instead).
+    assert "runs/explore/<name>/" in text and "--update-results" in text and "--unmatched" in text
+    assert not re.search(r"minute|about \d+ ?s\b|seconds", text), "no time quoted in --help"
+
+
+# ---------------------------------------------------------------------------------------------
+# The run's metrics: the pair checked against them, their settings used, damaged ones named
+
+
+def fake_run(root, name="2d", latent_dim=2, seed=0, **recorded):
+    """A chapter run's outputs under `root` as a script writes them: models/encoder_<name>.h5, decoder_<name>.h5
+    and metrics_<name>.json, whose "files" hold the SHA-256 of both models and of assets/samples_<name>.png.
+    `recorded` adds to or replaces the metrics' settings. Returns (encoder path, decoder path, metrics path)."""
+    models = root / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    encoder, decoder = save_models(models, latent_dim, seed=seed)
+    encoder = encoder.rename(models / f"encoder_{name}.h5")
+    decoder = decoder.rename(models / f"decoder_{name}.h5")
+    (root / "assets").mkdir(exist_ok=True)
+    (root / "assets" / f"samples_{name}.png").write_bytes(b"the run's figure")
+    metrics = {"model": name, "dataset": "mnist", "likelihood": "bernoulli", "binarize": "off", "latent_dim": latent_dim,
+               "files": {f"assets/samples_{name}.png": sha256(root / "assets" / f"samples_{name}.png"),
+                         f"models/encoder_{name}.h5": sha256(encoder), f"models/decoder_{name}.h5": sha256(decoder)},
+               **recorded}
+    (models / f"metrics_{name}.json").write_text(json.dumps(metrics))
+    return encoder, decoder, models / f"metrics_{name}.json"
+
+
+def test_a_pair_the_metrics_list_is_shown_with_their_prior(tmp_path, small_mnist, capsys):
+    encoder, decoder, metrics = fake_run(tmp_path / "run", prior_covariance=[[1.0, 0.4], [0.4, 0.5]])
+    out = tmp_path / "look"
+    assert explore.main(["--encoder", str(encoder), "--decoder", str(decoder), "--out", str(out), "--figures", "none",
+                         "--images", "20", "--samples", "3", "--no-quadrature", "--data-dir", str(small_mnist)]) == 0
+    result = json.loads((out / "models" / "likelihood_2d.json").read_text())
+    assert result["prior_covariance"] == [[1.0, 0.4], [0.4, 0.5]] and result["metrics"] == str(metrics)
+    assert "listed together in" in capsys.readouterr().out
+
+
+def test_the_data_set_comes_from_the_metrics_unless_a_flag_says(tmp_path, small_mnist, capsys):
+    """A Fashion-MNIST run's pair is scored as Fashion-MNIST, not MNIST; --dataset mnist overrides it and says so.
+    (--data-dir is a folder of IDX files, here MNIST's under either name: only the labels of the result differ.)"""
+    encoder, decoder, _ = fake_run(tmp_path / "run", dataset="fashion_mnist")
+    argv = ["--encoder", str(encoder), "--decoder", str(decoder), "--out", str(tmp_path / "look"), "--figures", "none",
+            "--images", "20", "--samples", "3", "--no-quadrature", "--data-dir", str(small_mnist)]
+    result_path = tmp_path / "look" / "models" / "likelihood_2d.json"
+    assert explore.main(argv) == 0
+    assert "test images: fashion_mnist (the metrics')" in capsys.readouterr().out
+    result = json.loads(result_path.read_text())
+    assert result["dataset"] == "fashion_mnist" and "grayscale Fashion-MNIST pixels" in result["data_convention"]
+    assert explore.main([*argv, "--dataset", "mnist"]) == 0
+    assert "test images: mnist (--dataset; the run's: fashion_mnist)" in capsys.readouterr().out
+    assert json.loads(result_path.read_text())["dataset"] == "mnist"
+
+
+def test_a_pair_the_metrics_do_not_list_together_is_refused_unless_unmatched(tmp_path, small_mnist, capsys):
+    _, decoder, _ = fake_run(tmp_path / "run", prior_covariance=[[1.0, 0.4], [0.4, 0.5]])
+    other_encoder, _, _ = fake_run(tmp_path / "other", seed=1)  # the same shapes, other weights
+    argv = ["--encoder", str(other_encoder), "--decoder", str(decoder), "--out", str(tmp_path / "look"),
+            "--figures", "none", "--images", "20", "--samples", "3", "--no-quadrature", "--data-dir", str(small_mnist)]
+    with pytest.raises(SystemExit) as exit_info:
+        explore.main(argv)
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert f"--encoder {other_encoder}: not among the outputs that {tmp_path / 'run/models/metrics_2d.json'} lists" \
+        in captured.err and "--unmatched" in captured.err
+    assert "Loading" not in captured.out, "refused before the models are loaded"
+    # With --unmatched it goes on, with the settings of the flags only: N(0, I), not the metrics' Σ.
+    assert explore.main([*argv, "--unmatched"]) == 0
+    assert json.loads((tmp_path / "look" / "models" / "likelihood_2d.json").read_text())["prior_covariance"] == \
+        [[1.0, 0.0], [0.0, 1.0]]
+    assert "not checked against any run's metrics (--unmatched)" in capsys.readouterr().out
+
+
+def test_a_pair_without_metrics_is_refused_and_metrics_can_be_named(saved, tmp_path, small_mnist, capsys):
+    encoder, decoder = saved[2]
+    with pytest.raises(SystemExit) as exit_info:
+        explore.main(["--encoder", str(encoder), "--decoder", str(decoder), "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert "no metrics list" in error and "--metrics FILE" in error and "--unmatched" in error
+    # A run's files renamed: --metrics names the run's metrics, which still list them by their SHA-256.
+    run_encoder, run_decoder, metrics = fake_run(tmp_path / "run")
+    renamed = run_decoder.rename(tmp_path / "my_decoder.h5")
+    assert explore.main(["--encoder", str(run_encoder), "--decoder", str(renamed), "--metrics", str(metrics),
+                         "--out", str(tmp_path / "look"), "--figures", "none", "--no-evaluate",
+                         "--data-dir", str(small_mnist)]) == 0
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("{not json", "is not valid JSON"),
+    ("[1, 2]", "holds a JSON list, not an object"),
+    (None, "no 'files'"),
+    ({"latent_dim": "2"}, "latent_dim '2' is not a whole number ≥ 1"),
+    ({"dataset": "kmnist"}, "dataset 'kmnist' is not one of mnist"),
+    ({"files": ["abc"]}, "files is not an object of output: SHA-256"),
+    ({"prior_covariance": [[1.0, 0.4]]}, "prior_covariance is not a latent_dim × latent_dim list of numbers"),
+])
+def test_a_damaged_metrics_file_is_named_before_any_work(tmp_path, capsys, text, problem):
+    encoder, decoder, metrics = fake_run(tmp_path / "run")
+    recorded = json.loads(metrics.read_text())
+    if text is None:
+        del recorded["files"]
+    elif isinstance(text, dict):
+        recorded.update(text)
+    metrics.write_text(text if isinstance(text, str) else json.dumps(recorded))
+    with pytest.raises(SystemExit) as exit_info:
+        explore.main(["--encoder", str(encoder), "--decoder", str(decoder), "--out", str(tmp_path / "look")])
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if ": error: " in line]
+    assert len(lines) == 1 and str(metrics) in lines[0] and problem in lines[0]
+    assert "Traceback" not in captured.err and "Loading" not in captured.out
+
+
+def test_a_half_moved_run_is_refused_with_what_to_do(tmp_path, capsys):
+    """A chapter run killed while moving its outputs into place leaves its journal: its files may be a mix of
+    two runs, until the script runs again and finishes the move (vae.saving.OutputSet)."""
+    encoder, decoder, _ = fake_run(tmp_path / "run")
+    (tmp_path / "run" / "models" / ".staging_2d.journal.json").write_text('{"names": []}')
+    with pytest.raises(SystemExit) as exit_info:
+        explore.main(["--encoder", str(encoder), "--decoder", str(decoder), "--out", str(tmp_path / "look")])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert "an interrupted chapter run was still moving into place (.staging_2d.journal.json)" in error
+    assert "Run that chapter script again with the same --out (e.g. python code/vae_2d.py)" in error
+
+
+# ---------------------------------------------------------------------------------------------
+# Where it writes: never over a run's outputs or the committed results unless asked
+
+
+def test_the_default_out_is_apart_from_every_result():
+    _, args = explore.parse_arguments(["--model", "2d"])
+    assert args.out == REPO_ROOT / "runs" / "explore" / "2d"
+    assert args.figure_dir == args.out / "assets" and args.likelihood_path == args.out / "models" / "likelihood_2d.json"
+    assert args.metrics == REPO_ROOT / "models" / "metrics_2d.json" and args.dataset == "mnist"
+    _, args = explore.parse_arguments(["--model", "correlated"])
+    assert args.prior_cov == json.loads((REPO_ROOT / "models" / "metrics_correlated.json").read_text())["prior_covariance"]
+    _, args = explore.parse_arguments(["--model", "2d", "--update-results"])
+    assert args.likelihood_path == REPO_ROOT / "models" / "likelihood_2d.json"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--out", str(REPO_ROOT)], "assets/samples_2d.png is an output of the run that models/metrics_2d.json records"),
+    (["--out", str(REPO_ROOT), "--figures", "none"], "lies in the repository's committed results"),
+    (["--out", str(REPO_ROOT / "assets")], "lies in the repository's committed results"),
+    (["--update-results", "--images", "50"], "over the whole test set: leave out --images"),
+    (["--update-results", "--no-evaluate"], "which --no-evaluate turns off"),
+])
+def test_the_repository_results_are_refused_unless_asked(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        explore.parse_arguments(["--model", "2d", *argv])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_run_folder_takes_the_evaluation_but_not_a_figure_over_its_outputs(tmp_path, small_mnist, capsys):
+    """As code/compare_likelihoods.py does: --out the run's own folder, likelihood_<name>.json beside its
+    metrics (not among its outputs); a figure the run drew is refused, and --update-results is for the
+    repository's own models."""
+    encoder, decoder, metrics = fake_run(tmp_path / "run")
+    argv = ["--encoder", str(encoder), "--decoder", str(decoder), "--out", str(tmp_path / "run"),
+            "--images", "20", "--samples", "3", "--no-quadrature", "--data-dir", str(small_mnist)]
+    for extra, message in [(["--figures", "samples"], f"{tmp_path / 'run/assets/samples_2d.png'} is an output of the "
+                                                      f"run that {metrics} records"),
+                           (["--figures", "none", "--update-results"], "must be those that models/metrics_2d.json lists")]:
+        with pytest.raises(SystemExit) as exit_info:
+            explore.main([*argv, *extra])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    before = {path: path.read_bytes() for path in (tmp_path / "run").rglob("*") if path.is_file()}
+    assert explore.main([*argv, "--figures", "none"]) == 0
+    assert all(path.read_bytes() == content for path, content in before.items())
+    assert (tmp_path / "run" / "models" / "likelihood_2d.json").is_file()
+
+
+# ---------------------------------------------------------------------------------------------
+# Progress
+
+
+def test_progress_prints_each_tenth_once(capsys):
+    progress = explore.Progress("ln p(x)", "images")
+    for done in range(0, 101):  # as the slow parts call it: 0 as they start, then after each batch
+        progress(done, 100)
+    lines = capsys.readouterr().out.splitlines()
+    assert [re.search(r"\((\d+)%\)", line).group(1) for line in lines] == [str(10 * k) for k in range(1, 11)]
+    assert lines[0].startswith("  ln p(x): 10 of 100 images (10%)") and "s to go" in lines[0]
+    assert "to go" not in lines[-1]
+
+
+def test_the_slow_parts_report_from_their_start_to_their_end():
+    """The quadrature calls progress(0, G) as it starts (where explore.Progress starts its clock), then after
+    each block of its grid, up to (G, G)."""
+    from vae.likelihood import log_likelihood_by_quadrature
+
+    calls = []
+    log_likelihoods = lambda pixels, z: np.zeros((len(pixels), len(z)))  # noqa: E731  (float64: summed exactly)
+    log_likelihood_by_quadrature(log_likelihoods, np.eye(2), np.zeros((3, 4)), spacing=0.5, grid_batch=150,
+                                 progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(0, 400), (150, 400), (300, 400), (400, 400)]
+
+
+def test_a_run_says_what_it_does_and_how_far_along(saved, tmp_path, small_mnist, capsys):
+    assert run(saved, 2, tmp_path, "--images", "40", "--samples", "1000", "--figures", "samples,interpolation",
+               data_dir=small_mnist) == 0
+    out = capsys.readouterr().out
+    assert "Drawing figure 1 of 2: samples" in out and "Drawing figure 2 of 2: interpolation" in out
+    # K = 1000: 16 images per batch of 16,384 decoded points, so 3 batches for 40 images.
+    assert re.findall(r"ln p\(x\), K = 1,000: (\d+) of 40 images", out) == ["16", "32", "40"]
+    assert len(re.findall(r"quadrature: [\d,]+ of 250,000 grid points", out)) == 10
 
 
 # ---------------------------------------------------------------------------------------------
@@ -214,3 +459,54 @@ def test_latent_statistics_count_active_units_and_split_the_kl():
     assert stats["posterior_sigma_median"] == pytest.approx([0.1, math.sqrt(0.5), 1.0])
     full = 0.5 * np.mean(np.sum(np.exp(z_log_var) + z_mean ** 2 - 1 - z_log_var, axis=1))
     assert sum(stats["kl_per_dimension"]) == pytest.approx(full) and stats["kl_per_dimension"][2] == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# page/build.py reads the same metrics: a damaged one is one line naming it
+
+
+_page_spec = importlib.util.spec_from_file_location("page_build", REPO_ROOT / "page" / "build.py")
+build_page = importlib.util.module_from_spec(_page_spec)
+_page_spec.loader.exec_module(build_page)
+
+
+def committed_copy(committed_root, folder, damaged):
+    """`folder` mirroring the committed results, with each {file in models/: text} of `damaged` written instead."""
+    for name in ("assets", "code", "benchmarks"):
+        (folder / name).symlink_to(committed_root / name)
+    (folder / "models").mkdir()
+    for path in (committed_root / "models").iterdir():
+        if path.name not in damaged:
+            (folder / "models" / path.name).symlink_to(path)
+    for name, text in damaged.items():
+        (folder / "models" / name).write_text(text)
+    return folder
+
+
+def edited(committed_root, name, change):
+    """The committed models/<name> with `change` applied to its JSON, as text."""
+    data = json.loads((committed_root / "models" / name).read_text())
+    change(data)
+    return json.dumps(data)
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("metrics_2d.json", lambda root: '{"test_loss": 140.6,', "models/metrics_2d.json is not valid JSON"),
+    ("metrics_3d.json", lambda root: edited(root, "metrics_3d.json", lambda m: m.pop("history")),
+     "models/metrics_3d.json has no 'history'"),
+    ("metrics_correlated.json", lambda root: edited(root, "metrics_correlated.json", lambda m: m.update(test_loss="140")),
+     "models/metrics_correlated.json holds a value of the wrong type or shape (test_loss is '140', not a number)"),
+    ("metrics_2d.json", lambda root: edited(root, "metrics_2d.json", lambda m: m.update(seconds_training="a minute")),
+     "models/metrics_2d.json holds a value of the wrong type or shape"),
+    ("metrics_conditional.json", lambda root: edited(root, "metrics_conditional.json", lambda m: m.pop("num_classes")),
+     "models/metrics_conditional.json has no 'num_classes'"),
+    ("likelihood_3d.json", lambda root: "[]", "models/likelihood_3d.json holds a JSON list, not an object"),
+])
+def test_page_build_names_a_damaged_metrics_file_in_one_line(committed_root, tmp_path, capsys, name, text, message):
+    root = committed_copy(committed_root, tmp_path, {name: text(committed_root)})
+    with pytest.raises(build_page.BuildError) as error:
+        build_page.load_facts(root)
+    assert message in str(error.value) and "git checkout" in str(error.value)
+    assert build_page.main(["--inputs", str(root), "--check"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("page/build.py: error: ") and message in err

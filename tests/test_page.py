@@ -431,7 +431,7 @@ def test_missing_likelihood_file_is_named(committed_root, tmp_path):
     for path in (committed_root / "models").iterdir():
         if path.name != "likelihood_3d.json":
             (tmp_path / "models" / path.name).symlink_to(path)
-    with pytest.raises(build_page.BuildError, match=r"models/likelihood_3d\.json \(run `python code/explore\.py --model 3d`\)"):
+    with pytest.raises(build_page.BuildError, match=r"models/likelihood_3d\.json \(run `python code/explore\.py --model 3d --update-results`\)"):
         build_page.build(tmp_path)
 
 

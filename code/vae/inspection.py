@@ -87,18 +87,19 @@ def posteriors_beyond_grid(z_mean, z_log_var, cholesky, limit):
 
 
 def evaluate_model(encoder, decoder, prior, images, z_mean, z_log_var, samples=SCRIPT_SAMPLES, quadrature=False,
-                   seed=0, binarize="off", dataset="mnist"):
+                   seed=0, binarize="off", dataset="mnist", iw_progress=None, quadrature_progress=None):
     """The evaluation beyond the ELBO, as a dict for a metrics file: the ELBO and the K-sample
     importance-weighted ln p(x) (`likelihood.likelihood_metrics`), per-dimension statistics and active
     units (`evaluation.latent_statistics`), the holes of the aggregate posterior and, with `quadrature`
     (2-D only), the exact ln p(x) by quadrature with its time. Every ln p(x) is under the decoder's own
     likelihood; `binarize` ("off" or "dynamic": the test set binarized once) and `dataset` name the images'
-    convention."""
+    convention. iw_progress(images done, images) and quadrature_progress(grid points done, grid points), if
+    given, are called as the two slow parts go."""
     from vae.evaluation import hole_statistics, latent_statistics
     from vae.likelihood import decoder_log_likelihoods, likelihood_metrics, log_likelihood_by_quadrature
 
     result = {**likelihood_metrics(encoder, decoder, prior, images, samples, seed=seed, binarize=binarize,
-                                   dataset=dataset),
+                                   dataset=dataset, progress=iw_progress),
               **latent_statistics(z_mean, z_log_var, prior.covariance),
               **hole_statistics(*holes_map(z_mean, z_log_var, prior.covariance)[1:])}
     if quadrature:
@@ -112,7 +113,8 @@ def evaluate_model(encoder, decoder, prior, images, z_mean, z_log_var, samples=S
             return result
         started = time.perf_counter()
         exact = log_likelihood_by_quadrature(decoder_log_likelihoods(decoder), prior.cholesky,
-                                             images.reshape(len(images), -1), limit=QUADRATURE_LIMIT)
+                                             images.reshape(len(images), -1), limit=QUADRATURE_LIMIT,
+                                             progress=quadrature_progress)
         result.update({
             "quadrature_log_likelihood": float(exact.mean()),
             "quadrature_seconds": time.perf_counter() - started,

@@ -128,12 +128,13 @@ def _reduce_block(log_likelihoods, log_weight):
     return block_max, tf.reduce_sum(tf.exp(values - block_max[:, None]), axis=1)
 
 
-def importance_weighted_log_likelihood(encoder, decoder, prior, images, samples=1000, seed=0):
+def importance_weighted_log_likelihood(encoder, decoder, prior, images, samples=1000, seed=0, progress=None):
     """The importance-weighted estimate of ln p(x) with K = `samples` draws from q(z|x): (N,) float64.
 
     encoder: image → (z_mean, z_log_var, ...); decoder: z → pixel means, with layers "logits" and "pixel_means";
     prior: a vae.priors.GaussianPrior (its own density ln N(z; 0, Σ)); images: (N, h, w, c) in [0, 1].
     The draws are decoded `decodes_at_once(decoder)` at a time, so memory is bounded for any K.
+    `progress(images done, images)`, if given, is called with 0 at the start and after each batch of images.
     """
     if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
         raise ValueError(f"samples must be ≥ 1, got {samples}")
@@ -145,6 +146,8 @@ def importance_weighted_log_likelihood(encoder, decoder, prior, images, samples=
     per_round = max(1, at_once // samples)  # images per round, each drawing up to `chunk` samples at once
     chunk = min(samples, at_once)
     estimates = []
+    if progress is not None:
+        progress(0, len(images))
     for start in range(0, len(images), per_round):
         mean, log_var, x = (values[start:start + per_round] for values in (z_mean, z_log_var, pixels))
         n, k = mean.shape
@@ -157,6 +160,8 @@ def importance_weighted_log_likelihood(encoder, decoder, prior, images, samples=
             log_posterior = -0.5 * (k * LOG_2PI + log_var.sum(axis=1)[:, None] + (epsilon ** 2).sum(axis=-1))
             total.add(log_likelihood + log_prior - log_posterior)
         estimates.append(total.result() - math.log(samples))
+        if progress is not None:
+            progress(start + n, len(images))
     return np.concatenate(estimates)
 
 
@@ -175,15 +180,18 @@ def evidence_lower_bound(encoder, decoder, prior, images, seed=0):
     return reconstruction.astype(np.float64) - kl
 
 
-def likelihood_metrics(encoder, decoder, prior, images, samples, seed=0, binarize="off", dataset="mnist"):
+def likelihood_metrics(encoder, decoder, prior, images, samples, seed=0, binarize="off", dataset="mnist",
+                       progress=None):
     """The ELBO and the K-sample estimate of ln p(x) on `images`, means in nats per image with their
     Monte Carlo standard errors, the seconds taken and the throughput (images × samples per second).
 
     `binarize` is the run's setting ("dynamic": `images` are the test set binarized once) and `dataset` the
-    images' data set, for the data convention recorded with the numbers."""
+    images' data set, for the data convention recorded with the numbers. `progress`: that of
+    `importance_weighted_log_likelihood`."""
     started = time.perf_counter()
     elbo = evidence_lower_bound(encoder, decoder, prior, images, seed=seed)
-    estimates = importance_weighted_log_likelihood(encoder, decoder, prior, images, samples, seed=seed + 1)
+    estimates = importance_weighted_log_likelihood(encoder, decoder, prior, images, samples, seed=seed + 1,
+                                                  progress=progress)
     seconds = time.perf_counter() - started
     return {
         "data_convention": data_convention(decoder_likelihood(decoder), binarize, dataset),
@@ -218,12 +226,14 @@ def decoder_log_likelihoods(decoder):
 bernoulli_log_likelihoods = decoder_log_likelihoods  # its earlier name, which benchmarks/likelihood_speed.py uses
 
 
-def log_likelihood_by_quadrature(log_likelihoods, cholesky, pixels, limit=5.0, spacing=0.02, grid_batch=8192):
+def log_likelihood_by_quadrature(log_likelihoods, cholesky, pixels, limit=5.0, spacing=0.02, grid_batch=8192,
+                                 progress=None):
     """ln p(x) = ln ∫ p(x|z) p(z) dz for a 2-D latent space and prior N(0, L Lᵀ): (N,) float64.
 
     The integral is taken over ε ∈ [−limit, limit]² with z = L ε, where p(z) dz = N(ε; 0, I) dε,
     by the midpoint rule on a grid of the given spacing (a posterior σ of 0.03 spans several points
     at 0.02). log_likelihoods(pixels (N, D), z (G, 2)) → (N, G), e.g. `decoder_log_likelihoods`.
+    `progress(grid points done, grid points)`, if given, is called with 0 at the start and after each block.
     """
     cholesky = np.asarray(cholesky, dtype=np.float64)
     if cholesky.shape != (2, 2):
@@ -234,6 +244,8 @@ def log_likelihood_by_quadrature(log_likelihoods, cholesky, pixels, limit=5.0, s
     log_weight = -0.5 * (epsilon ** 2).sum(axis=1) - LOG_2PI + 2 * math.log(spacing)  # ln N(ε; 0, I) dε
     z = epsilon @ cholesky.T
     total = RunningLogSumExp(len(pixels))
+    if progress is not None:
+        progress(0, len(z))
     for start in range(0, len(z), grid_batch):
         block = slice(start, start + grid_batch)
         values = log_likelihoods(pixels, z[block])
@@ -242,4 +254,6 @@ def log_likelihood_by_quadrature(log_likelihoods, cholesky, pixels, limit=5.0, s
         else:
             total.add_reduced(*(v.numpy() for v in _reduce_block(tf.cast(values, tf.float32),
                                                                    log_weight[block].astype(np.float32))))
+        if progress is not None:
+            progress(min(start + grid_batch, len(z)), len(z))
     return total.result()
