@@ -20,7 +20,9 @@ from PIL import Image
 from conftest import REPO_ROOT
 from vae import figures, inspection
 from vae.evaluation import aggregate_posterior, hole_statistics, latent_statistics
-from vae.model import build_decoder, build_encoder
+import vae_conditional
+from vae.variants import continuous_bernoulli_decoder
+from vae_2d import build_decoder, build_encoder
 from vae.saving import sha256
 
 _spec = importlib.util.spec_from_file_location("explore", REPO_ROOT / "code" / "explore.py")
@@ -35,7 +37,9 @@ def save_models(folder, latent_dim, seed=0, likelihood="bernoulli"):
     keras.utils.set_random_seed(seed)
     training_encoder = build_encoder(latent_dim, seed=seed)
     encoder = keras.Model(training_encoder.input, training_encoder.outputs[:2], name="encoder")
-    decoder = build_decoder(latent_dim, likelihood=likelihood)
+    decoder = build_decoder(latent_dim)
+    if likelihood == "continuous_bernoulli":  # as --likelihood continuous_bernoulli builds it (vae/variants.py)
+        decoder = continuous_bernoulli_decoder(decoder)
     paths = folder / f"encoder_{latent_dim}_{likelihood}.h5", folder / f"decoder_{latent_dim}_{likelihood}.h5"
     encoder.save(paths[0])
     decoder.save(paths[1])
@@ -131,9 +135,9 @@ def test_a_decoder_of_unknown_likelihood_is_refused(saved, tmp_path, capsys):
 
 def test_a_conditional_model_is_named_not_misread(tmp_path, capsys):
     """A conditional VAE's saved networks also take the label: explore.py says so and points to its script."""
-    encoder = build_encoder(2, num_classes=10)
+    encoder = vae_conditional.build_encoder(2, 10)
     keras.Model(encoder.inputs, encoder.outputs[:2]).save(tmp_path / "encoder.h5")  # as vae_conditional.py saves it
-    build_decoder(2, num_classes=10).save(tmp_path / "decoder.h5")
+    vae_conditional.build_decoder(2, 10).save(tmp_path / "decoder.h5")
     with pytest.raises(SystemExit) as exit_info:
         explore.main(["--encoder", str(tmp_path / "encoder.h5"), "--decoder", str(tmp_path / "decoder.h5"),
                       "--out", str(tmp_path), "--unmatched"])

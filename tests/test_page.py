@@ -58,9 +58,9 @@ FOLDED_FIGURES = {  # inside a <details> ("Inside the 3-D model: ..."): loaded o
     "ClustersConditional.png", "latentConditional.png",  # code/vae_conditional.py
     "Clusters2D_fashion_mnist_conv.png", "latent2D_fashion_mnist_conv.png",  # ... --architecture conv
 }
-LISTINGS = {("code/vae/model.py", "Sampling"), ("code/vae/model.py", "reconstruction_loss"),
-            ("code/vae/priors.py", "kl_divergence"), ("code/vae/priors.py", "GaussianPrior.kl_divergence"),
-            ("code/vae/model.py", "VAE.train_step")}
+LISTINGS = {("code/vae_2d.py", "Sampling"), ("code/vae_2d.py", "build_encoder"), ("code/vae_2d.py", "build_decoder"),
+            ("code/vae_2d.py", "VAE.kl_divergence"), ("code/vae_2d.py", "VAE.reconstruction_loss"),
+            ("code/vae_2d.py", "VAE.train_step"), ("code/vae_correlated.py", "CorrelatedVAE.kl_divergence")}
 CHROMIUM = os.environ.get("VAE_PAGE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
@@ -116,9 +116,9 @@ def decoders(committed_root):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
-    import vae.model  # noqa: F401  (registers the custom layers)
+    from vae.saving import load_model_safely
 
-    return {name: keras.models.load_model(committed_root / "models" / f"decoder_{name}.h5", compile=False)
+    return {name: load_model_safely(committed_root / "models" / f"decoder_{name}.h5")
             for name in EXPLORER_MODELS}
 
 
