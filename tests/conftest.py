@@ -15,6 +15,16 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CODE_DIR = REPO_ROOT / "code"
 
+# The quick subset, `python -m pytest -m "not slow"`: the maths, the chapters' models, the flags and the priors,
+# in under a minute on two cores. Every other test file is marked slow; so is a test of these that runs a script.
+QUICK_FILES = {"test_model.py", "test_priors.py", "test_pixels.py", "test_config.py", "test_listings.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name not in QUICK_FILES:
+            item.add_marker(pytest.mark.slow)
+
 
 def real_fashion_dir():
     """A folder with the real Fashion-MNIST (not in the repository): $VAE_DATA_DIR if set, else

@@ -123,6 +123,7 @@ def test_script_refuses_bad_flag_before_loading_data(tmp_path):
     assert not (tmp_path / "assets").exists()
 
 
+@pytest.mark.slow  # the script loads TensorFlow before it looks for the data
 def test_script_reports_missing_data_in_one_line(tmp_path):
     result = run_script("vae_2d.py", "--epochs", "1", "--out", tmp_path,
                         env_extra={"VAE_DATA_DIR": str(tmp_path)})
@@ -139,6 +140,7 @@ def test_help_lists_every_flag():
         assert flag in result.stdout
 
 
+@pytest.mark.slow  # the script loads TensorFlow before it creates the folders
 def test_script_refuses_an_output_folder_it_cannot_create(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
