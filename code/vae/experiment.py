@@ -28,7 +28,7 @@ from vae.distribute import is_chief, setup
 from vae.evaluation import evaluate
 from vae.figures import plot_history, plot_reconstructions
 from vae.progress import EpochBackup, Progress
-from vae.saving import OutputSet, RunLock, save_encodings, save_json, save_model
+from vae.saving import OutputSet, OutputSetError, RunLock, save_encodings, save_json, save_model
 from vae.schedules import KLWarmUp
 from vae.training import StopOnNaN, train
 from vae.variants import build
@@ -80,14 +80,27 @@ class Experiment:
                 raise SystemExit(f"error: out: cannot create {folder}: {error.strerror}") from None
             if not os.access(folder, os.W_OK):
                 raise SystemExit(f"error: out: {folder} is not writable")
-        self.lock = RunLock(self.models_dir / f".{run}.lock")
+        # Where a run writes a file (a figure, a model, the metrics), a folder of that name would stop the outputs
+        # from moving into place after all the work: refuse it now.
+        in_the_way = sorted(str(path) for folder in [self.out / "assets", self.models_dir] for path in folder.iterdir()
+                            if path.is_dir() and path.suffix in OUTPUT_SUFFIXES)
+        lock_path = self.models_dir / f".{run}.lock"
+        if lock_path.is_dir():
+            in_the_way.append(f"{lock_path} (the run lock, a file)")
+        if in_the_way:
+            raise SystemExit(f"error: out: folders stand where this run writes files: {', '.join(in_the_way[:5])}. "
+                             f"Move them away, then run again.")
+        self.lock = RunLock(lock_path)
         holder = self.lock.acquire()
         if holder is not None:
             raise SystemExit(f"error: another run of this script (process {holder}) is writing to {self.out}. "
                              f"Wait for it to finish, or give this run another folder with --out DIR.")
         self.outputs = OutputSet(self.out, self.models_dir / f".staging_{run}")
-        if self.outputs.recover():
-            print("Finished saving the outputs of an earlier run that was interrupted while moving them into place")
+        try:
+            if self.outputs.recover():
+                print("Finished saving the outputs of an earlier run that was interrupted while moving them into place")
+        except OutputSetError as error:
+            raise SystemExit(f"error: out: {error}. Move it away, then run again.") from None
         settings = {**dataclasses.asdict(self.config), "epochs": None, "name": name}
         self.progress = Progress(self.models_dir / f".interrupted_{run}", settings)
         self.backup = None
@@ -110,6 +123,10 @@ class Experiment:
             (x_train, y_train), (x_test, y_test) = load_dataset(dataset, self.config.data_dir)
         except DataError as error:
             raise SystemExit(f"error: {error}") from None
+        if len(x_test) < MIN_TEST_IMAGES:
+            raise SystemExit(f"error: data: the test set has {len(x_test):,} images; the figures and measurements "
+                             f"after training need at least {MIN_TEST_IMAGES} (walks between test images, a "
+                             f"10-nearest-neighbour vote over half of them)")
         size = self.config.train_size
         if size is not None and size > len(x_train):
             raise SystemExit(f"error: train_size is {size}, but the training set has only {len(x_train)} images")
@@ -255,7 +272,11 @@ class Experiment:
         }
         save_json(self.metrics, self.output(f"models/metrics_{name}.json"))
         self.stage = "moving the outputs into place"
-        written = self.outputs.commit()
+        try:
+            written = self.outputs.commit()
+        except OutputSetError as error:
+            raise SystemExit(f"error: out: {error}; nothing was moved, the earlier results in {self.out} are "
+                             f"unchanged. Move it away, then {self._resume_hint('run').lower()}") from None
         self.progress.remove()
         self.lock.release()
         self.stage = "done"
@@ -331,6 +352,13 @@ class Experiment:
             return f"{verb} the same command again to evaluate and save the trained model (no epoch is repeated)."
         return f"{verb} the same command again to resume after epoch {done}."
 
+
+# The endings of the files a run writes into assets/ and models/.
+OUTPUT_SUFFIXES = {".png", ".h5", ".json", ".npz"}
+
+# The fewest test images a run accepts: the figures walk between test images of different classes, and the
+# conditional chapter reads the class off the codes by a 10-nearest-neighbour vote over half of them.
+MIN_TEST_IMAGES = 20
 
 # OSError numbers that mean "this file cannot be written": disk full, quota, read-only, too large, I/O error.
 DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO}

@@ -273,13 +273,26 @@ class OutputSet:
         """{name: SHA-256} of the staged files named (default: all written so far)."""
         return {name: sha256(self.staging / name) for name in (names or self.names) if (self.staging / name).exists()}
 
+    def problems(self):
+        """What stops this set from being staged and committed, in words: bookkeeping entries of the wrong
+        kind (a file where its staging folder goes, a folder where its journal goes) and folders where one of
+        its outputs goes. [] when there is none; nothing is changed."""
+        found = [f"{path} should be a {kind}, and is not" for path, kind in
+                 [(self.staging, "folder"), (self.journal, "file")]
+                 if os.path.lexists(path) and (path.is_dir() if kind == "file" else not path.is_dir())
+                 or os.path.islink(path)]
+        return found + [f"{self.final_path(name)} is a folder where this run writes a file" for name in self.names
+                        if self.final_path(name).is_dir()]
+
     def commit(self):
         """Move every staged file to its place. Returns the final paths."""
         missing = [name for name in self.names if not (self.staging / name).is_file()]
         if missing:
             raise FileNotFoundError(errno.ENOENT, f"outputs were never written: {', '.join(missing)}")
+        if self.problems():  # before the journal: nothing has moved, the earlier set is whole
+            raise OutputSetError("; ".join(self.problems()))
         save_json({"root": str(self.root), "staging": str(self.staging), "names": self.names}, self.journal)
-        _apply_journal(self.journal)
+        _apply_journal(self.journal, self.root, self.staging)
         return [self.final_path(name) for name in self.names]
 
     def pending(self):
@@ -301,21 +314,34 @@ class OutputSet:
     def recover(self):
         """Finish the moves of an interrupted commit, or discard staged files no journal names.
         Returns the names of the outputs moved into place, if any."""
-        moved = _apply_journal(self.journal) if self.pending() else []
+        if self.problems():
+            raise OutputSetError("; ".join(self.problems()))
+        moved = _apply_journal(self.journal, self.root, self.staging) if self.pending() else []
         self.discard()
         return moved
 
 
-def _apply_journal(journal):
+class OutputSetError(Exception):
+    """An output set's folder holds what stops it from being committed; the message says what, nothing moved."""
+
+
+def _apply_journal(journal, root, staging):
     """Make the moves a journal lists (skipping those already made), then delete it and the staging folder.
-    Returns the names moved."""
+    Returns the names moved. A journal that names another root or staging folder, or a name outside root,
+    is not this set's: OutputSetError, and nothing moves."""
     try:
         plan = json.loads(Path(journal).read_text())
-        root, staging, names = Path(plan["root"]), Path(plan["staging"]), list(plan["names"])
+        named_root, named_staging, names = Path(plan["root"]), Path(plan["staging"]), list(plan["names"])
+        if not all(isinstance(name, str) for name in names):
+            raise TypeError("a name that is not text")
     except (OSError, ValueError, KeyError, TypeError):
         # Only a journal torn mid-write is unreadable, and then no move had started: the earlier set is whole.
         Path(journal).unlink(missing_ok=True)
         return []
+    outside = [name for name in names if Path(name).is_absolute() or ".." in Path(name).parts]
+    if named_root != Path(root) or named_staging != Path(staging) or outside:
+        raise OutputSetError(f"{journal} names moves that are not this output set's (another folder, or a name "
+                             f"outside it): remove it, then run again")
     moved = []
     for name in names:
         staged = staging / name
