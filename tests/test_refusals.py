@@ -20,7 +20,7 @@ def start_run(tmp_path, monkeypatch):
     runs = []
 
     def start(**fields):
-        run = Experiment(Config(epochs=1, out=str(tmp_path / "out"), **fields), name="2d", min_latent_dim=2)
+        run = Experiment(Config(**{"epochs": 1, "out": str(tmp_path / "out"), **fields}), name="2d", min_latent_dim=2)
         runs.append(run)
         return run
 
@@ -92,3 +92,39 @@ def test_a_test_set_too_small_for_the_figures_is_refused_before_training(tmp_pat
     with pytest.raises(SystemExit, match="the test set has 5 images; the figures and measurements after training "
                                          "need at least 20"):
         run.load_data()
+
+
+def test_a_checkpoint_holding_another_models_weights_is_set_aside_with_one_message(tmp_path, start_run, monkeypatch):
+    import keras
+
+    from vae.progress import EpochBackup
+    from vae_2d import VAE, build_decoder, build_encoder
+
+    data = write_mnist(tmp_path / "data", train=256, test=40)
+    original = EpochBackup.on_epoch_end
+
+    def stop_after_the_first_checkpoint(self, epoch, logs=None):
+        original(self, epoch, logs)
+        raise KeyboardInterrupt  # as a Ctrl-C after epoch 1 would
+
+    def fitted(run):
+        (x_train, _), (x_test, _) = run.load_data()
+        vae = run.model(VAE, build_encoder(2, seed=0), build_decoder(2), beta=1.0)
+        vae.compile(optimizer=keras.optimizers.Adam(1e-3))
+        return run.fit(vae, x_train, x_test)
+
+    monkeypatch.setattr(EpochBackup, "on_epoch_end", stop_after_the_first_checkpoint)
+    first = start_run(epochs=2, data_dir=str(data), xla=False)
+    with pytest.raises(KeyboardInterrupt):
+        fitted(first)
+    first.lock.release()  # as the interrupted process's end would
+    monkeypatch.setattr(EpochBackup, "on_epoch_end", original)
+    progress = tmp_path / "out" / "models" / ".interrupted_2d"
+    (weights,) = progress.glob("epoch-0001/weights.weights.h5")
+    other = VAE(build_encoder(3), build_decoder(3))  # another model's weights, in the checkpoint's place
+    other.built = True
+    other.save_weights(weights)
+
+    with pytest.raises(SystemExit, match="could not be resumed, so it was set aside"):
+        fitted(start_run(epochs=2, data_dir=str(data), xla=False))
+    assert not progress.exists() and list((tmp_path / "out" / "models").glob(".interrupted_2d.set-aside/damaged-*"))

@@ -27,7 +27,7 @@ from vae.data import (BINARIZATION_PROTOCOL, DATASET_TITLES, TEST_BINARIZATION_S
 from vae.distribute import is_chief, setup
 from vae.evaluation import evaluate
 from vae.figures import plot_history, plot_reconstructions
-from vae.progress import EpochBackup, Progress
+from vae.progress import CheckpointError, EpochBackup, Progress
 from vae.saving import OutputSet, OutputSetError, RunLock, save_encodings, save_json, save_model
 from vae.schedules import KLWarmUp
 from vae.training import StopOnNaN, train
@@ -169,9 +169,15 @@ class Experiment:
         if config.free_bits:
             print(f"Free bits: a latent dimension whose KL (batch mean) is below {config.free_bits:g} nats gets no KL gradient; "
                   f"kl and val_kl are the true KL")
-        train(vae, x_train, x_test, config.epochs, config.batch_size, seed=config.seed,
-              callbacks=[*warmup, stop_on_nan, self.backup], initial_epoch=self.resumed_after,
-              jit_compile=config.xla)
+        try:
+            train(vae, x_train, x_test, config.epochs, config.batch_size, seed=config.seed,
+                  callbacks=[*warmup, stop_on_nan, self.backup], initial_epoch=self.resumed_after,
+                  jit_compile=config.xla)
+        except CheckpointError as error:
+            self.progress.set_aside(f"its checkpoint does not load: {error}")
+            raise SystemExit("error: the saved progress could not be resumed, so it was set aside (above); "
+                             f"the earlier results in {self.out} are unchanged. Run the same command again to "
+                             f"start over.") from None
         if stop_on_nan.diverged_in is not None:
             self.progress.remove()
             raise SystemExit(self._diverged_message(stop_on_nan.diverged_in))

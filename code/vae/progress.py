@@ -217,6 +217,10 @@ def describe(folder):
     return f"{max(epochs)} epoch{'s' if max(epochs) != 1 else ''} trained"
 
 
+class CheckpointError(Exception):
+    """A checkpoint's weights that do not load into the model: another model's, or damaged."""
+
+
 class Checkpoint:
     """A checkpoint folder epoch-NNNN/: weights.weights.h5 and state.json {"epoch", "history"}."""
 
@@ -273,7 +277,11 @@ class EpochBackup(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         if self.resume_from is not None:
             self.model.optimizer.build(self.model.trainable_variables)
-            self.model.load_weights(self.resume_from.weights)
+            try:
+                self.model.load_weights(self.resume_from.weights)
+            except Exception as error:  # h5py and Keras raise many types for weights that do not fit or are damaged
+                raise CheckpointError(f"{self.resume_from.weights} does not fit this model "
+                                      f"({type(error).__name__}: {str(error)[:200]})") from None
 
     def on_epoch_end(self, epoch, logs=None):
         values = {name: float(value) for name, value in logs.items()}
