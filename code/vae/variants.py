@@ -87,21 +87,17 @@ class SeveralDevices:
         return as_step_outputs(super().test_step(data))
 
 
-@keras.saving.register_keras_serializable(package="vae")
 class ReplicaSampling(layers.Layer):
-    """The chapter's `Sampling`, z = μ + σ·ε, drawing its own ε on every replica (vae/distribute.py)."""
+    """The chapter's `Sampling`, z = μ + σ·ε, drawing its own ε on every replica (vae/distribute.py).
+    It replaces the chapter's layer only while training on several devices; a saved encoder holds neither."""
 
     def __init__(self, seed=None, **kwargs):
         super().__init__(**kwargs)
-        self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def call(self, inputs):
         z_mean, z_log_var = inputs
         return z_mean + ops.exp(0.5 * z_log_var) * normal_noise(ops.shape(z_mean), z_mean.dtype, self.seed_generator)
-
-    def get_config(self):
-        return {**super().get_config(), "seed": self.seed}
 
 
 # The layers that stay float32 under mixed precision: ln σ² is exponentiated, the logits feed the losses.
