@@ -76,7 +76,7 @@ if __name__ == "__main__":
         learning_rate=1e-3,
         beta=1.0,  # weight of the KL term: 1 is the true ELBO, < 1 sharper, > 1 smoother
         kl_warmup_epochs=0,  # the KL's weight rises from 0 to beta over this many epochs; 0: off
-        free_bits=0.0,  # nats per latent dimension: a dimension's KL below it is not penalized; 0: off
+        free_bits=0.0,  # nats per latent dimension: a dimension's KL below it gets no gradient; 0: off
         seed=0,
         train_size=None,  # None: all 60,000 training images
         grid_size=20,  # each slice decodes a grid_size × grid_size grid ...
