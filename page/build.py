@@ -649,6 +649,14 @@ def explorer_script(data):
 # The whole page
 
 
+def flags_table():
+    """Every flag of the chapters, as vae/config.py declares it (one row each), for the page: a `$` that
+    names an environment variable is written as an entity, so that it does not open a formula."""
+    from vae.config import flags_markdown
+
+    return flags_markdown().replace("$", "&#36;")
+
+
 def build(root=REPO_ROOT):
     """Build the page from the inputs under `root`; returns {relative path: bytes}."""
     facts, _ = load_facts(root)
@@ -666,7 +674,7 @@ def build(root=REPO_ROOT):
     try:
         text = environment.from_string(source_text).render(
             **facts, fig=page.fig, label=page.label, image=page.image, source=page.source,
-            main_block=page.main_block, explorer=page.explorer)
+            main_block=page.main_block, explorer=page.explorer, flags_table=flags_table)
     except jinja2.UndefinedError as error:
         raise BuildError(f"page/tutorial.md: {error} (see models/metrics_*.json and `load_facts`)") from None
 
