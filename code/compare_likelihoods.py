@@ -38,7 +38,7 @@ import textwrap
 from pathlib import Path
 
 from vae.data import DATASET_SIZES
-from vae.saving import sha256
+from vae.saving import pending_journals, sha256
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 30  # the 2-D chapter's
@@ -149,6 +149,8 @@ def trained_run_problem(folder, expected):
     """None if `folder` holds a finished 2-D chapter run whose models/metrics_2d.json has each value of
     `expected` ({key: value}) and whose model files are those the metrics list (SHA-256); else what is not
     so, in words (code/compare_beta.py uses this too)."""
+    if pending_journals(folder / "models"):  # its rerun first finishes the moves, and trains nothing again
+        return "its outputs were still moving into place when it was interrupted"
     try:
         metrics = json.loads((folder / "models" / "metrics_2d.json").read_text())
     except (OSError, ValueError):

@@ -126,6 +126,8 @@ def parse_arguments(argv=None):
         except (ValueError, argparse.ArgumentTypeError) as error:
             parser.error(f"--prior-cov: {error}")
 
+    from vae.saving import chapter_script, pending_journals  # no TensorFlow
+
     for folder in {Path(args.encoder).parent, Path(args.decoder).parent}:
         journals = pending_journals(folder)
         if journals:
@@ -136,18 +138,6 @@ def parse_arguments(argv=None):
     check_against_metrics(parser, args)
     check_outputs(parser, args, FIGURES)
     return parser, args
-
-
-def pending_journals(folder):
-    """The journals of outputs that an interrupted run was moving into `folder` (vae.saving.OutputSet writes
-    models/.staging_<run>.journal.json before its moves and deletes it after the last one)."""
-    return sorted(Path(folder).glob(".staging_*.journal.json"))
-
-
-def chapter_script(journal):
-    """The chapter script whose run left `journal` (.staging_2d_fashion_mnist_conv.journal.json → vae_2d.py)."""
-    run = journal.name.removeprefix(".staging_").removesuffix(".journal.json")
-    return f"vae_{run.split('_')[0]}.py"
 
 
 def read_metrics(path):

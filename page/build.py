@@ -55,6 +55,18 @@ STRIP_COUNT = 8  # digits in an explorer's strip: prior samples, or the steps of
 PICKABLE_IMAGES = 50  # test images each explorer ships, to show one with its reconstruction and μ ± 2σ
 
 
+def load_safely(path):
+    """The model in the .h5 file `path`, through vae.saving.load_model_safely (which refuses a Lambda layer or
+    a class the project does not make); its refusal is a BuildError naming the file."""
+    sys.path.insert(0, str(REPO_ROOT / "code"))
+    from vae.saving import load_model_safely
+
+    try:
+        return load_model_safely(path)
+    except ValueError as error:
+        raise BuildError(str(error)) from None
+
+
 class BuildError(Exception):
     """The page cannot be built; the message says which input is missing or wrong."""
 
@@ -107,6 +119,14 @@ def require_numbers(data, keys):
 def load_facts(root):
     """{name in tutorial.md: value}: each model's metrics (two_d, three_d, correlated) with a few
     derived values, the differences between models, and the constants of code/vae_3d.py."""
+    sys.path.insert(0, str(REPO_ROOT / "code"))
+    from vae.saving import chapter_script, pending_journals  # no TensorFlow
+
+    journals = pending_journals(Path(root) / "models")
+    if journals:
+        raise BuildError(f"models/ holds outputs that an interrupted run was still moving into place "
+                         f"({journals[0].name}), so they may be a mix of two runs: run python code/"
+                         f"{chapter_script(journals[0])} again to finish the move, then build the page")
     facts = {"explorer_points": EXPLORER_POINTS, "pickable_images": PICKABLE_IMAGES, "strip_count": STRIP_COUNT}
     metrics = {}
     for name, alias in TEMPLATE_NAMES.items():
@@ -462,9 +482,8 @@ def decoder_layers(path, latent_dim, num_classes=None):
     import keras
 
     sys.path.insert(0, str(REPO_ROOT / "code"))
-    from vae.saving import load_model_safely  # registers the project's layers; refuses a Lambda or unknown class
 
-    model = load_model_safely(path)
+    model = load_safely(path)
     expected = [(None, latent_dim), (None,)] if num_classes else (None, latent_dim)
     shapes = [tuple(shape) for shape in model.input_shape] if num_classes else tuple(model.input_shape)
     if shapes != expected:
@@ -574,14 +593,13 @@ def pickable_test_images(root, name, latent_dim, conditional=False):
 
     sys.path.insert(0, str(REPO_ROOT / "code"))
     from vae.data import read_idx
-    from vae.saving import load_model_safely  # registers the project's layers; refuses a Lambda or unknown class
 
     z_mean, labels = load_encodings(root, name, latent_dim)
     images = read_idx(REPO_ROOT / "data" / "mnist" / "t10k-images-idx3-ubyte.gz", ndim=3)
     if len(images) != len(z_mean):
         raise BuildError(f"models/test_encodings_{name}.npz has {len(z_mean)} encodings for {len(images)} test images")
     chosen = (np.arange(PICKABLE_IMAGES) * len(images)) // PICKABLE_IMAGES
-    encoder = load_model_safely(read_input(root, f"models/encoder_{name}.h5"))
+    encoder = load_safely(read_input(root, f"models/encoder_{name}.h5"))
     inputs = images[chosen, :, :, None].astype("float32") / 255
     if conditional:
         inputs = [inputs, labels[chosen].astype("int32")]

@@ -128,3 +128,21 @@ def test_a_checkpoint_holding_another_models_weights_is_set_aside_with_one_messa
     with pytest.raises(SystemExit, match="could not be resumed, so it was set aside"):
         fitted(start_run(epochs=2, data_dir=str(data), xla=False))
     assert not progress.exists() and list((tmp_path / "out" / "models").glob(".interrupted_2d.set-aside/damaged-*"))
+
+
+def test_the_page_builder_and_the_comparisons_refuse_outputs_half_moved_into_place(tmp_path):
+    """A kill while a run moved its outputs into place leaves its journal: the page builder refuses that folder,
+    and a comparison does not reuse the run (its rerun finishes the moves)."""
+    import importlib.util
+
+    import compare_likelihoods
+    from conftest import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("build_page", REPO_ROOT / "page" / "build.py")
+    build_page = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build_page)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / ".staging_3d.journal.json").write_text("{}")
+    with pytest.raises(build_page.BuildError, match=r"run python code/vae_3d\.py again to finish the move"):
+        build_page.build(tmp_path)
+    assert "still moving into place" in compare_likelihoods.trained_run_problem(tmp_path, {})

@@ -321,6 +321,18 @@ class OutputSet:
         return moved
 
 
+def pending_journals(models_dir):
+    """The journals of outputs that an interrupted run was still moving into place beside `models_dir`
+    (`OutputSet` writes models/.staging_<run>.journal.json before its moves and deletes it after the last)."""
+    return sorted(Path(models_dir).glob(".staging_*.journal.json"))
+
+
+def chapter_script(journal):
+    """The chapter script whose run left `journal` (.staging_2d_fashion_mnist_conv.journal.json → vae_2d.py)."""
+    run = journal.name.removeprefix(".staging_").removesuffix(".journal.json")
+    return f"vae_{run.split('_')[0]}.py"
+
+
 class OutputSetError(Exception):
     """An output set's folder holds what stops it from being committed; the message says what, nothing moved."""
 
