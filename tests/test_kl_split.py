@@ -133,7 +133,12 @@ def test_the_evaluation_writes_the_split_and_the_hole_shares_for_test_and_traini
     assert set(test_only["holes"]) == {"hole_ratio", "test", "prior_floor"}
     assert set(both["holes"]) == {"hole_ratio", "test", "train", "prior_floor"}
     assert set(both["holes"]["prior_floor"]) == {"test", "train"}
-    assert both["holes"]["test"]["prior_mass_in_holes"] == test_only["prior_mass_in_holes"]
+    by_hand = evaluation.hole_statistics(*inspection.holes_map(z_mean, z_log_var, prior.covariance)[1:])
+    for evaluated in (test_only, both):  # the test codes' holes, under their old keys and under "holes"
+        assert evaluated["prior_mass_in_holes"] == evaluated["holes"]["test"]["prior_mass_in_holes"]
+        assert evaluated["prior_mass_in_holes"] == pytest.approx(by_hand["prior_mass_in_holes"], rel=1e-12)
+        assert evaluated["posterior_mass_where_prior_is_low"] == pytest.approx(
+            by_hand["posterior_mass_where_prior_is_low"], rel=1e-12)
     for name, count in (("test", 30), ("train", 200)):
         split = both["kl_split"][name]
         assert split["images"] == count and split["ln_n"] == pytest.approx(math.log(count))

@@ -34,6 +34,7 @@ FIGURES = {
 POSTERIOR_WIDTH_IMAGES = 300  # ellipses drawn in posterior_widths
 QUADRATURE_LIMIT = 5.0  # the exact 2-D ln p(x) integrates over ε ∈ [−5, 5]² (prior standard deviations)
 HOLES_LIMIT = 4.0  # the aggregate posterior is mapped over [−4, 4]² in prior standard deviations
+LARGE_SET = 20_000  # measuring more codes than this takes seconds: a line says what runs
 
 
 def figures_for(latent_dim):
@@ -99,6 +100,9 @@ def hole_shares(prior, codes, seed=0):
         statistics = hole_statistics(*holes_map(z_mean, z_log_var, prior.covariance)[1:])
         return {"images": len(z_mean), **{key: value for key, value in statistics.items() if key != "hole_ratio"}}
 
+    for name, (z_mean, _) in codes.items():
+        if len(z_mean) > LARGE_SET:
+            print(f"Hole shares of the {len(z_mean):,} {name} codes and of as many codes drawn from the prior", flush=True)
     result = {"hole_ratio": HOLE_RATIO}
     result.update({name: shares(z_mean, z_log_var) for name, (z_mean, z_log_var) in codes.items()})
     result["prior_floor"] = {name: shares(prior.sample(len(z_mean), seed=seed), z_log_var)
@@ -113,7 +117,7 @@ def kl_splits(prior, codes, seed=0):
 
     result = {}
     for name, (z_mean, z_log_var) in codes.items():
-        if len(z_mean) > 20_000:
+        if len(z_mean) > LARGE_SET:
             print(f"Splitting the KL of the {len(z_mean):,} {name} codes into I(n; z) + KL(q(z) ‖ p(z))", flush=True)
         result[name] = kl_split(z_mean, z_log_var, prior.covariance, seed=seed)
     return result
