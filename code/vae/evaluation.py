@@ -114,6 +114,143 @@ def hole_statistics(q, p):
     }
 
 
+# The KL's two parts (Hoffman and Johnson 2016, "ELBO surgery"). Over N images, the average KL splits exactly:
+#
+#     E_n[KL(q(z|x_n) ‖ p(z))] = I(n; z) + KL(q(z) ‖ p(z)),
+#
+# with q(z) = (1/N) Σ_n q(z|x_n) the aggregate posterior. I(n; z), the mutual information between an image's
+# index and its code, is at most ln N: it grows as the codes of different images move apart, which a good
+# autoencoder needs. KL(q(z) ‖ p(z)) measures how far the codes as a whole are from the prior: the part that
+# a sample drawn from the prior pays for. Both are computed here for the finite mixture of the N posteriors.
+
+MARGINAL_KL_SAMPLES = 10_000  # Monte Carlo draws from q(z) above 2-D: a standard error near 0.01 nats
+GRID_CELLS_PER_SIGMA = 2  # the 2-D grid's cells per median posterior σ along each axis
+GRID_REACH = 6.0  # the grid covers every posterior's mean ± GRID_REACH σ
+GRID_MAX_CELLS = 1600  # cells per axis at most ((1600, 1600) float64 is 20 MB)
+TERM_REACH = 12.0  # a posterior's density beyond μ ± 12σ (below e^-72 of its peak) is left out of ln q(z)
+EXPONENT_FLOOR = -100.0  # terms below e^-100 of the largest are dropped from a log-sum-exp (no slow subnormals)
+VALUES_AT_ONCE = 1 << 22  # (rows × N) float64 blocks of at most 32 MB
+ROWS = 64  # points of ln q(z) computed together
+
+
+def posterior_log_density(z, z_mean, z_log_var):
+    """ln N(z_m; μ_n, diag σ_n²) for every point z (M, k) and posterior n of z_mean, z_log_var (N, k):
+    (M, N) float64, in nats, one latent dimension at a time (no (M, N, k) array)."""
+    z, mean, log_var = (np.asarray(a, np.float64) for a in (z, z_mean, z_log_var))
+    log_density = np.zeros((len(z), len(mean)))
+    for d in range(mean.shape[1]):
+        scaled = (z[:, d, None] - mean[None, :, d]) * np.exp(-0.5 * log_var[None, :, d])
+        log_density -= 0.5 * scaled ** 2
+    return log_density - 0.5 * (log_var.sum(axis=1) + mean.shape[1] * np.log(2 * np.pi))
+
+
+def log_aggregate_posterior(z, z_mean, z_log_var):
+    """ln q(z) = ln (1/N) Σ_n q(z|x_n) at points z (M, k), for the N posteriors z_mean, z_log_var (N, k):
+    (M,) float64, a log-sum-exp in float64.
+
+    The points are taken a few at a time, in order along z₀; for each group, only the posteriors whose box
+    μ ± TERM_REACH σ meets the group's box enter the sum. Every other term is below e^(−TERM_REACH²/2) times
+    its posterior's peak, far below what float64 resolves beside the point's own posterior. This keeps the
+    work near N × (the posteriors nearby) rather than M × N, and memory bounded for any N."""
+    z, mean, log_var = (np.asarray(a, np.float64) for a in (z, z_mean, z_log_var))
+    reach = TERM_REACH * np.exp(0.5 * log_var)
+    low, high = mean - reach, mean + reach
+    rows = int(np.clip(VALUES_AT_ONCE // len(mean), 1, ROWS))
+    order = np.argsort(z[:, 0])
+    result = np.empty(len(z))
+    for start in range(0, len(z), rows):
+        group = order[start:start + rows]
+        nearby = np.all((low <= z[group].max(axis=0)) & (high >= z[group].min(axis=0)), axis=1)
+        log_density = posterior_log_density(z[group], mean[nearby], log_var[nearby])
+        largest = log_density.max(axis=1, keepdims=True)
+        terms = np.exp(np.maximum(log_density - largest, EXPONENT_FLOOR))
+        result[group] = largest[:, 0] + np.log(terms.sum(axis=1))
+    return result - np.log(len(mean))
+
+
+def marginal_kl_by_sampling(z_mean, z_log_var, prior_covariance, samples=MARGINAL_KL_SAMPLES, seed=0):
+    """KL(q(z) ‖ p(z)) by Monte Carlo, for any latent size: z drawn from q(z) (an image n at random, then
+    z ~ q(z|x_n)), the mean of ln q(z) − ln p(z) over `samples` draws. Returns (estimate, standard error), nats."""
+    from vae.priors import GaussianPrior
+
+    rng = np.random.default_rng(seed)
+    mean, log_var = np.asarray(z_mean, np.float64), np.asarray(z_log_var, np.float64)
+    chosen = rng.integers(len(mean), size=samples)
+    z = mean[chosen] + np.exp(0.5 * log_var[chosen]) * rng.standard_normal((samples, mean.shape[1]))
+    log_ratio = log_aggregate_posterior(z, mean, log_var) - GaussianPrior(prior_covariance).log_density(z)
+    return float(log_ratio.mean()), float(log_ratio.std(ddof=1) / np.sqrt(samples))
+
+
+def marginal_kl_on_grid(z_mean, z_log_var, prior_covariance, cells_per_sigma=GRID_CELLS_PER_SIGMA):
+    """KL(q(z) ‖ p(z)) in 2-D, summed over a grid of cells: Σ_c Q_c ln(Q_c / P_c), with Q_c each cell's exact
+    probability under q (a product of differences of normal CDFs per axis, as in `aggregate_posterior`) and
+    P_c the prior's density at the cell's center times its area.
+
+    The grid covers every posterior's μ ± GRID_REACH σ, with cells_per_sigma cells per median σ along each
+    axis (GRID_MAX_CELLS at most). A sum over cells misses how q and p vary within a cell; the same sum over
+    cells twice as wide tells by how much, and the estimate is extrapolated from the two (the error falls as
+    the cell's area). Returns a dict: marginal_kl, the correction that extrapolation made, the mass of q
+    outside the grid and the grid's cells per axis."""
+    from scipy.special import ndtr
+    from vae.priors import GaussianPrior
+
+    mean, sigma = np.asarray(z_mean, np.float64), np.exp(0.5 * np.asarray(z_log_var, np.float64))
+    edges = []
+    for d in (0, 1):
+        low, high = (mean[:, d] - GRID_REACH * sigma[:, d]).min(), (mean[:, d] + GRID_REACH * sigma[:, d]).max()
+        cells = 2 * int(np.ceil((high - low) * cells_per_sigma / np.median(sigma[:, d]) / 2))  # even: pairs merge
+        cells = min(cells, GRID_MAX_CELLS)
+        edges.append(np.linspace(low, high, cells + 1))
+    q = np.zeros((len(edges[0]) - 1, len(edges[1]) - 1))
+    rows = max(1, VALUES_AT_ONCE // max(q.shape))
+    for start in range(0, len(mean), rows):
+        block = slice(start, start + rows)
+        mass = [np.diff(ndtr((edges[d][None, :] - mean[block, d, None]) / sigma[block, d, None]), axis=1)
+                for d in (0, 1)]
+        q += mass[0].T @ mass[1]
+    q /= len(mean)
+    prior = GaussianPrior(prior_covariance)
+
+    def discrete_kl(q, edges):
+        """Σ_c Q_c ln(Q_c / P_c) over the cells between `edges`, P_c by the prior's density at their centers."""
+        c0, c1 = np.meshgrid(*[(e[:-1] + e[1:]) / 2 for e in edges], indexing="ij")
+        log_p = prior.log_density(np.stack([c0.ravel(), c1.ravel()], axis=1)).reshape(q.shape)
+        log_p += np.log((edges[0][1] - edges[0][0]) * (edges[1][1] - edges[1][0]))
+        inside = q > 0
+        return float((q[inside] * (np.log(q[inside]) - log_p[inside])).sum())
+
+    fine = discrete_kl(q, edges)
+    # Cells twice as wide along each axis: each merges four of q's, the prior's taken at their centers the same way.
+    coarse = discrete_kl(q.reshape(q.shape[0] // 2, 2, q.shape[1] // 2, 2).sum(axis=(1, 3)), [e[::2] for e in edges])
+    correction = (fine - coarse) / 3  # the error ∝ the cell's area: fine + (fine − coarse)/(4 − 1)
+    return {"marginal_kl": fine + correction, "grid_correction": correction, "grid_cells": list(q.shape),
+            "mass_outside_grid": float(max(0.0, 1.0 - q.sum()))}
+
+
+def mean_kl(z_mean, z_log_var, prior_covariance):
+    """E_n[KL(q(z|x_n) ‖ p(z))], the KL of the loss averaged over the images, in nats (float64)."""
+    from vae.priors import GaussianPrior
+
+    kl = GaussianPrior(prior_covariance).kl_divergence(np.asarray(z_mean, np.float64), np.asarray(z_log_var, np.float64))
+    return float(np.mean(keras.ops.convert_to_numpy(kl)))
+
+
+def kl_split(z_mean, z_log_var, prior_covariance, samples=MARGINAL_KL_SAMPLES, seed=0):
+    """The average KL of N posteriors z_mean, z_log_var (N, k) split into I(n; z) + KL(q(z) ‖ p(z)), as a dict:
+    images, mean_kl, marginal_kl (on a grid in 2-D, `marginal_kl_on_grid`; by Monte Carlo above, with its
+    marginal_kl_standard_error), mutual_information = mean_kl − marginal_kl, and its bound ln_n = ln N."""
+    k = np.asarray(z_mean).shape[1]
+    result = {"images": len(z_mean), "mean_kl": mean_kl(z_mean, z_log_var, prior_covariance)}
+    if k == 2:
+        result.update(method="grid", **marginal_kl_on_grid(z_mean, z_log_var, prior_covariance))
+    else:
+        estimate, error = marginal_kl_by_sampling(z_mean, z_log_var, prior_covariance, samples, seed)
+        result.update(method="monte carlo", marginal_kl=estimate, marginal_kl_standard_error=error, samples=samples)
+    result["mutual_information"] = result["mean_kl"] - result["marginal_kl"]
+    result["ln_n"] = float(np.log(len(z_mean)))
+    return result
+
+
 # A conditional VAE: does the decoder draw the class asked for, and does the code still know the class?
 
 

@@ -34,6 +34,7 @@ FIGURES = {
 POSTERIOR_WIDTH_IMAGES = 300  # ellipses drawn in posterior_widths
 QUADRATURE_LIMIT = 5.0  # the exact 2-D ln p(x) integrates over ε ∈ [−5, 5]² (prior standard deviations)
 HOLES_LIMIT = 4.0  # the aggregate posterior is mapped over [−4, 4]² in prior standard deviations
+LARGE_SET = 20_000  # measuring more codes than this takes seconds: a line says what runs
 
 
 def figures_for(latent_dim):
@@ -86,22 +87,87 @@ def posteriors_beyond_grid(z_mean, z_log_var, cholesky, limit):
     return int(np.any(np.abs(mean) + 2 * sigma > limit, axis=1).sum())
 
 
+def hole_shares(prior, codes, seed=0):
+    """The prior's mass in the holes of the aggregate posterior (`evaluation.hole_statistics` on `holes_map`)
+    for each set of codes in `codes`, a dict name: (z_mean, z_log_var), and the floor of that estimator:
+    the same numbers for as many codes drawn from the prior itself, each with the width of one of the set's
+    posteriors. Those codes leave no hole by construction, so what the estimator finds there (cells of the
+    prior's thin tail that no code happens to reach) is the level below which a model's share means nothing.
+    Returns {"hole_ratio", name: {...}, ..., "prior_floor": {name: {...}, ...}}."""
+    from vae.evaluation import HOLE_RATIO, hole_statistics
+
+    def shares(z_mean, z_log_var):
+        statistics = hole_statistics(*holes_map(z_mean, z_log_var, prior.covariance)[1:])
+        return {"images": len(z_mean), **{key: value for key, value in statistics.items() if key != "hole_ratio"}}
+
+    for name, (z_mean, _) in codes.items():
+        if len(z_mean) > LARGE_SET:
+            print(f"Hole shares of the {len(z_mean):,} {name} codes and of as many codes drawn from the prior", flush=True)
+    result = {"hole_ratio": HOLE_RATIO}
+    result.update({name: shares(z_mean, z_log_var) for name, (z_mean, z_log_var) in codes.items()})
+    result["prior_floor"] = {name: shares(prior.sample(len(z_mean), seed=seed), z_log_var)
+                             for name, (z_mean, z_log_var) in codes.items()}
+    return result
+
+
+def kl_splits(prior, codes, seed=0):
+    """`evaluation.kl_split` (the average KL = I(n; z) + KL(q(z) ‖ p(z))) for each set of codes in `codes`,
+    a dict name: (z_mean, z_log_var), as a dict name: split; a line is printed before a large set."""
+    from vae.evaluation import kl_split
+
+    result = {}
+    for name, (z_mean, z_log_var) in codes.items():
+        if len(z_mean) > LARGE_SET:
+            print(f"Splitting the KL of the {len(z_mean):,} {name} codes into I(n; z) + KL(q(z) ‖ p(z))", flush=True)
+        result[name] = kl_split(z_mean, z_log_var, prior.covariance, seed=seed)
+    return result
+
+
+def check_codes(codes, latent_dim):
+    """`codes` as a pair of float arrays (z_mean, z_log_var), each (N, latent_dim) with N ≥ 1 and every value
+    finite; anything else raises ValueError naming train_codes and what is wrong."""
+    try:
+        z_mean, z_log_var = codes
+    except (TypeError, ValueError):
+        raise ValueError(f"train_codes must be a pair (z_mean, z_log_var), not {type(codes).__name__}") from None
+    z_mean, z_log_var = np.asarray(z_mean), np.asarray(z_log_var)
+    for array, what in ((z_mean, "z_mean"), (z_log_var, "z_log_var")):
+        if array.ndim != 2 or array.shape[1] != latent_dim or len(array) == 0:
+            raise ValueError(f"train_codes: {what} must have shape (N, {latent_dim}) with N ≥ 1, not {array.shape}")
+        if not np.issubdtype(array.dtype, np.number) or not np.all(np.isfinite(array)):
+            raise ValueError(f"train_codes: {what} must hold finite numbers")
+    if len(z_mean) != len(z_log_var):
+        raise ValueError(f"train_codes: z_mean has {len(z_mean):,} rows but z_log_var {len(z_log_var):,}")
+    return z_mean, z_log_var
+
+
 def evaluate_model(encoder, decoder, prior, images, z_mean, z_log_var, samples=SCRIPT_SAMPLES, quadrature=False,
-                   seed=0, binarize="off", dataset="mnist", iw_progress=None, quadrature_progress=None):
+                   seed=0, binarize="off", dataset="mnist", train_codes=None, iw_progress=None,
+                   quadrature_progress=None):
     """The evaluation beyond the ELBO, as a dict for a metrics file: the ELBO and the K-sample
     importance-weighted ln p(x) (`likelihood.likelihood_metrics`), per-dimension statistics and active
-    units (`evaluation.latent_statistics`), the holes of the aggregate posterior and, with `quadrature`
-    (2-D only), the exact ln p(x) by quadrature with its time. Every ln p(x) is under the decoder's own
-    likelihood; `binarize` ("off" or "dynamic": the test set binarized once) and `dataset` name the images'
-    convention. iw_progress(images done, images) and quadrature_progress(grid points done, grid points), if
-    given, are called as the two slow parts go."""
-    from vae.evaluation import hole_statistics, latent_statistics
+    units (`evaluation.latent_statistics`), the holes of the aggregate posterior, and, under "kl_split" and
+    "holes", the KL's two parts and the hole shares beside their floor (`kl_splits`, `hole_shares`) for the
+    test codes and, given `train_codes` (the training images' (z_mean, z_log_var)), the training codes too.
+    With `quadrature` (2-D only), the exact ln p(x) by quadrature with its time. Every ln p(x) is under the
+    decoder's own likelihood; `binarize` ("off" or "dynamic": the test set binarized once) and `dataset` name
+    the images' convention. iw_progress(images done, images) and quadrature_progress(grid points done, grid
+    points), if given, are called as the two slow parts go."""
+    from vae.evaluation import latent_statistics
     from vae.likelihood import decoder_log_likelihoods, likelihood_metrics, log_likelihood_by_quadrature
 
+    codes = {"test": (z_mean, z_log_var)}
+    if train_codes is not None:
+        codes["train"] = check_codes(train_codes, prior.latent_dim)
+    holes = hole_shares(prior, codes, seed=seed)
     result = {**likelihood_metrics(encoder, decoder, prior, images, samples, seed=seed, binarize=binarize,
                                    dataset=dataset, progress=iw_progress),
               **latent_statistics(z_mean, z_log_var, prior.covariance),
-              **hole_statistics(*holes_map(z_mean, z_log_var, prior.covariance)[1:])}
+              "hole_ratio": holes["hole_ratio"],  # the test codes' holes, as before, and under "holes"
+              "prior_mass_in_holes": holes["test"]["prior_mass_in_holes"],
+              "posterior_mass_where_prior_is_low": holes["test"]["posterior_mass_where_prior_is_low"],
+              "kl_split": kl_splits(prior, codes, seed=seed),
+              "holes": holes}
     if quadrature:
         if prior.latent_dim != 2:
             raise ValueError(f"the quadrature needs a 2-D latent space, this one has {prior.latent_dim} dimensions")
@@ -126,17 +192,20 @@ def evaluate_model(encoder, decoder, prior, images, z_mean, z_log_var, samples=S
 
 
 def look_inside(asset, name, encoder, decoder, prior, images, labels, z_mean, z_log_var, samples=SCRIPT_SAMPLES,
-                binarize="off", dataset="mnist"):
+                binarize="off", dataset="mnist", train_codes=None):
     """What a chapter script does after training: draw every figure of `figures_for` its latent size to
-    asset(filename) and return `evaluate_model`'s numbers (K = `samples`; `binarize`, `dataset`: the run's),
-    with the seconds it all took."""
+    asset(filename) and return `evaluate_model`'s numbers (K = `samples`; `binarize`, `dataset`: the run's;
+    `train_codes`: the training images' (z_mean, z_log_var), or None to measure the test codes only), with
+    the seconds it all took."""
     from vae.data import DATASET_ITEMS
 
+    if train_codes is not None:
+        check_codes(train_codes, z_mean.shape[1])  # before the figures, not after them
     started = time.perf_counter()
     for figure in figures_for(z_mean.shape[1]):
         draw(figure, asset(figure_filename(figure, name)), decoder, prior, images, labels, z_mean, z_log_var,
              items=DATASET_ITEMS[dataset])
     evaluation = evaluate_model(encoder, decoder, prior, images, z_mean, z_log_var, samples=samples, binarize=binarize,
-                                dataset=dataset)
+                                dataset=dataset, train_codes=train_codes)
     evaluation["seconds_looking_inside"] = time.perf_counter() - started  # the figures above and the evaluation
     return evaluation
