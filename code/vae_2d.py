@@ -169,9 +169,11 @@ def main(config):
                   fixed=[0.0] * (config.latent_dim - 2))
 
     # Inside the model: new digits from the prior, walks between test digits, how wide each posterior
-    # is, where the prior has mass and the codes do not, and ln p(x) beyond the ELBO (vae/inspection.py).
+    # is, where the prior has mass and the codes do not, ln p(x) beyond the ELBO, and the KL split into
+    # I(n; z) and KL(q(z) ‖ p(z)) on the test and the training codes (vae/inspection.py).
     inside = look_inside(run.asset, "2d", vae.encoder, vae.decoder, GaussianPrior.standard(config.latent_dim),
-                         x_test, y_test, z_mean, z_log_var, binarize=config.binarize, dataset=config.dataset)
+                         x_test, y_test, z_mean, z_log_var, binarize=config.binarize, dataset=config.dataset,
+                         train_codes=encode(vae.encoder, x_train))
 
     run.finish(vae, history, x_test, y_test, z_mean, **inside)  # evaluate, save, move every output into place
 

@@ -61,7 +61,8 @@ def main(config):
     # Inside the model (vae/inspection.py): prior samples, walks, posterior widths, holes, and a traversal
     # of each dimension; ln p(x) beyond the ELBO, active units and the KL per dimension.
     inside = look_inside(run.asset, "3d", vae.encoder, vae.decoder, GaussianPrior.standard(config.latent_dim),
-                         x_test, y_test, z_mean, z_log_var, binarize=config.binarize, dataset=config.dataset)
+                         x_test, y_test, z_mean, z_log_var, binarize=config.binarize, dataset=config.dataset,
+                         train_codes=encode(vae.encoder, x_train))
 
     run.finish(vae, history, x_test, y_test, z_mean, **inside, latent_variance=latent_variance.tolist(),
                mean_posterior_variance=mean_posterior_variance.tolist())

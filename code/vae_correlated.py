@@ -83,7 +83,8 @@ def main(config):
     # Inside the model (vae/inspection.py): new digits from z = L ε, walks, posterior widths, the holes
     # of the codes under this prior, and ln p(x) beyond the ELBO with the prior's own density.
     inside = look_inside(run.asset, "correlated", vae.encoder, vae.decoder, prior, x_test, y_test, z_mean, z_log_var,
-                         binarize=config.binarize, dataset=config.dataset)
+                         binarize=config.binarize, dataset=config.dataset,
+                         train_codes=encode(vae.encoder, x_train))
 
     run.finish(vae, history, x_test, y_test, z_mean, **inside,
                prior_covariance=prior.covariance.tolist(),
