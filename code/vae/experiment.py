@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vae import STARTED
+from vae import STARTED, stopping
 from vae.data import (BINARIZATION_PROTOCOL, DATASET_TITLES, TEST_BINARIZATION_SEED, DataError, binarize, data_source,
                       load_dataset)
 from vae.distribute import is_chief, setup
@@ -93,6 +93,7 @@ class Experiment:
         self.stage = "starting"
         self.metrics = {}
         sys.excepthook = self._report_and_exit
+        stopping.install()  # Ctrl-C from now on stops the run at its next step (vae/stopping.py)
         keras.utils.set_random_seed(config.seed)
 
     def load_data(self):
@@ -146,8 +147,8 @@ class Experiment:
             print(f"Free bits: in the loss, each latent dimension's KL counts as at least {config.free_bits:g} nats; "
                   f"kl and val_kl are the true KL")
         train(vae, x_train, x_test, config.epochs, config.batch_size, config.learning_rate, seed=config.seed,
-              callbacks=[*warmup, stop_on_nan, self.backup], initial_epoch=self.resumed_after,
-              jit_compile=config.xla)
+              callbacks=[*warmup, stop_on_nan, self.backup, stopping.StopOnRequest()],
+              initial_epoch=self.resumed_after, jit_compile=config.xla)
         if stop_on_nan.diverged_in is not None:
             self.progress.remove()
             raise SystemExit(self._diverged_message(stop_on_nan.diverged_in))
@@ -174,6 +175,7 @@ class Experiment:
     def output(self, name):
         """The path to write output `name` to, e.g. "models/metrics_2d.json"; it appears under config.out when
         the run's outputs are saved, its file name ending in the run's suffix (metrics_2d_cifar10_conv.json)."""
+        stopping.check()  # a Ctrl-C since the last output stops the run before this one
         path = PurePosixPath(name)
         return self.outputs.path(str(path.with_stem(path.stem + self.suffix)))
 
@@ -189,6 +191,7 @@ class Experiment:
         `extra_metrics` (JSON-serializable) are added to models/metrics_<name>.json.
         """
         name, config = self.name, self.config
+        stopping.check()
         self.stage = "evaluating"
         test_data = (x_test, y_test) if vae.conditional else x_test
         test = evaluate(vae, test_data)
@@ -247,6 +250,7 @@ class Experiment:
             "files": self.outputs.checksums(),  # SHA-256 of every other output of this run
         }
         save_json(self.metrics, self.output(f"models/metrics_{name}.json"))
+        stopping.check()  # the last point a Ctrl-C stops the run: from here the outputs replace the earlier ones
         self.stage = "moving the outputs into place"
         written = self.outputs.commit()
         self.progress.remove()
