@@ -19,10 +19,14 @@ _requested = False
 
 
 def install():
-    """Make Ctrl-C (SIGINT) a stop request for the run starting now (a script's run, not an import)."""
+    """Make Ctrl-C (SIGINT) a stop request for the run starting now (a script's run, not an import).
+
+    A run started in the background by a shell ignores Ctrl-C, and keeps ignoring it.
+    """
     global _requested
     _requested = False
-    signal.signal(signal.SIGINT, _on_sigint)
+    if signal.getsignal(signal.SIGINT) in (signal.default_int_handler, _on_sigint):
+        signal.signal(signal.SIGINT, _on_sigint)
 
 
 def _on_sigint(signum, frame):
@@ -30,11 +34,6 @@ def _on_sigint(signum, frame):
     if _requested:  # the second Ctrl-C: stop now, wherever the run is
         raise KeyboardInterrupt
     _requested = True  # nothing printed yet: the run says it when it stops
-
-
-def requested():
-    """True once Ctrl-C has been pressed during this run."""
-    return _requested
 
 
 def check():
