@@ -313,6 +313,10 @@ def test_what_this_machine_cannot_do_is_refused_before_any_data_loads(monkeypatc
     for config, message in [
         (Config(precision="mixed_float16"), "precision: mixed_float16 needs a GPU"),
         (Config(distribute="mirrored", devices=["/gpu:7"]), "devices: /gpu:7 is not a device of this machine"),
+        # One device: nothing to mirror, and TensorFlow's multi-device input iterator crashed 2 runs in 20 there.
+        (Config(distribute="mirrored", devices=["/cpu:0"]),
+         r"distribute: mirrored on one device \(/cpu:0\) has nothing to mirror and can crash TensorFlow; "
+         r"train without --distribute, or name two or more devices \(--devices\)"),
         (Config(distribute="multi_worker"), "distribute: multi_worker needs the TF_CONFIG environment variable"),
     ]:
         monkeypatch.delenv("TF_CONFIG", raising=False)

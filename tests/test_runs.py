@@ -59,6 +59,39 @@ def stop_when(process, condition, sig, timeout=120):
     return process.communicate(timeout=timeout)
 
 
+def pause_when(process, condition, timeout=120):
+    """Wait until condition() holds, then pause `process` (SIGSTOP) and wait until it has stopped: what its
+    files show from now on is where it stands when a signal sent now arrives."""
+    wait_until(process, condition, timeout)
+    process.send_signal(signal.SIGSTOP)
+    os.waitpid(process.pid, os.WUNTRACED)
+
+
+def where(out, earlier_metrics, name="2d"):
+    """Where a paused run of `name` stands, read off its files: "running" (its metrics are not staged yet: at
+    least one check for Ctrl-C lies ahead), "committing" (its journal is written or its outputs are in place:
+    no check lies ahead), or "between" (its metrics are staged; the last check may or may not have passed).
+    `earlier_metrics` is the text of the metrics file in place before the run (None: there was none)."""
+    models = Path(out) / "models"
+    metrics = models / f"metrics_{name}.json"
+    if (models / f".staging_{name}.journal.json").exists() or (
+            metrics.read_text() if metrics.exists() else None) != earlier_metrics:
+        return "committing"
+    return "between" if (models / f".staging_{name}" / "models" / metrics.name).exists() else "running"
+
+
+def ctrl_c_when(process, out, condition, timeout=120):
+    """Press Ctrl-C in `process` as soon as condition() holds, the process paused meanwhile; wait for it to end.
+    Returns (stdout, stderr, where it stood when the signal arrived: see `where`)."""
+    metrics = Path(out) / "models" / "metrics_2d.json"
+    earlier = metrics.read_text() if metrics.exists() else None
+    pause_when(process, condition, timeout)
+    stood = where(out, earlier)
+    process.send_signal(signal.SIGINT)
+    process.send_signal(signal.SIGCONT)
+    return (*process.communicate(timeout=timeout), stood)
+
+
 def messages(stderr):
     """The lines a run printed to stderr, without TensorFlow's C++ start-up lines."""
     return [line for line in stderr.splitlines()
@@ -125,7 +158,8 @@ def test_ctrl_c_prints_one_line_and_the_same_command_resumes_after_the_last_fini
         small_mnist, reference, tmp_path):
     out = tmp_path
     process = start(out, small_mnist)
-    _, stderr = stop_when(process, lambda: "epoch-0002" in checkpoints(out), signal.SIGINT)
+    _, stderr, stood = ctrl_c_when(process, out, lambda: "epoch-0002" in checkpoints(out))
+    assert stood == "running"  # two of four epochs still to train: the test paused the run long before its end
     assert process.returncode == -signal.SIGINT  # killed by SIGINT, as the shell expects: exit status 130
     assert "Traceback" not in stderr
     done = int(checkpoints(out)[-1].split("-")[1])
@@ -179,6 +213,39 @@ def test_ctrl_c_while_tensorflow_loads_prints_one_line(tmp_path, small_mnist):
     assert not (tmp_path / "models").exists()
 
 
+def test_ctrl_c_is_recorded_and_acted_on_at_the_next_check_and_a_second_one_stops_at_once():
+    result = run_python("""
+import os, signal
+from vae import stopping
+
+def ctrl_c():
+    os.kill(os.getpid(), signal.SIGINT)  # Python runs its handler before the next line
+
+stopping.install()
+ctrl_c()
+print("recorded, nothing raised")
+try:
+    stopping.check()
+except KeyboardInterrupt:
+    print("the check stops the run")
+try:
+    ctrl_c()
+    print("the second Ctrl-C was lost")
+except KeyboardInterrupt:
+    print("the second Ctrl-C stops at once")
+stopping.install()  # a new run starts with no request
+stopping.check()
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # as in a run started in the background by a shell
+stopping.install()
+ctrl_c()
+print("ignored:", signal.getsignal(signal.SIGINT) is signal.SIG_IGN)
+stopping.check()
+""")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.splitlines() == ["recorded, nothing raised", "the check stops the run",
+                                          "the second Ctrl-C stops at once", "ignored: True"]
+
+
 def test_kills_at_any_moment_leave_one_whole_set_of_outputs_and_the_next_run_finishes(
         small_mnist, reference, tmp_path):
     """SIGKILL and Ctrl-C at each stage of a run, each time running the same command again."""
@@ -188,9 +255,10 @@ def test_kills_at_any_moment_leave_one_whole_set_of_outputs_and_the_next_run_fin
     def unchanged():
         assert check_outputs(out) == earlier
 
-    # 1. Ctrl-C during the first epoch.
+    # 1. Ctrl-C as training starts, however soon (TensorFlow's C++ code once swallowed it there).
     process = start(out, small_mnist)
-    _, stderr = stop_when(process, lambda: (progress(out) / "settings.json").exists(), signal.SIGINT)
+    _, stderr, stood = ctrl_c_when(process, out, lambda: (progress(out) / "settings.json").exists())
+    assert stood == "running"  # paused as its first epoch starts, four epochs before its outputs are staged
     assert process.returncode == -signal.SIGINT  # killed by SIGINT, as the shell expects: exit status 130
     assert "Traceback" not in stderr
     assert messages(stderr) == [f"Interrupted after epoch 0 of {EPOCHS}; the earlier results in {out} are "
@@ -198,12 +266,19 @@ def test_kills_at_any_moment_leave_one_whole_set_of_outputs_and_the_next_run_fin
     unchanged()
     # 2. Between epochs, while a checkpoint after the first is being written (its temporary folder exists).
     writing = lambda: any(progress(out).glob("epoch-*.partial.*")) and "epoch-0001" in checkpoints(out)  # noqa: E731
-    for _ in range(3):  # a checkpoint takes milliseconds: the kill can land just after it was renamed; then again
-        stop_when(start(out, small_mnist), writing, signal.SIGKILL)
-        unchanged()
-        if list(progress(out).glob("epoch-*.partial.*")):
-            break
-    assert checkpoints(out) and list(progress(out).glob("epoch-*.partial.*"))  # a torn checkpoint beside whole ones
+    process = start(out, small_mnist)
+    pause_when(process, writing)
+    torn = list(progress(out).glob("epoch-*.partial.*"))  # none if it was renamed before the pause took hold
+    process.kill()
+    process.communicate()
+    unchanged()
+    if not torn:  # then leave what a kill mid-write leaves: a checkpoint folder with half a weights file
+        whole = progress(out) / checkpoints(out)[-1]
+        torn = [whole.with_name(f"epoch-{int(whole.name.split('-')[1]) + 1:04d}.partial.1")]
+        torn[0].mkdir()
+        weights = (whole / "weights.weights.h5").read_bytes()
+        (torn[0] / "weights.weights.h5").write_bytes(weights[:len(weights) // 2])
+    assert checkpoints(out) and all(path.exists() for path in torn)  # a torn checkpoint beside whole ones
     # 3. After the last epoch, while saving (the first outputs are staged, the rest not yet): the
     #    training is kept, and the same command repeats no epoch.
     staged = out / "models" / ".staging_2d"
@@ -212,17 +287,23 @@ def test_kills_at_any_moment_leave_one_whole_set_of_outputs_and_the_next_run_fin
     assert "Resuming an interrupted run after its epoch " in stdout
     unchanged()
     assert checkpoints(out)[-1] == f"epoch-{EPOCHS:04d}"
-    # 4. Ctrl-C while saving.
+    assert not list(progress(out).glob("epoch-*.partial.*"))  # the torn checkpoint was cleared, not resumed from
+    # 4. Ctrl-C while saving: the run stops, unless it had begun moving its outputs into place when the
+    #    signal came (only then does it finish). The test pauses it to know which.
     process = start(out, small_mnist)
-    stdout, stderr = stop_when(process, lambda: (staged / "models" / "decoder_2d.h5").exists(), signal.SIGINT)
+    stdout, stderr, stood = ctrl_c_when(process, out, lambda: (staged / "models" / "decoder_2d.h5").exists())
     assert f"Resuming an interrupted run after its epoch {EPOCHS}" in stdout
-    assert messages(stderr)[-1] == (
-        f"Interrupted while saving; the earlier results in {out} are unchanged. Run the same command again "
-        f"to evaluate and save the trained model (no epoch is repeated).")
-    unchanged()
-    # The same command finishes, with the true epoch count, and its outputs replace the earlier ones.
-    result = run(out, small_mnist)
-    assert result.returncode == 0, result.stderr[-3000:]
+    if stood == "running" or stood == "between" and process.returncode != 0:
+        assert process.returncode == -signal.SIGINT, stderr[-3000:]
+        assert messages(stderr)[-1] == (
+            f"Interrupted while saving; the earlier results in {out} are unchanged. Run the same command again "
+            f"to evaluate and save the trained model (no epoch is repeated).")
+        unchanged()
+        # The same command finishes, with the true epoch count, and its outputs replace the earlier ones.
+        result = run(out, small_mnist)
+        assert result.returncode == 0, result.stderr[-3000:]
+    else:  # the outputs were moving into place when the signal came: the run finished, no epoch repeated
+        assert process.returncode == 0, stderr[-3000:]
     metrics = check_outputs(out)
     assert metrics["epochs"] == EPOCHS and all(len(values) == EPOCHS for values in metrics["history"].values())
     assert metrics["resumed_after_epoch"] == EPOCHS

@@ -65,7 +65,16 @@ def strategy_for(config):
                 if tf.DeviceSpec.from_string(device).to_string() not in known:  # "/gpu:0" → "/device:GPU:0"
                     raise SystemExit(f"error: devices: {device} is not a device of this machine "
                                      f"(TensorFlow sees {', '.join(known)})")
-        return tf.distribute.MirroredStrategy(config.devices)
+        strategy = tf.distribute.MirroredStrategy(config.devices)  # default: every local GPU, else the CPU
+        if strategy.num_replicas_in_sync == 1:
+            # Nothing to mirror, and not harmless: MirroredStrategy feeds even one device through TensorFlow's
+            # multi-device input iterator, and on this project's CPU 2 runs in 20 crashed (segmentation fault)
+            # as Keras deleted a finished one. Plain training takes the same steps.
+            device = tf.DeviceSpec.from_string(strategy.extended.worker_devices[0])
+            name = f"/{device.device_type.lower()}:{device.device_index}"  # "/cpu:0"
+            raise SystemExit(f"error: distribute: mirrored on one device ({name}) has nothing to mirror and can "
+                             f"crash TensorFlow; train without --distribute, or name two or more devices (--devices)")
+        return strategy
     if config.distribute == "multi_worker":
         if "TF_CONFIG" not in os.environ:
             raise SystemExit("error: distribute: multi_worker needs the TF_CONFIG environment variable "

@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vae import start
+from vae import start, stopping
 from vae.data import (BINARIZATION_PROTOCOL, DATASET_TITLES, TEST_BINARIZATION_SEED, DataError, binarize, data_source,
                       load_dataset)
 from vae.distribute import is_chief, setup
@@ -107,6 +107,7 @@ class Experiment:
         self.stage = "starting"
         self.metrics = {}
         sys.excepthook = self._report_and_exit
+        stopping.install()  # Ctrl-C from now on stops the run at its next step (vae/stopping.py)
         keras.utils.set_random_seed(config.seed)
 
     def load_data(self):
@@ -171,8 +172,8 @@ class Experiment:
                   f"kl and val_kl are the true KL")
         try:
             train(vae, x_train, x_test, config.epochs, config.batch_size, seed=config.seed,
-                  callbacks=[*warmup, stop_on_nan, self.backup], initial_epoch=self.resumed_after,
-                  jit_compile=config.xla)
+                  callbacks=[*warmup, stop_on_nan, self.backup, stopping.StopOnRequest()],
+                  initial_epoch=self.resumed_after, jit_compile=config.xla)
         except CheckpointError as error:
             self.progress.set_aside(f"its checkpoint does not load: {error}")
             raise SystemExit("error: the saved progress could not be resumed, so it was set aside (above); "
@@ -204,6 +205,7 @@ class Experiment:
     def output(self, name):
         """The path to write output `name` to, e.g. "models/metrics_2d.json"; it appears under config.out when
         the run's outputs are saved, its file name ending in the run's suffix (metrics_2d_cifar10_conv.json)."""
+        stopping.check()  # a Ctrl-C since the last output stops the run before this one
         path = PurePosixPath(name)
         return self.outputs.path(str(path.with_stem(path.stem + self.suffix)))
 
@@ -219,6 +221,7 @@ class Experiment:
         `extra_metrics` (JSON-serializable) are added to models/metrics_<name>.json.
         """
         name, config = self.name, self.config
+        stopping.check()
         self.stage = "evaluating"
         test_data = (x_test, y_test) if len(vae.decoder.inputs) == 2 else x_test  # a conditional VAE's: with labels
         test = evaluate(vae, test_data)
@@ -277,6 +280,7 @@ class Experiment:
             "files": self.outputs.checksums(),  # SHA-256 of every other output of this run
         }
         save_json(self.metrics, self.output(f"models/metrics_{name}.json"))
+        stopping.check()  # the last point a Ctrl-C stops the run: from here the outputs replace the earlier ones
         self.stage = "moving the outputs into place"
         try:
             written = self.outputs.commit()
@@ -285,6 +289,7 @@ class Experiment:
                              f"unchanged. Move it away, then {self._resume_hint('run').lower()}") from None
         self.progress.remove()
         self.lock.release()
+        stopping.uninstall()
         self.stage = "done"
         if not self.chief:
             shutil.rmtree(self.out, ignore_errors=True)
