@@ -48,6 +48,8 @@ class Experiment:
     message saying what happened and what to do, and leave the earlier outputs whole.
     """
 
+    latest = None  # the Experiment this process started last
+
     def __init__(self, config, name, min_latent_dim=1):
         self.config = config.check(min_latent_dim)
         self.name = name
@@ -83,6 +85,11 @@ class Experiment:
                 raise SystemExit(f"error: out: cannot create {folder}: {error.strerror}") from None
             if not os.access(folder, os.W_OK):
                 raise SystemExit(f"error: out: {folder} is not writable")
+        # In a notebook the kernel outlives a run that stopped with an error or an interrupt: that run's lock is
+        # let go here, as a script's exit lets it go, so that the next run in the kernel can start (and resume).
+        if Experiment.latest is not None:
+            Experiment.latest.lock.release()
+        Experiment.latest = self
         self.lock = RunLock(self.models_dir / f".{run}.lock")
         holder = self.lock.acquire()
         if holder is not None:
