@@ -71,3 +71,15 @@ def test_the_2d_notebook_trains_and_shows_its_figures(tmp_path):
     images = [output for output in shown if "image/png" in output.get("data", {})]
     assert len(images) == len(list((out / "assets").glob("*.png"))) >= 8
     assert any("Clusters2D.png" in output.get("text", "") for output in shown)
+
+
+def test_a_kernel_can_start_a_run_again_after_one_stopped(tmp_path):
+    """A notebook's kernel outlives a run stopped by an error or the interrupt button: the next run in the same
+    process takes the run lock instead of reporting the earlier one as another process's run."""
+    from vae.config import Config
+    from vae.experiment import Experiment
+
+    Experiment(Config(epochs=1, out=tmp_path), name="2d")  # stopped before it finished: its lock is still held
+    second = Experiment(Config(epochs=1, out=tmp_path), name="2d")
+    assert second.lock.file is not None
+    second.lock.release()
