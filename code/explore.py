@@ -97,6 +97,9 @@ def parse_arguments(argv=None):
     run_settings = json.loads(metrics.read_text()) if args.model and metrics.is_file() else {}
     args.binarize = args.binarize or run_settings.get("binarize", "off")
     args.dataset = args.dataset or run_settings.get("dataset", "mnist")
+    if args.dataset not in DATASETS:  # "images": a reader's folder, which explore.py does not read (yet)
+        parser.error(f"{args.model} was trained on a folder of images; explore.py looks inside models of "
+                     f"{', '.join(DATASETS)} only: the chapter's own run drew its figures")
     if args.prior_cov is not None:
         try:
             args.prior_cov = parse_covariance(args.prior_cov)
