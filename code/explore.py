@@ -155,6 +155,9 @@ def read_metrics(path):
         raise ValueError(f"{shown_path(path)} is not valid JSON ({error}); {advice}") from None
     if not isinstance(metrics, dict):
         raise ValueError(f"{shown_path(path)} holds a JSON {type(metrics).__name__}, not an object; {advice}")
+    if metrics.get("dataset") == "images":  # a reader's folder, which explore.py does not read (yet)
+        raise ValueError(f"{shown_path(path)}: its model was trained on a folder of images; explore.py looks inside "
+                         f"models of {', '.join(DATASETS)} only (the chapter's own run drew its figures)")
     problems = [f"no {key!r}" for key in ("dataset", "likelihood", "latent_dim", "files") if key not in metrics]
     for key, allowed in [("dataset", DATASETS), ("likelihood", LIKELIHOODS), ("binarize", BINARIZE)]:
         if key in metrics and metrics[key] not in allowed:

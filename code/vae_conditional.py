@@ -93,11 +93,12 @@ def main(config):
     from vae.figures import plot_class_samples, plot_latent_clusters, plot_manifold, plot_style_transfer
 
     run = Experiment(config, name="conditional", min_latent_dim=2)
-    (x_train, y_train), (x_test, y_test) = run.load_data()
+    (x_train, y_train), (x_test, y_test) = run.load_data(needs_classes=True)  # a folder of images: 2 classes or more
+    num_classes = run.num_classes  # NUM_CLASSES, or a folder's own
     y_train, y_test = y_train.astype("int32"), y_test.astype("int32")  # the networks' label inputs are int32
 
-    encoder = build_encoder(config.latent_dim, NUM_CLASSES, x_train.shape[1:], seed=config.seed)
-    decoder = build_decoder(config.latent_dim, NUM_CLASSES, x_train.shape[1:])
+    encoder = build_encoder(config.latent_dim, num_classes, x_train.shape[1:], seed=config.seed)
+    decoder = build_decoder(config.latent_dim, num_classes, x_train.shape[1:])
     vae = run.model(ConditionalVAE, encoder, decoder, beta=config.beta)
     vae.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
     # The data are (images, labels) pairs: train_step passes them to compute_losses as they are.
@@ -106,38 +107,39 @@ def main(config):
 
     # Draw every class from the same ten codes: a row per class, a column per code (one style).
     items = DATASET_ITEMS[config.dataset]
-    plot_class_samples(decoder, run.asset("samples_conditional.png"), NUM_CLASSES, items=items)
+    plot_class_samples(decoder, run.asset("samples_conditional.png"), num_classes, items=items)
 
     # The codes of the test images, each found with its own label: style, with the class taken out.
     z_mean, _ = encode(encoder, x_test, labels=y_test)
     plot_latent_clusters(z_mean, y_test, run.asset("ClustersConditional.png"),
                          title=f"Test images in the conditional VAE's latent plane ({len(z_mean):,} points)")
+    style_class = min(STYLE_GRID_CLASS, num_classes - 1)  # a folder of images may have fewer classes
     plot_manifold(decoder, run.asset("latentConditional.png"), config.grid_size, config.grid_limit,
-                  fixed=[0.0] * (config.latent_dim - 2), label=STYLE_GRID_CLASS,
-                  title=f"A {STYLE_GRID_CLASS} decoded over a {config.grid_size}×{config.grid_size} grid of codes")
+                  fixed=[0.0] * (config.latent_dim - 2), label=style_class,
+                  title=f"A {style_class} decoded over a {config.grid_size}×{config.grid_size} grid of codes")
 
     # The first test image of each of the first six classes, its style drawn as every class.
-    firsts = [int(np.flatnonzero(y_test == c)[0]) for c in range(NUM_CLASSES) if np.any(y_test == c)]
+    firsts = [int(np.flatnonzero(y_test == c)[0]) for c in range(num_classes) if np.any(y_test == c)]
     plot_style_transfer(decoder, x_test[firsts[:6]], z_mean[firsts[:6]],
-                        run.asset("style_transfer_conditional.png"), NUM_CLASSES)
+                        run.asset("style_transfer_conditional.png"), num_classes)
 
     # Does the decoder draw the class it is asked for? A separate classifier, trained on the training
     # images, judges drawings from fresh prior codes; and can the class still be read off the code?
-    classifier = train_classifier(x_train, y_train, NUM_CLASSES, seed=config.seed)
-    asked = np.repeat(np.arange(NUM_CLASSES), SAMPLES_PER_CLASS)
+    classifier = train_classifier(x_train, y_train, num_classes, seed=config.seed)
+    asked = np.repeat(np.arange(num_classes), SAMPLES_PER_CLASS)
     z = np.random.default_rng(config.seed).standard_normal((len(asked), config.latent_dim))
     drawn = decode(decoder, z, labels=asked)
-    agreement = [class_agreement(classifier, drawn[asked == c], asked[asked == c]) for c in range(NUM_CLASSES)]
+    agreement = [class_agreement(classifier, drawn[asked == c], asked[asked == c]) for c in range(num_classes)]
 
     run.finish(
         vae, history, x_test, y_test, z_mean,
-        num_classes=NUM_CLASSES,
+        num_classes=num_classes,
         judge_test_accuracy=class_agreement(classifier, x_test, y_test),
         samples_judged=len(asked),
         samples_of_asked_class=float(np.mean(agreement)),
         samples_of_asked_class_per_class=agreement,
         class_from_code_accuracy=class_from_code(z_mean, y_test),
-        style_grid_class=STYLE_GRID_CLASS,
+        style_grid_class=style_class,
     )
 
 

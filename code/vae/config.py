@@ -16,6 +16,7 @@ import numpy as np
 
 from vae.checks import FLOAT32_MAX, FLOAT32_TINY, LIKELIHOODS, check_covariance
 from vae.data import DATASET_SIZES, IMAGE_SHAPES
+from vae.images import COLORS, DEFAULT_IMAGE_SIZES, MAX_IMAGE_SIZE, MAX_IMAGES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,10 +36,12 @@ DISTRIBUTE = ("none", "mirrored", "multi_worker")  # vae/distribute.py says what
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")  # Keras' dtype policies
 BINARIZE = ("off", "dynamic")  # "dynamic": training images drawn afresh as Bernoulli(pixel) at every step
 DATASETS = tuple(DATASET_SIZES)  # "mnist", "fashion_mnist", "cifar10": vae/data.py says where each comes from
+IMAGE_FOLDER = "images"  # --dataset images: a reader's own folder of images, --data-dir DIR (vae/images.py)
 ARCHITECTURES = ("mlp", "conv")  # the encoder's and decoder's layers: the chapter's, or vae/conv.py
-# The likelihood a run gets unless it names one: the Bernoulli's cross-entropy for the grey-scale sets, as the
-# tutorial has it; for colour photos, whose pixels are rarely near 0 or 1, the continuous Bernoulli's density.
-DEFAULT_LIKELIHOODS = {"mnist": "bernoulli", "fashion_mnist": "bernoulli", "cifar10": "continuous_bernoulli"}
+# The likelihood a run gets unless it names one: the Bernoulli's cross-entropy for grey-scale images, as the
+# tutorial has it; for colour photos (cifar10, an rgb folder), whose pixels are rarely near 0 or 1, the
+# continuous Bernoulli's density.
+DEFAULT_LIKELIHOODS = {"grayscale": "bernoulli", "colour": "continuous_bernoulli"}
 
 
 class ConfigError(ValueError):
@@ -96,8 +99,16 @@ class Config:
         "off", "off: grey-scale pixels; dynamic: each training image drawn afresh as Bernoulli(pixel) at every "
                "step, the test images once with a fixed seed (vae/variants.py: DynamicBinarization)", choices=BINARIZE)
     dataset: str = hyperparameter(
-        "mnist", "mnist (digits), fashion_mnist (clothes; both 28×28 grey-scale) or cifar10 (32×32 colour "
-                 "photos); another than mnist adds its name to the outputs", choices=DATASETS)
+        "mnist", "mnist (digits), fashion_mnist (clothes; both 28×28 grey-scale), cifar10 (32×32 colour "
+                 "photos) or images (your folder of PNG, JPEG, BMP or GIF files, --data-dir DIR, class sub-folders "
+                 "optional; vae/images.py); another than mnist adds its name to the outputs",
+        choices=(*DATASETS, IMAGE_FOLDER))
+    image_size: int | None = hyperparameter(
+        None, "with --dataset images: each image resized to N × N pixels as Keras resizes (aspect ratio not kept)",
+        bounds=(4, MAX_IMAGE_SIZE), parse=int, metavar="N", default_text="28, for --color rgb 32")
+    color: str | None = hyperparameter(
+        None, "with --dataset images: read the images as grayscale (1 channel) or rgb (3)", choices=COLORS,
+        parse=str, default_text="grayscale")
     architecture: str = hyperparameter(
         "mlp", "mlp: the tutorial's dense layers; conv: strided convolutions (vae/conv.py), which add their name to "
                "the outputs",
@@ -159,9 +170,18 @@ class Config:
         if self.kl_warmup_epochs >= self.epochs and self.kl_warmup_epochs > 0:
             raise ConfigError(f"kl_warmup_epochs must be less than epochs ({self.epochs}), so that the last epochs "
                               f"train with the full beta, got {self.kl_warmup_epochs}")
+        if self.dataset == IMAGE_FOLDER:
+            if self.data_dir is None:
+                raise ConfigError("dataset 'images' reads your folder of images: name it with data_dir (--data-dir DIR)")
+            self.color = self.color or "grayscale"
+            self.image_size = self.image_size or DEFAULT_IMAGE_SIZES[self.color]
+        elif self.image_size is not None or self.color is not None:
+            raise ConfigError(f"image_size and color are for dataset 'images' (a folder of images), and the dataset "
+                              f"is {self.dataset!r}: {IMAGE_SHAPES[self.dataset]} images")
+        colour = self.color == "rgb" if self.dataset == IMAGE_FOLDER else IMAGE_SHAPES[self.dataset][-1] > 1
         if self.likelihood is None:
-            self.likelihood = DEFAULT_LIKELIHOODS[self.dataset]
-        if self.binarize == "dynamic" and IMAGE_SHAPES[self.dataset][-1] > 1:
+            self.likelihood = DEFAULT_LIKELIHOODS["colour" if colour else "grayscale"]
+        if self.binarize == "dynamic" and colour:
             raise ConfigError(f"binarize 'dynamic' draws binary images from grey-scale pixels; {self.dataset} is in "
                               f"colour. Use binarize 'off'")
         if self.likelihood == "continuous_bernoulli" and self.binarize == "dynamic":
@@ -169,8 +189,9 @@ class Config:
             raise ConfigError("likelihood 'continuous_bernoulli' is a density for grayscale pixels in [0, 1]; with "
                               "binarize 'dynamic' every pixel is 0 or 1, where it grows without bound. Use "
                               "likelihood 'bernoulli' for binarized images")
-        if self.train_size is not None:
-            _check_int("train_size", self.train_size, 1, DATASET_SIZES[self.dataset][0])
+        if self.train_size is not None:  # a folder's size is checked when it is read
+            _check_int("train_size", self.train_size, 1,
+                       MAX_IMAGES if self.dataset == IMAGE_FOLDER else DATASET_SIZES[self.dataset][0])
         if self.prior_cov is not None:
             try:
                 check_covariance(self.prior_cov, self.latent_dim)

@@ -66,8 +66,9 @@ class DataError(ValueError):
 # Published (train, test) sizes of each data set, and the shape of one of its images as the loader returns it.
 DATASET_SIZES = {"mnist": (60000, 10000), "fashion_mnist": (60000, 10000), "cifar10": (50000, 10000)}
 IMAGE_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "cifar10": (32, 32, 3)}
-DATASET_TITLES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}  # for messages
-DATASET_ITEMS = {"mnist": "digits", "fashion_mnist": "clothes", "cifar10": "photos"}  # what figure titles call the images
+# For messages and figure titles; "images" is a reader's own folder (vae/images.py), whose sizes and shape vary.
+DATASET_TITLES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "images": "image folder"}
+DATASET_ITEMS = {"mnist": "digits", "fashion_mnist": "clothes", "cifar10": "photos", "images": "images"}
 
 IMAGE_SIZE = 28  # images are IMAGE_SIZE x IMAGE_SIZE pixels
 NUM_CLASSES = 10  # labels are 0 .. NUM_CLASSES - 1

@@ -22,8 +22,9 @@ import numpy as np
 import tensorflow as tf
 
 from vae import start, stopping
-from vae.data import (BINARIZATION_PROTOCOL, DATASET_TITLES, TEST_BINARIZATION_SEED, DataError, binarize, data_source,
-                      load_dataset)
+from vae.data import (BINARIZATION_PROTOCOL, DATASET_TITLES, NUM_CLASSES, TEST_BINARIZATION_SEED, DataError, binarize,
+                      data_source, load_dataset)
+from vae.images import folder_tag, load_image_folder
 from vae.distribute import is_chief, setup
 from vae.evaluation import evaluate
 from vae.figures import plot_history, plot_reconstructions
@@ -47,12 +48,16 @@ class Experiment:
     message saying what happened and what to do, and leave the earlier outputs whole.
     """
 
+    latest = None  # the Experiment this process started last
+
     def __init__(self, config, name, min_latent_dim=1):
         self.config = config.check(min_latent_dim)
         self.name = name
         # A reader's experiment writes beside the tutorial's results, never over them: with another data set
         # or architecture every output's name ends in them (`output`), e.g. Clusters2D_fashion_mnist_conv.png.
-        self.suffix = "".join(f"_{value}" for value, tutorials in [(config.dataset, "mnist"), (config.architecture, "mlp")]
+        # A folder of images adds its own name: Clusters2D_images-<folder name>.png.
+        dataset = folder_tag(config.data_dir) if config.dataset == "images" else config.dataset
+        self.suffix = "".join(f"_{value}" for value, tutorials in [(dataset, "mnist"), (config.architecture, "mlp")]
                               if value != tutorials)
         run = name + self.suffix  # this run's lock, staging folder and saved progress: apart from the tutorial's
         self.strategy = setup(config)  # before any model is built (vae/distribute.py)
@@ -90,6 +95,11 @@ class Experiment:
         if in_the_way:
             raise SystemExit(f"error: out: folders stand where this run writes files: {', '.join(in_the_way[:5])}. "
                              f"Move them away, then run again.")
+        # In a notebook the kernel outlives a run that stopped with an error or an interrupt: that run's lock is
+        # let go here, as a script's exit lets it go, so that the next run in the kernel can start (and resume).
+        if Experiment.latest is not None:
+            Experiment.latest.lock.release()
+        Experiment.latest = self
         self.lock = RunLock(lock_path)
         holder = self.lock.acquire()
         if holder is not None:
@@ -106,22 +116,35 @@ class Experiment:
         self.backup = None
         self.stage = "starting"
         self.metrics = {}
+        self.num_classes = NUM_CLASSES  # a folder of images: its own number of classes (load_data)
+        self.data_info = {}  # a folder of images: where it is, its classes, counts and split, for the metrics
         sys.excepthook = self._report_and_exit
         stopping.install()  # Ctrl-C from now on stops the run at its next step (vae/stopping.py)
         keras.utils.set_random_seed(config.seed)
 
-    def load_data(self):
+    def load_data(self, needs_classes=False):
         """The data set, config.dataset, as ((x_train, y_train), (x_test, y_test)), the training set cut to
-        config.train_size. Images are (N, 28, 28, 1), CIFAR-10's (N, 32, 32, 3), in [0, 1] (vae/data.py).
+        config.train_size. Images are (N, 28, 28, 1), CIFAR-10's (N, 32, 32, 3), in [0, 1] (vae/data.py);
+        a folder of images' (N, image_size, image_size, 1 or 3), its test set held out (vae/images.py), which
+        must have two classes or more when `needs_classes`.
 
         With config.binarize "dynamic" the test images are binarized once (vae.data.binarize, the same
         draw in every run); the training images stay grayscale, drawn afresh at every step by the VAE.
         """
         self.stage = "loading the data"
         try:
-            dataset = self.config.dataset
-            print(f"{DATASET_TITLES[dataset]} from {data_source(dataset, self.config.data_dir)}")
-            (x_train, y_train), (x_test, y_test) = load_dataset(dataset, self.config.data_dir)
+            dataset, config = self.config.dataset, self.config
+            if dataset == "images":
+                (x_train, y_train), (x_test, y_test), self.data_info = load_image_folder(
+                    config.data_dir, config.image_size, config.color, needs_classes)
+                self.num_classes = max(1, len(self.data_info["classes"]))
+                classes = self.data_info["classes"]
+                print(f"Images of {config.data_dir}: {len(x_train):,} for training, {len(x_test):,} held out for "
+                      f"testing, {config.image_size}×{config.image_size} {config.color}, "
+                      + (f"{len(classes)} classes ({', '.join(classes)})" if classes else "no classes (no sub-folders)"))
+            else:
+                print(f"{DATASET_TITLES[dataset]} from {data_source(dataset, config.data_dir)}")
+                (x_train, y_train), (x_test, y_test) = load_dataset(dataset, config.data_dir)
         except DataError as error:
             raise SystemExit(f"error: {error}") from None
         if len(x_test) < MIN_TEST_IMAGES:
@@ -131,6 +154,9 @@ class Experiment:
         size = self.config.train_size
         if size is not None and size > len(x_train):
             raise SystemExit(f"error: train_size is {size}, but the training set has only {len(x_train)} images")
+        if dataset == "images" and len(x_train[:size]) < config.batch_size:
+            raise SystemExit(f"error: batch_size is {config.batch_size}, but the folder's training set has only "
+                             f"{len(x_train[:size])} images: give --batch-size {len(x_train[:size])} or less, or add images")
         if self.config.binarize == "dynamic":
             print(f"Binarized {DATASET_TITLES[self.config.dataset]}: {BINARIZATION_PROTOCOL}")
             x_test = binarize(x_test, TEST_BINARIZATION_SEED)
@@ -258,6 +284,7 @@ class Experiment:
             "kl_warmup_epochs": config.kl_warmup_epochs,
             "free_bits": config.free_bits,
             "dataset": config.dataset,
+            **self.data_info,  # a folder of images: data_folder, classes, folder_images, split, image_size, color
             "architecture": config.architecture,
             "likelihood": config.likelihood,
             "binarize": config.binarize,

@@ -86,7 +86,9 @@ def _scatter_digits(ax, x, y, labels, size=3, **kwargs):
 
 def _digit_numerals(ax, points, labels, fontsize=14):
     """Write each digit class's numeral at the median of its points (2 or 3 columns), so that the
-    classes can be told apart without color."""
+    classes can be told apart without color. Images without classes (one label) get none."""
+    if len(np.unique(labels)) < 2:
+        return
     for digit in np.unique(labels):
         center = np.median(points[labels == digit], axis=0)
         ax.text(*center, str(int(digit)), fontsize=fontsize, fontweight="bold", ha="center", va="center",

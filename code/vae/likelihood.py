@@ -60,12 +60,13 @@ def decodes_at_once(decoder):
     return max(1, DECODED_VALUES_AT_ONCE // largest)
 
 
-def data_convention(likelihood="bernoulli", binarize="off", dataset="mnist"):
-    """Which pixels the numbers are about and under which likelihood, in words, for the metrics."""
+def data_convention(likelihood="bernoulli", binarize="off", dataset="mnist", channels=None):
+    """Which pixels the numbers are about and under which likelihood, in words, for the metrics.
+    channels: the images' (1 or 3), needed for a folder of images; else the data set's."""
     title = DATASET_TITLES[dataset]
     if binarize != "off":
         pixels = f"binary {title} pixels (the test set drawn once as Bernoulli(pixel), seed {TEST_BINARIZATION_SEED})"
-    elif IMAGE_SHAPES[dataset][-1] == 1:
+    elif (channels or IMAGE_SHAPES[dataset][-1]) == 1:
         pixels = f"grayscale {title} pixels in [0, 1]"
     else:
         pixels = f"{title} colour values (red, green and blue of each pixel) in [0, 1]"
@@ -194,7 +195,7 @@ def likelihood_metrics(encoder, decoder, prior, images, samples, seed=0, binariz
                                                   progress=progress)
     seconds = time.perf_counter() - started
     return {
-        "data_convention": data_convention(decoder_likelihood(decoder), binarize, dataset),
+        "data_convention": data_convention(decoder_likelihood(decoder), binarize, dataset, images.shape[-1]),
         "likelihood_images": len(images),
         "elbo": float(elbo.mean()),
         "elbo_standard_error": float(elbo.std() / math.sqrt(len(elbo))),
