@@ -12,6 +12,7 @@ A second Ctrl-C raises KeyboardInterrupt at once, for a run stuck where no check
 """
 
 import signal
+import sys
 
 import keras
 
@@ -21,10 +22,13 @@ _requested = False
 def install():
     """Make Ctrl-C (SIGINT) a stop request for the run starting now (a script's run, not an import).
 
-    A run started in the background by a shell ignores Ctrl-C, and keeps ignoring it.
+    A run started in the background by a shell ignores Ctrl-C, and keeps ignoring it. In a notebook's kernel
+    (IPython) nothing changes: the kernel's interrupt button must stay the kernel's.
     """
     global _requested
     _requested = False
+    if "IPython" in sys.modules and sys.modules["IPython"].get_ipython() is not None:
+        return
     if signal.getsignal(signal.SIGINT) in (signal.default_int_handler, _on_sigint):
         signal.signal(signal.SIGINT, _on_sigint)
 
