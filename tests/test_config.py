@@ -333,9 +333,10 @@ def test_the_flag_table_loads_no_tensorflow():
     assert "loaded: []" in result.stdout
 
 
-@pytest.mark.parametrize("module", ["priors", "pixels", "checks"])
+@pytest.mark.parametrize("module", ["priors", "pixels", "checks", "likelihood"])
 def test_the_maths_imports_nothing_from_the_command_line(module):
-    """The layers point one way: vae/config.py may import the maths' constants, never the reverse."""
+    """The layers point one way: vae/config.py may import the maths' constants, never the reverse; and the
+    maths (priors, pixel likelihoods, ln p(x)) imports neither training nor the runner."""
     tree = ast.parse((REPO_ROOT / "code" / "vae" / f"{module}.py").read_text())
     imported = set()
     for node in ast.walk(tree):
@@ -343,6 +344,16 @@ def test_the_maths_imports_nothing_from_the_command_line(module):
             imported.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             imported.update(f"{node.module}.{alias.name}" for alias in node.names)
-    assert not any(name.startswith(("vae.config", "vae.experiment")) for name in imported), imported
+    runner = ("vae.config", "vae.experiment", "vae.training", "vae.fused", "vae.distribute", "vae.variants", "vae.start")
+    assert not any(name.startswith(runner) for name in imported), imported
     if module == "checks":  # what config.py imports from the maths must not load TensorFlow
         assert imported == {"numpy"}, imported
+
+
+@pytest.mark.slow  # a second Python loads TensorFlow
+def test_importing_the_maths_loads_neither_training_nor_the_runner():
+    """Not even through the modules it imports: the maths loads only what it computes with."""
+    runner = ("vae.config", "vae.experiment", "vae.training", "vae.fused", "vae.distribute", "vae.variants", "vae.start")
+    result = run_python(f"import sys, vae.priors, vae.pixels, vae.likelihood, vae.checks\n"
+                        f"print(sorted(m for m in sys.modules if m.startswith({runner!r})))")
+    assert result.returncode == 0 and result.stdout.split()[-1] == "[]", result.stdout + result.stderr

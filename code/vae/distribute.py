@@ -19,7 +19,7 @@ import keras
 import tensorflow as tf
 
 from vae.data import DATASET_SIZES
-from vae.training import EVAL_BATCH_SIZE
+from vae.evaluation import EVAL_BATCH_SIZE
 
 
 def setup(config):

@@ -3,12 +3,14 @@
 import keras
 import numpy as np
 
-from vae.training import EVAL_BATCH_SIZE, batched
+EVAL_BATCH_SIZE = 1000  # evaluation has no gradients, so it takes larger batches
 
 
 def evaluate(vae, data):
     """The loss, reconstruction and KL on `data`, the images (or a conditional VAE's (images, labels)),
     in nats per image, as a dict of floats."""
+    from vae.training import batched  # the run's batching; the rest of this module needs no training
+
     results = vae.evaluate(batched(data, EVAL_BATCH_SIZE), verbose=0, return_dict=True)
     return {name: float(value) for name, value in results.items()}
 

@@ -12,7 +12,6 @@ with l as their natural parameter: ln p(x|l) = x·l − A(l), with A(l) the log-
   E[x] = λ/(2λ − 1) + 1/(2 atanh(1 − 2λ)) = σ(l)/tanh(l/2) − 1/l, closer to ½.
 
 Logits are float32, any shape; log-likelihoods are nats, summed over the pixels of each image.
-The module also draws binary images as Bernoulli(pixel), for training on binarized MNIST.
 """
 
 import math
@@ -21,7 +20,6 @@ import keras
 from keras import layers, ops
 
 from vae.checks import LIKELIHOODS
-from vae.distribute import uniform_noise
 
 LOG_2 = math.log(2.0)
 # Below this |l|, ln C(l) and the mean are computed from their Taylor series: their closed forms
@@ -120,12 +118,3 @@ def decoder_likelihood(decoder):
         return "bernoulli"
     raise ValueError(f"its layer 'pixel_means' ({type(layer).__name__}) is neither a sigmoid (Bernoulli) nor "
                      f"a ContinuousBernoulliMean, so its likelihood is unknown")
-
-
-def sample_bernoulli(means, seed_generator):
-    """Binary images drawn afresh: each pixel 1 with probability `means` (its grayscale value), else 0.
-
-    Same shape and dtype as `means`, values exactly 0 or 1; `seed_generator` is a
-    keras.random.SeedGenerator. With several replicas each draws its own (vae/distribute.py).
-    """
-    return ops.cast(uniform_noise(ops.shape(means), means.dtype, seed_generator) < means, means.dtype)

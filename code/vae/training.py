@@ -11,10 +11,10 @@ import time
 import keras
 import tensorflow as tf
 
+from vae.evaluation import EVAL_BATCH_SIZE
 from vae.fused import fuse_steps, gather
 
 STEPS_PER_EXECUTION = 64  # gradient steps per call from Python into the compiled graph
-EVAL_BATCH_SIZE = 1000  # evaluation has no gradients, so it takes larger batches
 
 
 def compile_vae(vae, learning_rate=None, jit_compile=True, steps_per_execution=STEPS_PER_EXECUTION):

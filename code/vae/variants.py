@@ -25,8 +25,8 @@ import tensorflow as tf
 from keras import layers, ops
 
 from vae.conv import build_conv_decoder, build_conv_encoder
-from vae.distribute import as_step_outputs, normal_noise, share_of_global_mean
-from vae.pixels import ContinuousBernoulliMean, log_likelihood, sample_bernoulli
+from vae.distribute import as_step_outputs, normal_noise, share_of_global_mean, uniform_noise
+from vae.pixels import ContinuousBernoulliMean, log_likelihood
 
 
 class ContinuousBernoulli:
@@ -45,6 +45,15 @@ class DynamicBinarization:
         images, *labels = data if isinstance(data, tuple) else (data,)
         binary = sample_bernoulli(images, self.binarize_seed_generator)
         return super().train_step((binary, *labels) if labels else binary)
+
+
+def sample_bernoulli(means, seed_generator):
+    """Binary images drawn afresh: each pixel 1 with probability `means` (its grayscale value), else 0.
+
+    Same shape and dtype as `means`, values exactly 0 or 1; `seed_generator` is a
+    keras.random.SeedGenerator. With several replicas each draws its own (vae/distribute.py).
+    """
+    return ops.cast(uniform_noise(ops.shape(means), means.dtype, seed_generator) < means, means.dtype)
 
 
 class FreeBits:
