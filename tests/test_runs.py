@@ -188,7 +188,13 @@ def test_ctrl_c_prints_one_line_and_the_same_command_resumes_after_the_last_fini
 def test_two_seeds_taking_turns_each_resume_and_one_folder_named_two_ways_is_one_run(small_mnist, tmp_path):
     out = tmp_path / "out"
     (tmp_path / "elsewhere").mkdir()
-    seed_of_progress = lambda: json.loads((progress(out) / "settings.json").read_text())["seed"]  # noqa: E731
+
+    def seed_of_progress():  # None while the progress folder is being created, moved or written
+        try:
+            return json.loads((progress(out) / "settings.json").read_text())["seed"]
+        except (OSError, ValueError, KeyError):
+            return None
+
     first = start(f"{tmp_path}/elsewhere/../out/", small_mnist)  # seed 0, MNIST from $VAE_DATA_DIR
     stop_when(first, lambda: "epoch-0001" in checkpoints(out), signal.SIGKILL)
     other = start(out, small_mnist, *COMMAND, "--seed", "1")  # sets seed 0's progress aside

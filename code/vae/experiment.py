@@ -147,10 +147,12 @@ class Experiment:
                 (x_train, y_train), (x_test, y_test) = load_dataset(dataset, config.data_dir)
         except DataError as error:
             raise SystemExit(f"error: {error}") from None
-        if len(x_test) < MIN_TEST_IMAGES:
+        fewest = MIN_TEST_IMAGES_BY_LABEL if needs_classes else MIN_TEST_IMAGES
+        if len(x_test) < fewest:
+            why = ("a 10-nearest-neighbour vote over half of them reads the class off the codes" if needs_classes
+                   else "the walks go between two test images")
             raise SystemExit(f"error: data: the test set has {len(x_test):,} images; the figures and measurements "
-                             f"after training need at least {MIN_TEST_IMAGES} (walks between test images, a "
-                             f"10-nearest-neighbour vote over half of them)")
+                             f"after training need at least {fewest} ({why})")
         size = self.config.train_size
         if size is not None and size > len(x_train):
             raise SystemExit(f"error: train_size is {size}, but the training set has only {len(x_train)} images")
@@ -394,9 +396,10 @@ class Experiment:
 # The endings of the files a run writes into assets/ and models/.
 OUTPUT_SUFFIXES = {".png", ".h5", ".json", ".npz"}
 
-# The fewest test images a run accepts: the figures walk between test images of different classes, and the
-# conditional chapter reads the class off the codes by a 10-nearest-neighbour vote over half of them.
-MIN_TEST_IMAGES = 20
+# The fewest test images a run accepts: the figures walk between two test images, and the conditional chapter
+# (a run that needs classes) reads the class off the codes by a 10-nearest-neighbour vote over half of them.
+MIN_TEST_IMAGES = 2
+MIN_TEST_IMAGES_BY_LABEL = 20
 
 # OSError numbers that mean "this file cannot be written": disk full, quota, read-only, too large, I/O error.
 DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO}
