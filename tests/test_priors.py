@@ -1,10 +1,15 @@
 """The KL divergences and the Gaussian prior, checked against independent NumPy computations."""
 
+import functools
+
 import numpy as np
 import pytest
 
 from vae.checks import check_covariance
-from vae.priors import GaussianPrior, kl_divergence
+from vae.priors import GaussianPrior
+from vae_2d import VAE
+
+kl_divergence = functools.partial(VAE.kl_divergence, None)  # the chapter's KL to N(0, I); it reads nothing of the model
 
 
 def numpy_kl(mu, log_var, covariance):

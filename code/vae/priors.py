@@ -11,15 +11,6 @@ from keras import ops
 from vae.checks import check_covariance
 
 
-def kl_divergence(z_mean, z_log_var):
-    """KL(N(μ, diag σ²) ‖ N(0, I)) = -½ Σᵢ (1 + ln σᵢ² − μᵢ² − σᵢ²), in nats, shape (batch,).
-
-    Always ≥ 0, and 0 only when μ = 0 and σ = 1. (One of our seed tutorials
-    writes this without the leading minus sign, which makes it ≤ 0.)
-    """
-    return -0.5 * ops.sum(1.0 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var), axis=-1)
-
-
 class GaussianPrior:
     """The prior p(z) = N(0, Σ), kept through its Cholesky factor L (Σ = L Lᵀ, L lower triangular).
 
@@ -58,7 +49,7 @@ class GaussianPrior:
         """KL(N(μ, diag σ²) ‖ N(0, Σ)) in nats, shape (batch,):
 
         ½ [tr(Σ⁻¹ diag σ²) + μᵀ Σ⁻¹ μ − k + ln det Σ − Σᵢ ln σᵢ²],
-        with μᵀ Σ⁻¹ μ = ‖L⁻¹ μ‖² from a triangular solve. For Σ = I this is `kl_divergence`.
+        with μᵀ Σ⁻¹ μ = ‖L⁻¹ μ‖² from a triangular solve. For Σ = I this is the chapter's textbook KL (code/vae_2d.py, `VAE.kl_divergence`).
         """
         dtype = z_mean.dtype
         cholesky = ops.cast(self.cholesky, dtype)
@@ -77,7 +68,7 @@ class GaussianPrior:
     def kl_per_dimension(self, z_mean, z_log_var):
         """KL(N(μᵢ, σᵢ²) ‖ N(0, Σᵢᵢ)) of each latent dimension i, in nats, shape (batch, latent_dim):
 
-        ½ [(σᵢ² + μᵢ²) / Σᵢᵢ − 1 + ln Σᵢᵢ − ln σᵢ²]. For a diagonal Σ they add up to `kl_divergence`.
+        ½ [(σᵢ² + μᵢ²) / Σᵢᵢ − 1 + ln Σᵢᵢ − ln σᵢ²]. For a diagonal Σ they add up to `kl_divergence`'s KL.
         For any other Σ the KL does not split into one term per dimension (it also counts the prior's
         correlations), so this raises ValueError there.
         """
