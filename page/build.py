@@ -144,6 +144,10 @@ def load_facts(root):
                 m["prior_cholesky"] = np.linalg.cholesky(sigma).tolist()
                 m["prior_log_det"] = float(np.linalg.slogdet(sigma)[1])
             require_numbers(m, ("latent_dim", "test_loss", "test_reconstruction", "test_kl"))
+            # The KL's two parts (vae/evaluation.py: kl_split): among how many images a code leaves its own
+            # image unresolved, e^H(n|z) = N e^(−I(n; z)).
+            for split in m["kl_split"].values():
+                split["images_unresolved"] = split["images"] * float(np.exp(-split["mutual_information"]))
         # What code/explore.py measured inside the model (models/likelihood_<name>.json): ln p(x) three
         # ways, the posterior widths, the holes, active units.
         inside_relative = f"models/likelihood_{name}.json"
@@ -325,6 +329,8 @@ def extract_math(text):
 def restore_math(html_text, formulas):
     """Put the MathML back; a display formula gets its own block."""
     html_text = re.sub(r"<p>\s*(MATHxPHx\d+xEND)\s*</p>", r'<div class="math-display">\1</div>', html_text)
+    # Punctuation right after an inline formula stays on its line: on a phone "$x$," must not wrap before ",".
+    html_text = re.sub(r"(MATHxPHx\d+xEND)([.,;:!?)\]’”]+)", r'<span class="nowrap">\1\2</span>', html_text)
     return MATH_TOKEN_PATTERN.sub(lambda m: formulas[int(m.group(1))], html_text)
 
 
@@ -396,7 +402,7 @@ class Page:
         density = max(1, round(ppi / 100))  # figures.py saves 200 ppi for 2 image pixels per CSS pixel
         return (f'<a class="figure-image" href="{relative}"><img src="{relative}" alt="{html.escape(alt)}" '
                 f'width="{round(width / density)}" height="{round(height / density)}" loading="lazy" '
-                f'decoding="async" data-density="{density}"></a>')
+                f'decoding="async" data-density="{density}" style="--w: {round(width / density)}px"></a>')
 
     def source(self, relative, name):
         """The exact source of class or function `name` in file `relative`, as a listing."""
