@@ -710,7 +710,7 @@ def build(root=REPO_ROOT):
     index = environment.get_template("template.html").render(
         title=title_match.group(1).strip(), lede=lede, toc=[t for t in md.toc_tokens if t["level"] == 2],
         content=body, css=(PAGE_DIR / "style.css").read_text().strip(),
-        data_scripts=[f"assets/explorer/{name}.js" for name in MODELS if name not in FOLDED_MODELS],
+        data_scripts=[],  # none loads with the page: explorer.js adds each when the reader nears its explorer
         explorer_js=(PAGE_DIR / "explorer.js").read_text().strip(),
     )
     for target in re.findall(r'(?:href|src)="([^"#:]+)(?:#[^"]*)?"', index):

@@ -1,8 +1,10 @@
 // The latent explorers: each decodes the point under the pointer with the trained decoder,
 // in plain JavaScript, from the weights in assets/explorer/<model>.js (window.VAE_MODELS).
 // Below the plane, a strip of digits: fresh prior samples, or a straight walk between two chosen points.
-// No libraries, no network. An explorer starts only when it scrolls into view; one folded in a
-// <details data-explorer-script> loads its data only when the reader opens it.
+// No libraries, no network. The page loads no explorer data with itself: an explorer's script
+// (its data-script) is added to the page only when the reader nears the explorer (it comes within a
+// screen of the viewport), focuses or touches it, or, for one folded in a <details data-explorer-script>,
+// opens it. Its box keeps its size from the start, so that a link into it lands on it.
 // A conditional model (num_classes in its data) decodes [z, one-hot label]: a class picker sets the label.
 // window.vaeExplorer exposes the decoder and each explorer's state (for the tests).
 (function () {
@@ -12,9 +14,13 @@
                       "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];  // Matplotlib's tab10
   var NEIGHBORS = 10;  // test digits the description of a decoded point names
   var ANNOUNCE_AFTER_MS = 500;  // the description is announced once the pointer rests this long
+  var NEAR = "100% 0px";  // an explorer's data load when it comes within one screen height of the viewport
   var MODELS = {};
   var networks = {};
   var explorers = {};
+  // What the page has done so far (window.vaeExplorer.stats): the explorer scripts it added, the explorers
+  // started, and the decoder forward passes run.
+  var stats = { scripts: [], started: [], decodes: 0 };
 
   function bytes(base64) {
     var binary = atob(base64);
@@ -62,6 +68,7 @@
   // Returns the 784 pixel probabilities of the 28×28 digit (for a conditional model, the digit `label`).
   function decode(name, z, label) {
     var layers = network(name);
+    stats.decodes++;
     var x = decoderInput(name, z, label);
     if (x.length !== layers[0].inputs) {
       throw new Error("model " + name + " takes " + layers[0].inputs + " inputs, got " + x.length);
@@ -150,12 +157,6 @@
     this.layer = document.createElement("canvas");  // the points, redrawn only on resize or slice change
     this.digitContext = this.digit.getContext("2d");
     this.digitImage = this.digitContext.createImageData(28, 28);
-    root.querySelector(".explorer-live").hidden = false;
-    if (navigator.maxTouchPoints > 0) {  // a touch screen: swipes scroll the page until the reader taps to explore
-      root.classList.add("touch");
-      root.querySelector(".explorer-hint").textContent =
-        "Tap the plane to decode that point and start exploring; then drag on it. Until you tap, a swipe scrolls the page.";
-    }
 
     this.plane.addEventListener("pointerdown", function (event) {
       if (self.walking && event.pointerType !== "touch") {  // a click: one end of the walk
@@ -670,6 +671,12 @@
   window.vaeExplorer = {
     // The models whose explorers have started (scrolled into view).
     models: function () { return Object.keys(explorers); },
+    // What has run so far: {scripts: models whose data script was added, executed: models whose data have run,
+    // started: explorers started, decodes: decoder forward passes}.
+    stats: function () {
+      return { scripts: stats.scripts.slice(), executed: Object.keys(window.VAE_MODELS || {}),
+               started: stats.started.slice(), decodes: stats.decodes };
+    },
     // The decoder of `name` at latent point z (for a conditional model, as the digit `label`): an array of
     // 784 pixel probabilities (row-major 28×28).
     decode: function (name, z, label) { return Array.from(decode(name, z, label)); },
@@ -727,14 +734,15 @@
 
   function start(root) {
     var name = root.getAttribute("data-model");
-    if (explorers[name] || !root.querySelector(".explorer-live")) return;
+    if (explorers[name] || stats.started.indexOf(name) >= 0) return;
     if (!MODELS[name]) {
       var note = document.createElement("p");
       note.className = "missing-input";
-      note.textContent = "The explorer's data (assets/explorer/" + name + ".js) did not load.";
+      note.textContent = "The explorer's data (" + root.getAttribute("data-script") + ") did not load.";
       root.insertBefore(note, root.firstChild);
       return;
     }
+    stats.started.push(name);
     // Three short tasks rather than one long one: set up and draw the points; unpack the weights;
     // decode the first digit. Only then is the explorer listed by window.vaeExplorer.models().
     var started = new Explorer(root);
@@ -743,18 +751,19 @@
       setTimeout(function () {
         started.setZ(started.z);
         explorers[name] = started;
+        root.removeAttribute("aria-busy");
       }, 0);
     }, 0);
   }
 
-  // A folded explorer: its data script is added to the page the first time its <details> opens (a click or
-  // Enter on the summary, or the browser opening it for a link), and the explorer starts once it has run.
-  function unfold(details) {
-    var root = details.querySelector(".explorer[data-model]");
-    if (!details.open || details.getAttribute("data-loading") || !root) return;
-    details.setAttribute("data-loading", "true");
+  // Add the explorer's data script to the page (once), and start the explorer when it has run: <script src>,
+  // not fetch, so that it works from file:// too.
+  function load(root) {
+    var name = root.getAttribute("data-model");
+    if (stats.scripts.indexOf(name) >= 0 || explorers[name]) return;
+    stats.scripts.push(name);
     var script = document.createElement("script");
-    script.src = details.getAttribute("data-explorer-script");
+    script.src = root.getAttribute("data-script");
     script.onload = script.onerror = function () {
       MODELS = window.VAE_MODELS || {};
       start(root);  // without the data, start says so in the explorer
@@ -762,23 +771,40 @@
     document.body.appendChild(script);
   }
 
-  // The data scripts are deferred: they have run by DOMContentLoaded. Each explorer starts when it
-  // comes near the viewport, so that loading the page does no decoding at all.
-  document.addEventListener("DOMContentLoaded", function () {
-    MODELS = window.VAE_MODELS || {};
-    var folds = Array.prototype.slice.call(document.querySelectorAll("details[data-explorer-script]"));
-    folds.forEach(function (details) {
-      details.addEventListener("toggle", function () { unfold(details); });
-      unfold(details);
+  // Before its data load, an explorer is laid out at its full size (its plane a square), so that nothing moves
+  // when it starts; touching or focusing it loads it at once.
+  function prepare(root) {
+    root.querySelector(".explorer-live").hidden = false;
+    root.setAttribute("aria-busy", "true");
+    if (navigator.maxTouchPoints > 0) {  // a touch screen: swipes scroll the page until the reader taps to explore
+      root.classList.add("touch");
+      root.querySelector(".explorer-hint").textContent =
+        "Tap the plane to decode that point and start exploring; then drag on it. Until you tap, a swipe scrolls the page.";
+    }
+    ["pointerdown", "focusin"].forEach(function (type) {
+      root.addEventListener(type, function () { load(root); });
     });
-    var roots = Array.prototype.slice.call(document.querySelectorAll(".explorer[data-model]"))
-      .filter(function (root) { return !root.closest("details[data-explorer-script]"); });
-    if (!window.IntersectionObserver) { roots.forEach(start); return; }
+  }
+
+  // Run as the page is parsed (this script comes after every explorer): each explorer takes its full size now.
+  var roots = Array.prototype.slice.call(document.querySelectorAll(".explorer[data-model]"));
+  roots.forEach(prepare);
+  // A folded explorer loads when its <details> opens (a click or Enter on the summary, or a link).
+  roots.forEach(function (root) {
+    var details = root.closest("details[data-explorer-script]");
+    if (!details) return;
+    details.addEventListener("toggle", function () { if (details.open) load(root); });
+    if (details.open) load(root);
+  });
+  var unfolded = roots.filter(function (root) { return !root.closest("details[data-explorer-script]"); });
+  if (!window.IntersectionObserver) {
+    unfolded.forEach(load);
+  } else {
     var observer = new IntersectionObserver(function (entries) {
       entries.forEach(function (entry) {
-        if (entry.isIntersecting) { observer.unobserve(entry.target); start(entry.target); }
+        if (entry.isIntersecting) { observer.unobserve(entry.target); load(entry.target); }
       });
-    }, { rootMargin: "200px 0px" });
-    roots.forEach(function (root) { observer.observe(root); });
-  });
+    }, { rootMargin: NEAR });
+    unfolded.forEach(function (root) { observer.observe(root); });
+  }
 })();
