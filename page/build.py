@@ -436,6 +436,7 @@ class Page:
             num_classes=metrics.get("num_classes") or 0, label=default_label(metrics),
             folded=model in FOLDED_MODELS, script=f"assets/explorer/{model}.js",
             script_kb=round(len(self.explorer_scripts[model]) / 1000),
+            prior_inside={k: round(100 * share) for k, share in self.facts["gaussian_2d_inside"].items()},
         )
 
 
@@ -626,6 +627,16 @@ def default_label(metrics):
     return label
 
 
+QUADRATURE_NODES = 5  # Gauss–Hermite nodes per latent dimension for a posterior's expected reconstruction term
+
+
+def gauss_hermite(count=QUADRATURE_NODES):
+    """Nodes and weights (summing to 1) of Gauss–Hermite quadrature for E[f(ε)], ε ~ N(0, 1): the explorers
+    average −ln p(x | z) over a posterior N(μ, σ²) at z = μ + σ·node, every combination of nodes over the dimensions."""
+    nodes, weights = np.polynomial.hermite_e.hermegauss(count)
+    return {"nodes": nodes.tolist(), "weights": (weights / weights.sum()).tolist()}
+
+
 def explorer_data(root, name, metrics):
     """The data of one model's explorer: view, weights, and every (N / count)-th test encoding; for a
     conditional model also num_classes and the label drawn first."""
@@ -640,6 +651,7 @@ def explorer_data(root, name, metrics):
         "latent_dim": latent_dim,
         "view": view,
         "prior_covariance": metrics.get("prior_covariance"),
+        "quadrature": gauss_hermite(),
     }
     if num_classes:
         data.update(num_classes=num_classes, label=default_label(metrics))

@@ -65,11 +65,15 @@
   }
 
   // The decoder: Dense layers, relu / sigmoid, accumulated in float64.
-  // Returns the 784 pixel probabilities of the 28×28 digit (for a conditional model, the digit `label`).
-  function decode(name, z, label) {
-    var layers = network(name);
+  // Returns the 784 pixel probabilities of the 28×28 digit (for a conditional model, the digit `label`);
+  // with `logits`, the 784 logits before the sigmoid.
+  function decode(name, z, label, logits) {
     stats.decodes++;
-    var x = decoderInput(name, z, label);
+    return forward(network(name), decoderInput(name, z, label), logits, name);
+  }
+
+  // Dense layers (relu / sigmoid / linear) on the input x, accumulated in float64; `logits`: skip the last sigmoid.
+  function forward(layers, x, logits, name) {
     if (x.length !== layers[0].inputs) {
       throw new Error("model " + name + " takes " + layers[0].inputs + " inputs, got " + x.length);
     }
@@ -85,12 +89,57 @@
       for (var j = 0; j < n; j++) {
         var value = layer.bias[j] + layer.scale[j] * sum[j];
         if (layer.activation === "relu") value = value > 0 ? value : 0;
-        else if (layer.activation === "sigmoid") value = 1 / (1 + Math.exp(-value));
+        else if (layer.activation === "sigmoid" && !(logits && l === layers.length - 1)) value = 1 / (1 + Math.exp(-value));
         y[j] = value;
       }
       x = y;
     }
     return x;
+  }
+
+  // KL(N(μ, diag σ²) ‖ p(z)) in nats, exact: p = N(0, I), or N(0, Σ) for a model with a prior_covariance (2-D).
+  function klDivergence(model, mu, sigma) {
+    var k = mu.length, kl = 0, d;
+    if (!model.prior_covariance) {
+      for (d = 0; d < k; d++) kl += 0.5 * (mu[d] * mu[d] + sigma[d] * sigma[d] - 1 - 2 * Math.log(sigma[d]));
+      return kl;
+    }
+    var s = model.prior_covariance;
+    if (k !== 2) throw new Error("a prior covariance is supported in 2-D only");
+    var det = s[0][0] * s[1][1] - s[0][1] * s[1][0];
+    var inv = [[s[1][1] / det, -s[0][1] / det], [-s[1][0] / det, s[0][0] / det]];  // Σ⁻¹
+    var trace = inv[0][0] * sigma[0] * sigma[0] + inv[1][1] * sigma[1] * sigma[1];
+    var mahalanobis = mu[0] * (inv[0][0] * mu[0] + inv[0][1] * mu[1]) + mu[1] * (inv[1][0] * mu[0] + inv[1][1] * mu[1]);
+    return 0.5 * (trace + mahalanobis - k + Math.log(det) - 2 * Math.log(sigma[0]) - 2 * Math.log(sigma[1]));
+  }
+
+  // The −ELBO of an image (784 gray levels in 0..1) under its posterior N(mu, diag sigma²), in nats:
+  // {reconstruction: E_q[−ln p(x | z)], the chapter's summed binary cross-entropy averaged over q by Gauss–Hermite
+  // quadrature (the data's nodes per dimension, all their combinations), kl: exact, total: their sum}.
+  function lossSplit(name, pixels, mu, sigma, label) {
+    var model = MODELS[name], nodes = model.quadrature.nodes, weights = model.quadrature.weights, k = mu.length;
+    var reconstruction = 0, count = Math.pow(nodes.length, k);
+    for (var c = 0; c < count; c++) {
+      var z = [], weight = 1;
+      for (var d = 0, rest = c; d < k; d++, rest = Math.floor(rest / nodes.length)) {
+        z.push(mu[d] + sigma[d] * nodes[rest % nodes.length]);
+        weight *= weights[rest % nodes.length];
+      }
+      var logits = decode(name, z, label, true), loss = 0;
+      for (var i = 0; i < 784; i++) {  // −ln p(x | z) = Σ softplus(l) − x l, computed stably
+        var l = logits[i];
+        loss += Math.max(l, 0) - pixels[i] * l + Math.log1p(Math.exp(-Math.abs(l)));
+      }
+      reconstruction += weight * loss;
+    }
+    var kl = klDivergence(model, mu, sigma);
+    return { reconstruction: reconstruction, kl: kl, total: reconstruction + kl };
+  }
+
+  // "−ELBO 140.3 nats = reconstruction 134.1 + KL 6.2": the loss split as the explorers write it.
+  function lossText(split) {
+    return "\u2212ELBO " + split.total.toFixed(1) + " nats = reconstruction " + split.reconstruction.toFixed(1) +
+      " (\u2212ln p(x | z) averaged over the posterior) + KL " + split.kl.toFixed(2) + " (exact).";
   }
 
   // A number with a fixed width: "−1.20", or " 1.20" with a figure space, so readouts never reflow.
@@ -148,8 +197,11 @@
                          label: +this.model.points.labels.charAt(p) });
     }
     this.centers = this.classes ? [] : this.classCenters();
+    // The prior's (z0, z1) marginal, N(0, Σ) with Σ = L Lᵀ (the (z0, z1) block), or N(0, I): L = I. In 3-D the
+    // prior is N(0, I), so its marginal on the plane is also its conditional at any slice z2.
+    this.cholesky = [[1, 0], [0, 1]];
     if (this.model.prior_covariance) {
-      var s = this.model.prior_covariance;  // Σ = L Lᵀ for the (z0, z1) block
+      var s = this.model.prior_covariance;
       var l00 = Math.sqrt(s[0][0]), l10 = s[1][0] / l00, l11 = Math.sqrt(s[1][1] - l10 * l10);
       this.cholesky = [[l00, 0], [l10, l11]];
     }
@@ -285,7 +337,7 @@
 
   // Fresh prior samples z = L ε (L = I for N(0, I)), kept inside the explorer's domain, decoded into the strip.
   Explorer.prototype.drawSamples = function () {
-    var zs = [], L = this.cholesky, sliceExtent = this.model.view.slice_extent;
+    var zs = [], L = this.model.prior_covariance ? this.cholesky : null, sliceExtent = this.model.view.slice_extent;
     for (var s = 0; s < this.stripCount; s++) {
       var e = [];
       for (var d = 0; d < this.dim; d++) e.push(gaussian());
@@ -339,6 +391,9 @@
         }
         context.putImageData(image, 0, 0);
       });
+    this.pickedLoss = lossSplit(this.name, Array.from(test.pixels, function (v) { return v / 255; }), test.z, test.sigma,
+                                this.classes ? test.label : undefined);
+    this.root.querySelector(".explorer-picked-loss").textContent = lossText(this.pickedLoss);
     this.root.querySelector(".explorer-picked").hidden = false;
     var names = "\u2080\u2081\u2082\u2083";
     this.root.querySelector(".explorer-picked-text").textContent = "Test image " + (test.index + 1).toLocaleString("en") +
@@ -565,7 +620,7 @@
       context.fillText(String(center.label), xy[0], xy[1]);
     });
 
-    if (this.cholesky) {
+    {  // the prior's 1σ (solid) and 2σ (dashed) contours: Mahalanobis radius 1 and 2
       var L = this.cholesky;
       [1, 2].forEach(function (k) {
         context.beginPath();
@@ -704,8 +759,10 @@
       for (var i = 0; i < 784; i++) gray.push(drawn[4 * i]);
       return { index: test.index, label: test.label, z: test.z.slice(), sigma: test.sigma.slice(),
                pixels: Array.from(test.pixels, function (v) { return v / 255; }), reconstruction: Array.from(e.pickedPixels),
-               drawn: gray };
+               drawn: gray, loss: e.pickedLoss, lossText: e.root.querySelector(".explorer-picked-loss").textContent };
     },
+    // Show the t-th of the explorer's pickable test images (as a click near its ringed dot does); returns picked().
+    pick: function (name, t) { explorer(name).showPicked(t); return this.picked(name); },
     // The test images an explorer can show: [{index, z, sigma}].
     pickable: function (name) {
       return explorer(name).tests.map(function (t) { return { index: t.index, z: t.z.slice(), sigma: t.sigma.slice() }; });
