@@ -20,7 +20,8 @@
   var explorers = {};
   // What the page has done so far (window.vaeExplorer.stats): the explorer scripts it added, the explorers
   // started, and the decoder forward passes run.
-  var stats = { scripts: [], started: [], decodes: 0 };
+  var stats = { scripts: [], started: [], decodes: 0, encodes: 0 };
+  var encoders = {};  // the drawing pad's encoders, unpacked: {model: layers}
 
   function bytes(base64) {
     var binary = atob(base64);
@@ -142,6 +143,318 @@
       " (\u2212ln p(x | z) averaged over the posterior) + KL " + split.kl.toFixed(2) + " (exact).";
   }
 
+  // ---- The drawing pad: MNIST's preprocessing and the encoder (page/build.py has the same in NumPy) ----
+
+  // The pad's ink, size × size (Uint8Array, row-major): a pixel is inked when its center lies within `pen` of a
+  // stroke. strokes: [[[x, y], ...], ...], x and y in 0..1 (x right, y down); a one-point stroke is a dot.
+  function inkStrokes(strokes, size, pen) {
+    var ink = new Uint8Array(size * size);
+    strokes.forEach(function (stroke) {
+      var points = stroke.map(function (point) { return [point[0] * size, point[1] * size]; });
+      var segments = points.length > 1 ? points.slice(1).map(function (b, i) { return [points[i], b]; }) : [[points[0], points[0]]];
+      segments.forEach(function (segment) {
+        var ax = segment[0][0], ay = segment[0][1], dx = segment[1][0] - ax, dy = segment[1][1] - ay;
+        var length2 = dx * dx + dy * dy;
+        var i0 = Math.max(0, Math.floor(Math.min(ay, ay + dy) - pen - 1)), i1 = Math.min(size - 1, Math.ceil(Math.max(ay, ay + dy) + pen + 1));
+        var j0 = Math.max(0, Math.floor(Math.min(ax, ax + dx) - pen - 1)), j1 = Math.min(size - 1, Math.ceil(Math.max(ax, ax + dx) + pen + 1));
+        for (var i = i0; i <= i1; i++) {
+          var cy = i + 0.5;
+          for (var j = j0; j <= j1; j++) {
+            var cx = j + 0.5, t = 0;
+            if (length2 !== 0) t = Math.min(1, Math.max(0, ((cx - ax) * dx + (cy - ay) * dy) / length2));
+            var ex = cx - (ax + t * dx), ey = cy - (ay + t * dy);
+            if (ex * ex + ey * ey <= pen * pen) ink[i * size + j] = 1;
+          }
+        }
+      });
+    });
+    return ink;
+  }
+
+  // cover[i][c]: how much of output cell [c, c + 1) the source pixel [start + i·scale, start + (i + 1)·scale) covers.
+  function coverage(start, length, scale, cells) {
+    var cover = [];
+    for (var i = 0; i < length; i++) {
+      var left = start + i * scale, row = new Float64Array(cells);
+      for (var c = 0; c < cells; c++) row[c] = Math.max(0, Math.min(left + scale, c + 1) - Math.max(left, c));
+      cover.push(row);
+    }
+    return cover;
+  }
+
+  // The ink prepared as MNIST's digits were: cropped to its bounding box, scaled into 20 × 20 keeping its aspect
+  // (each pixel the share of its area the ink covers), moved by whole pixels so that its centre of mass is at the
+  // centre of 28 × 28, gray levels rounded to 1/255. Returns Float64Array(784) in 0..1 (all 0 without ink).
+  function mnistRaster(ink, inkSize) {
+    var BOX = 20, SIZE = 28, gray = new Float64Array(SIZE * SIZE), r0 = inkSize, r1 = -1, c0 = inkSize, c1 = -1, i, j, r, c;
+    for (i = 0; i < inkSize; i++) for (j = 0; j < inkSize; j++) if (ink[i * inkSize + j]) {
+      r0 = Math.min(r0, i); r1 = Math.max(r1, i); c0 = Math.min(c0, j); c1 = Math.max(c1, j);
+    }
+    if (r1 < 0) return gray;
+    var height = r1 - r0 + 1, width = c1 - c0 + 1, scale = BOX / Math.max(height, width);
+    var top = (SIZE - height * scale) / 2, left = (SIZE - width * scale) / 2;
+    var coverY = coverage(top, height, scale, SIZE), coverX = coverage(left, width, scale, SIZE);
+    var rowsInk = [];  // (crop @ coverX): each crop row spread over the output columns
+    for (i = 0; i < height; i++) {
+      var spread = new Float64Array(SIZE);
+      for (j = 0; j < width; j++) if (ink[(r0 + i) * inkSize + c0 + j]) for (c = 0; c < SIZE; c++) spread[c] += coverX[j][c];
+      rowsInk.push(spread);
+    }
+    var total = 0, rowMass = 0, colMass = 0, value;
+    for (r = 0; r < SIZE; r++) for (c = 0; c < SIZE; c++) {
+      value = 0;
+      for (i = 0; i < height; i++) value += coverY[i][r] * rowsInk[i][c];
+      value = Math.floor(255 * Math.min(1, Math.max(0, value)) + 0.5) / 255;
+      gray[r * SIZE + c] = value;
+      total += value; rowMass += value * (r + 0.5); colMass += value * (c + 0.5);
+    }
+    var shiftY = Math.floor(SIZE / 2 - rowMass / total + 0.5), shiftX = Math.floor(SIZE / 2 - colMass / total + 0.5);
+    shiftY = Math.max(-Math.floor(top), Math.min(Math.floor(top), shiftY));
+    shiftX = Math.max(-Math.floor(left), Math.min(Math.floor(left), shiftX));
+    var moved = new Float64Array(SIZE * SIZE);
+    for (r = 0; r < SIZE; r++) for (c = 0; c < SIZE; c++) {
+      var from = (r - shiftY) * SIZE + (c - shiftX);
+      if (r - shiftY >= 0 && r - shiftY < SIZE && c - shiftX >= 0 && c - shiftX < SIZE) moved[r * SIZE + c] = gray[from];
+    }
+    return moved;
+  }
+
+  function encoderLayers(name) {
+    if (!encoders[name]) {
+      var data = (window.VAE_ENCODERS || {})[name];
+      if (!data) throw new Error("no encoder data for model " + name);
+      encoders[name] = data.layers.map(function (layer) {
+        return { inputs: layer["in"], outputs: layer.out, activation: layer.activation,
+                 kernel: new Int8Array(bytes(layer.kernel).buffer), scale: floats(layer.scale), bias: floats(layer.bias) };
+      });
+    }
+    return encoders[name];
+  }
+
+  // The int8 encoder on 784 gray levels in 0..1: {mu, logVar}, each latent_dim numbers.
+  function encode(name, pixels) {
+    stats.encodes++;
+    var out = forward(encoderLayers(name), Float64Array.from(pixels), false, "encoder " + name), k = out.length / 2;
+    return { mu: Array.from(out.subarray(0, k)), logVar: Array.from(out.subarray(k)) };
+  }
+
+  // The classes of the test codes nearest to z: [{label, count}], most frequent first.
+  function nearestClasses(points, z) {
+    var nearest = points.map(function (point) {
+      var distance = 0;
+      for (var d = 0; d < z.length; d++) distance += (point.z[d] - z[d]) * (point.z[d] - z[d]);
+      return { distance: distance, label: point.label };
+    }).sort(function (a, b) { return a.distance - b.distance; }).slice(0, NEIGHBORS);
+    var counts = {};
+    nearest.forEach(function (point) { counts[point.label] = (counts[point.label] || 0) + 1; });
+    return Object.keys(counts).map(Number).sort(function (a, b) { return counts[b] - counts[a] || a - b; })
+      .map(function (label) { return { label: label, count: counts[label] }; });
+  }
+
+  function drawGray(canvas, values) {  // 784 values in 0..1, drawn dark on white
+    var context = canvas.getContext("2d"), image = context.createImageData(28, 28);
+    for (var i = 0; i < 784; i++) {
+      var gray = Math.round(255 * (1 - values[i]));
+      image.data[4 * i] = image.data[4 * i + 1] = image.data[4 * i + 2] = gray;
+      image.data[4 * i + 3] = 255;
+    }
+    context.putImageData(image, 0, 0);
+  }
+
+  // The drawing pad of an explorer: strokes by pointer (mouse, pen, touch), or a 28 × 28 raster edited at the keyboard.
+  function Pad(explorer, root) {
+    var self = this;
+    this.explorer = explorer;
+    this.root = root;
+    this.canvas = root.querySelector(".explorer-pad-canvas");
+    this.result = root.querySelector(".explorer-pad-result");
+    this.strokes = [];
+    this.raster = null;  // the 784 gray levels encoded; set from the strokes, or edited at the keyboard
+    this.editing = false;  // the raster is edited at the keyboard (a cursor on the pad)
+    this.cursor = [14, 14];  // [row, column]
+    this.nextTest = 0;
+    this.posterior = null;  // {mu, sigma, loss, pixels, neighbors}
+    this.canvas.addEventListener("pointerdown", function (event) {
+      if (self.editing) { self.editing = false; self.strokes = []; }
+      self.drawing = true;
+      if (self.canvas.setPointerCapture) self.canvas.setPointerCapture(event.pointerId);
+      self.strokes.push([self.point(event)]);
+      self.redraw();
+      event.preventDefault();
+    });
+    this.canvas.addEventListener("pointermove", function (event) {
+      if (!self.drawing) return;
+      var stroke = self.strokes[self.strokes.length - 1];
+      (event.getCoalescedEvents ? event.getCoalescedEvents() : [event]).forEach(function (e) { stroke.push(self.point(e)); });
+      if (!event.getCoalescedEvents || !event.getCoalescedEvents().length) stroke.push(self.point(event));
+      self.redraw();
+    });
+    var end = function () { if (self.drawing) { self.drawing = false; self.fromStrokes(); } };
+    this.canvas.addEventListener("pointerup", end);
+    this.canvas.addEventListener("pointercancel", end);
+    root.querySelector(".explorer-pad-clear").addEventListener("click", function () { self.clear(); });
+    root.querySelector(".explorer-pad-test").addEventListener("click", function () { self.startFromTest(); });
+    this.canvas.addEventListener("keydown", function (event) { self.key(event); });
+    this.redraw();
+  }
+
+  Pad.prototype.point = function (event) {
+    var rect = this.canvas.getBoundingClientRect();
+    return [Math.min(1, Math.max(0, (event.clientX - rect.left) / rect.width)),
+            Math.min(1, Math.max(0, (event.clientY - rect.top) / rect.height))];
+  };
+
+  // Load the encoder's script the first time the pad is used, then call `then`.
+  Pad.prototype.withEncoder = function (then) {
+    var self = this, name = this.explorer.name;
+    if ((window.VAE_ENCODERS || {})[name]) { then(); return; }
+    this.waiting = then;
+    if (this.loading) return;
+    this.loading = true;
+    stats.scripts.push("encoder_" + name);
+    this.result.textContent = "Loading the encoder\u2026";
+    var script = document.createElement("script");
+    script.src = this.root.getAttribute("data-encoder-script");
+    script.onload = script.onerror = function () {
+      if (!(window.VAE_ENCODERS || {})[name]) {
+        self.result.textContent = "The encoder's data (" + script.getAttribute("src") + ") did not load.";
+        return;
+      }
+      var waiting = self.waiting;
+      self.waiting = null;
+      waiting();
+    };
+    document.body.appendChild(script);
+  };
+
+  Pad.prototype.fromStrokes = function () {
+    var self = this, data = window.VAE_ENCODERS && window.VAE_ENCODERS[this.explorer.name];
+    this.withEncoder(function () {
+      data = window.VAE_ENCODERS[self.explorer.name];
+      self.raster = self.strokes.length ? mnistRaster(inkStrokes(self.strokes, data.raster, data.pen), data.raster) : null;
+      self.update();
+    });
+  };
+
+  Pad.prototype.clear = function () {
+    this.strokes = [];
+    this.raster = null;
+    this.editing = false;
+    this.update();
+  };
+
+  // Put the next of the explorer's test images on the pad, to edit at the keyboard.
+  Pad.prototype.startFromTest = function () {
+    var self = this, test = this.explorer.tests[this.nextTest % this.explorer.tests.length];
+    this.nextTest++;
+    this.withEncoder(function () {
+      self.strokes = [];
+      self.raster = Float64Array.from(test.pixels, function (v) { return v / 255; });
+      self.editing = true;
+      self.update();
+      self.canvas.focus();
+    });
+  };
+
+  Pad.prototype.key = function (event) {
+    var moves = { ArrowLeft: [0, -1], ArrowRight: [0, 1], ArrowUp: [-1, 0], ArrowDown: [1, 0] };
+    var self = this;
+    if (moves[event.key]) {
+      if (!this.editing) this.startEditing();
+      this.cursor = [Math.max(0, Math.min(27, this.cursor[0] + moves[event.key][0])),
+                     Math.max(0, Math.min(27, this.cursor[1] + moves[event.key][1]))];
+      this.redraw();
+      this.result.textContent = "Cursor at row " + (this.cursor[0] + 1) + ", column " + (this.cursor[1] + 1) + ": " +
+        (this.raster && this.raster[28 * this.cursor[0] + this.cursor[1]] >= 0.5 ? "inked." : "blank.");
+      event.preventDefault();
+    } else if (event.key === " " || event.key === "Enter") {
+      if (!this.editing) this.startEditing();
+      this.withEncoder(function () {
+        var at = 28 * self.cursor[0] + self.cursor[1];
+        self.raster[at] = self.raster[at] >= 0.5 ? 0 : 1;
+        self.update();
+      });
+      event.preventDefault();
+    }
+  };
+
+  // Edit what the pad holds (its 28 × 28 raster, blank if nothing was drawn) at the keyboard.
+  Pad.prototype.startEditing = function () {
+    this.editing = true;
+    this.strokes = [];
+    if (!this.raster) this.raster = new Float64Array(784);
+  };
+
+  // Encode the raster; show it, its reconstruction, its μ ± 2σ on the plane and its −ELBO split.
+  Pad.prototype.update = function () {
+    var explorer = this.explorer, name = explorer.name;
+    this.redraw();
+    var empty = !this.raster || !this.raster.some(function (v) { return v > 0; });
+    if (empty) {
+      this.posterior = null;
+      drawGray(this.root.querySelector(".explorer-pad-raster"), new Float64Array(784));
+      drawGray(this.root.querySelector(".explorer-pad-rebuilt"), new Float64Array(784));
+      this.result.textContent = this.editing ? "The pad is blank: Space inks the pixel under the cursor." : "";
+      explorer.drawPlane();
+      return;
+    }
+    var encoded = encode(name, this.raster);
+    var sigma = encoded.logVar.map(function (v) { return Math.exp(0.5 * v); });
+    var loss = lossSplit(name, this.raster, encoded.mu, sigma);
+    var rebuilt = decode(name, encoded.mu);
+    var neighbors = nearestClasses(explorer.points, encoded.mu);
+    this.posterior = { mu: encoded.mu, logVar: encoded.logVar, sigma: sigma, loss: loss, pixels: Array.from(this.raster),
+                       reconstruction: Array.from(rebuilt), neighbors: neighbors };
+    drawGray(this.root.querySelector(".explorer-pad-raster"), this.raster);
+    drawGray(this.root.querySelector(".explorer-pad-rebuilt"), rebuilt);
+    var names = "\u2080\u2081\u2082\u2083";
+    this.result.textContent = "Your digit: " + encoded.mu.map(function (m, d) {
+      return "\u03bc" + names[d] + " = " + formatNumber(m).trim() + ", \u03c3" + names[d] + " = " + sigma[d].toFixed(3);
+    }).join("; ") + ". " + lossText(loss) + " Of the " + NEIGHBORS + " test digits encoded nearest to \u03bc, " +
+      neighbors.map(function (n) { return n.count + " " + (n.count === 1 ? "is a " : "are ") + n.label; }).join(", ") + ".";
+    explorer.drawPlane();
+  };
+
+  // The pad: the strokes, black on white; at the keyboard, the 28 × 28 raster and its cursor.
+  Pad.prototype.redraw = function () {
+    var canvas = this.canvas, rect = canvas.getBoundingClientRect(), ratio = window.devicePixelRatio || 1;
+    var size = Math.max(1, Math.round(rect.width)), context = canvas.getContext("2d");
+    if (canvas.width !== Math.round(size * ratio)) { canvas.width = canvas.height = Math.round(size * ratio); }
+    context.setTransform(ratio, 0, 0, ratio, 0, 0);
+    context.fillStyle = "#ffffff";
+    context.fillRect(0, 0, size, size);
+    var data = window.VAE_ENCODERS && window.VAE_ENCODERS[this.explorer.name];
+    if (this.editing && this.raster) {
+      var cell = size / 28;
+      for (var i = 0; i < 784; i++) {
+        if (!this.raster[i]) continue;
+        var gray = Math.round(255 * (1 - this.raster[i]));
+        context.fillStyle = "rgb(" + gray + "," + gray + "," + gray + ")";
+        context.fillRect((i % 28) * cell, Math.floor(i / 28) * cell, cell + 0.5, cell + 0.5);
+      }
+      context.lineWidth = 2;
+      context.strokeStyle = "#1f4fd1";
+      context.strokeRect(this.cursor[1] * cell + 1, this.cursor[0] * cell + 1, cell - 2, cell - 2);
+      return;
+    }
+    context.strokeStyle = context.fillStyle = "#111111";
+    context.lineCap = context.lineJoin = "round";
+    context.lineWidth = 2 * (data ? data.pen / data.raster : 0.0625) * size;
+    this.strokes.forEach(function (stroke) {
+      context.beginPath();
+      context.moveTo(stroke[0][0] * size, stroke[0][1] * size);
+      stroke.forEach(function (point) { context.lineTo(point[0] * size, point[1] * size); });
+      if (stroke.length === 1) context.lineTo(stroke[0][0] * size + 0.01, stroke[0][1] * size);
+      context.stroke();
+    });
+    if (!this.strokes.length) {
+      context.fillStyle = "#8a8f99";
+      context.font = "14px system-ui, sans-serif";
+      context.textAlign = "center";
+      context.fillText("draw a digit here", size / 2, size / 2);
+    }
+  };
+
   // A number with a fixed width: "−1.20", or " 1.20" with a figure space, so readouts never reflow.
   function formatNumber(value) {
     var text = Math.abs(value).toFixed(2);
@@ -206,6 +519,8 @@
       this.cholesky = [[l00, 0], [l10, l11]];
     }
 
+    var padRoot = root.querySelector(".explorer-pad");
+    this.pad = padRoot ? new Pad(this, padRoot) : null;
     this.layer = document.createElement("canvas");  // the points, redrawn only on resize or slice change
     this.digitContext = this.digit.getContext("2d");
     this.digitImage = this.digitContext.createImageData(28, 28);
@@ -693,6 +1008,17 @@
       var xy = self.toCanvas(test.z[0], test.z[1]);
       context.beginPath(); context.arc(xy[0], xy[1], 3.5, 0, 2 * Math.PI); context.stroke();
     });
+    var drawn = this.pad && this.pad.posterior;
+    if (drawn) {  // the pad's digit: its μ ± 2σ ellipse in blue, ringed
+      var at = this.toCanvas(drawn.mu[0], drawn.mu[1]), unit = this.cssSize / (2 * this.extent);
+      context.fillStyle = context.strokeStyle = "#1f4fd1";
+      context.beginPath();
+      context.ellipse(at[0], at[1], Math.max(2 * drawn.sigma[0] * unit, 0.75), Math.max(2 * drawn.sigma[1] * unit, 0.75), 0, 0, 2 * Math.PI);
+      context.fill();
+      context.lineWidth = 2;
+      context.beginPath(); context.arc(at[0], at[1], 12, 0, 2 * Math.PI); context.stroke();
+      context.lineWidth = 1;
+    }
     if (this.picked !== null) {
       var test = this.tests[this.picked], center = this.toCanvas(test.z[0], test.z[1]);
       var scale = this.cssSize / (2 * this.extent);
@@ -730,7 +1056,8 @@
     // started: explorers started, decodes: decoder forward passes}.
     stats: function () {
       return { scripts: stats.scripts.slice(), executed: Object.keys(window.VAE_MODELS || {}),
-               started: stats.started.slice(), decodes: stats.decodes };
+               encoders: Object.keys(window.VAE_ENCODERS || {}), started: stats.started.slice(), decodes: stats.decodes,
+               encodes: stats.encodes };
     },
     // The decoder of `name` at latent point z (for a conditional model, as the digit `label`): an array of
     // 784 pixel probabilities (row-major 28×28).
@@ -760,6 +1087,19 @@
       return { index: test.index, label: test.label, z: test.z.slice(), sigma: test.sigma.slice(),
                pixels: Array.from(test.pixels, function (v) { return v / 255; }), reconstruction: Array.from(e.pickedPixels),
                drawn: gray, loss: e.pickedLoss, lossText: e.root.querySelector(".explorer-picked-loss").textContent };
+    },
+    // The drawing pad (2-D explorer): MNIST's preprocessing of strokes ([[[x, y], ...], ...] in 0..1) as 784 gray
+    // levels; the int8 encoder on 784 gray levels ({mu, logVar}; its script must have loaded); the pad's state.
+    preprocess: function (name, strokes) {
+      var data = window.VAE_ENCODERS[name];
+      return Array.from(mnistRaster(inkStrokes(strokes, data.raster, data.pen), data.raster));
+    },
+    encode: function (name, pixels) { return encode(name, pixels); },
+    pad: function (name) {
+      var pad = explorer(name).pad;
+      return { strokes: pad.strokes.map(function (s) { return s.map(function (p) { return p.slice(); }); }),
+               editing: pad.editing, cursor: pad.cursor.slice(), posterior: pad.posterior,
+               result: pad.result.textContent, loaded: !!(window.VAE_ENCODERS || {})[name] };
     },
     // Show the t-th of the explorer's pickable test images (as a click near its ringed dot does); returns picked().
     pick: function (name, t) { explorer(name).showPicked(t); return this.picked(name); },

@@ -284,7 +284,7 @@ def test_page_and_explorer_files_are_up_to_date(outputs):
 
 def test_build_writes_one_explorer_file_per_model(outputs):
     assert sorted(outputs) == ["assets/explorer/2d.js", "assets/explorer/3d.js", "assets/explorer/conditional.js",
-                               "assets/explorer/correlated.js", "index.html"]
+                               "assets/explorer/correlated.js", "assets/explorer/encoder_2d.js", "index.html"]
 
 
 def test_check_names_a_stale_or_left_over_file(outputs, tmp_path):

@@ -40,7 +40,7 @@ def test_before_any_click_the_page_is_light_and_decodes_nothing(browser, committ
         total = sum(Path(url.removeprefix("file://")).stat().st_size for url in files)
         assert total <= PAGE_AT_LOAD, f"{total:,} bytes before any click: {sorted(files)}"
         assert not [url for url in files if "/assets/explorer/" in url], sorted(files)
-        assert stats(opened.page) == {"scripts": [], "executed": [], "started": [], "decodes": 0}
+        assert stats(opened.page) == {"scripts": [], "executed": [], "encoders": [], "started": [], "decodes": 0, "encodes": 0}
         images = opened.page.evaluate("Array.from(document.images).map(img => img.loading)")
         assert images and set(images) == {"lazy"}
         assert opened.errors == [] and opened.blocked == []

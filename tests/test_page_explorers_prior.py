@@ -69,7 +69,8 @@ def bernoulli_nats(pixels, logits):
 
 def kl_nats(mu, log_var, covariance=None):
     """KL(N(μ, diag σ²) ‖ N(0, Σ)) in nats (Σ = I by default), as the chapters compute it."""
-    mu, var = np.asarray(mu, np.float64), np.exp(np.asarray(log_var, np.float64))
+    mu, log_var = np.asarray(mu, np.float64), np.asarray(log_var, np.float64)
+    var = np.exp(log_var)
     if covariance is None:
         return -0.5 * np.sum(1 + log_var - mu ** 2 - var)
     inverse = np.linalg.inv(covariance)
