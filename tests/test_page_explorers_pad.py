@@ -242,5 +242,6 @@ def test_keyboard_starts_from_a_test_digit_and_edits_it(laptop, explorer_model, 
 def test_scribble_numbers_are_measured_for_the_page(encoder_data):
     facts = encoder_data["facts"]
     assert facts["scribbles"] == len(build_page.scribble_strokes()) and facts["test_images"] == 10_000
-    for key in ("scribble_kl_median", "digit_kl_median", "digit_kl_p99", "scribble_distance_median"):
+    for key in ("scribble_kl_median", "digit_kl_median", "digit_kl_p99", "scribble_distance_median",
+                "scribble_reconstruction_median", "digit_reconstruction_median", "digit_reconstruction_p99"):
         assert facts[key] > 0, key
