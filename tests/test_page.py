@@ -38,14 +38,14 @@ SECTIONS = ["introduction", "what-is-a-vae", "model-architecture", "2d-latent-sp
             "3d-latent-space-extension", "correlated-prior", "conditional", "inside-the-2-d-model", "deeper",
             "results", "implementation-guide", "references"]
 FIGURES = {  # every figure the training scripts draw that the main path shows
-    "Clusters2D.png", "reconstructions_2d.png", "2D3DClusters.png", "reconstructions_3d.png",
+    "reconstructions_2d.png", "2D3DClusters.png", "reconstructions_3d.png",
     "reconstructions_correlated.png",
     # inside the models (vae/inspection.py, drawn by the scripts and by code/explore.py)
     "samples_2d.png", "interpolation_2d.png", "posterior_widths_2d.png", "holes_2d.png",
     "samples_conditional.png",  # code/vae_conditional.py
 }
 FOLDED_FIGURES = {  # inside a closed <details>: loaded only when the reader opens it
-    "latent2D.png", "history_2d.png",
+    "latent2D.png", "Clusters2D.png", "history_2d.png",
     "Clusters3D.png", "3DLatent1.png", "3DLatent2.png", "3DLatent3.png", "latent_variance_3d.png", "traversal_3d.png",
     "history_3d.png", "samples_3d.png", "interpolation_3d.png", "posterior_widths_3d.png", "holes_3d.png",
     "ClustersCorrelated.png", "KLAdapted.png", "samples_correlated.png", "covariance_matrix.png",
