@@ -122,7 +122,8 @@ def class_agreement(z, labels, k=NEIGHBOURS):
     (Euclidean; ties go to the smaller label): how well the plane groups the classes, in [0, 1]."""
     z = np.asarray(z, np.float64)
     labels = np.asarray(labels).astype(np.int64)
-    distances = ((z[:, None, :] - z[None, :, :]) ** 2).sum(-1)
+    squares = (z ** 2).sum(-1)
+    distances = squares[:, None] + squares[None, :] - 2 * z @ z.T
     np.fill_diagonal(distances, np.inf)
     nearest = np.argpartition(distances, k, axis=1)[:, :k]
     votes = np.zeros((len(z), labels.max() + 1), np.int64)
@@ -188,7 +189,7 @@ def plot_timeline(data, path):
                                 squeeze=False, sharex=True, sharey=True)
     for ax, epoch in zip(axes[0], shown):
         points = z[epochs.index(epoch)]
-        _scatter_digits(ax, points[:, 0], points[:, 1], data["labels"], size=1)
+        _scatter_digits(ax, points[:, 0], points[:, 1], data["labels"], size=1.5)
         _digit_numerals(ax, points[:, :2], data["labels"], fontsize=8)
         ax.set_xlim(-limit, limit)
         ax.set_ylim(-limit, limit)
