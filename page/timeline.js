@@ -109,15 +109,15 @@
       context.beginPath(); context.arc(origin[0], origin[1], r * unit, 0, 2 * Math.PI); context.stroke();
     });
     context.setLineDash([]);
-    var dot = Math.max(2, size / 200);
+    var dot = Math.max(2, size / 160);
     for (var i = 0; i < this.data.count; i++) {
       var q = this.toCanvas(this.point(this.position, i));
       context.fillStyle = DIGIT_COLORS[+this.labels[i] % 10];
       context.fillRect(q[0] - dot / 2, q[1] - dot / 2, dot, dot);
     }
     context.fillStyle = "#20242c";
-    context.font = Math.round(size / 34) + "px system-ui, sans-serif";
-    context.fillText("epoch " + this.data.epochs[Math.round(this.position)], 8, 8 + size / 34);
+    context.font = Math.round(size / 24) + "px system-ui, sans-serif";
+    context.fillText("epoch " + this.data.epochs[Math.round(this.position)], 10, 8 + size / 24);
   };
 
   // The loss curve: training (solid) and test (dashed) loss per epoch; a dot and a line mark the shown epoch.
@@ -132,7 +132,7 @@
     series.forEach(function (s) { all = all.concat(losses[s[0]]); });
     var low = Math.min.apply(null, all), high = Math.max.apply(null, all), pad = (high - low) * 0.06 || 1;
     low -= pad; high += pad;
-    var left = 52, right = width - 12, top = 14, bottom = height - 36;
+    var left = 58, right = width - 14, top = 14, bottom = height - 42;
     var first = epochs[0], last = epochs[epochs.length - 1];
     function x(epoch) { return left + (last === first ? 0 : (epoch - first) / (last - first)) * (right - left); }
     function y(value) { return bottom - (value - low) / (high - low) * (bottom - top); }
@@ -141,17 +141,17 @@
     context.lineWidth = 1;
     context.beginPath(); context.moveTo(left, top); context.lineTo(left, bottom); context.lineTo(right, bottom); context.stroke();
     context.fillStyle = "#5b6270";
-    context.font = "13px system-ui, sans-serif";
+    context.font = "15px system-ui, sans-serif";
     context.textAlign = "right";
     var step = Math.pow(10, Math.floor(Math.log10((high - low) / 2))), ticks = [];
     if ((high - low) / step > 6) step *= 5; else if ((high - low) / step > 3) step *= 2;
     for (var tick = Math.ceil(low / step) * step; tick <= high; tick += step) ticks.push(tick);
     ticks.forEach(function (tick) { context.fillText(tick.toFixed(0), left - 6, y(tick) + 4); });
     context.textAlign = "center";
-    [first, Math.round((first + last) / 2), last].forEach(function (epoch) { context.fillText(epoch, x(epoch), bottom + 16); });
-    context.fillText("epoch", (left + right) / 2, bottom + 32);
+    [first, Math.round((first + last) / 2), last].forEach(function (epoch) { context.fillText(epoch, x(epoch), bottom + 18); });
+    context.fillText("epoch", (left + right) / 2, bottom + 36);
     context.save();
-    context.translate(14, (top + bottom) / 2); context.rotate(-Math.PI / 2);
+    context.translate(16, (top + bottom) / 2); context.rotate(-Math.PI / 2);
     context.fillText("nats per image", 0, 0);
     context.restore();
     series.forEach(function (s) {
@@ -164,7 +164,7 @@
     context.textAlign = "right";
     context.fillStyle = "#20242c";
     series.forEach(function (s, k) {
-      context.fillText(s[1] + (s[2].length ? " (dashed)" : " (solid)"), right, top + 14 + 16 * k);
+      context.fillText(s[1] + (s[2].length ? " (dashed)" : " (solid)"), right, top + 16 + 18 * k);
     });
     // The marker: where the shown epoch is, between two epochs while playing.
     var e = Math.floor(this.position), f = this.position - e, key = series[series.length - 1][0];

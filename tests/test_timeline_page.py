@@ -10,7 +10,6 @@ show the timeline yet, the build here adds FRAGMENT to the 2-D chapter, before i
 import base64
 import importlib.util
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -21,9 +20,9 @@ from test_page import CHROMIUM, CHROMIUM_ARGS, OpenPage, browser  # noqa: F401  
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_BUDGET = 1_000_000  # bytes of assets/explorer/timeline_2d.js
-FRAGMENT = r"""The plane also keeps a record of training. After each of its {{ two_d.epochs }} epochs the 2-D script recorded the posterior means $\mu$ of the same {{ two_d.timeline.images | num(",") }} test images, {{ (two_d.timeline.images // 10) | num(",") }} of each digit, and the epoch's losses; the figure below replays them. Press play, or drag the slider: after epoch {{ two_d.timeline.epochs[0] }}, {{ (100 * two_d.timeline.class_agreement[0]) | num(".0f") }}% of the codes have the class of most of their {{ two_d.timeline.neighbours }} nearest codes, after epoch {{ two_d.timeline.epochs[4] }} {{ (100 * two_d.timeline.class_agreement[4]) | num(".0f") }}%, and after epoch {{ two_d.timeline.epochs[-1] }} {{ (100 * two_d.timeline.class_agreement[-1]) | num(".0f") }}%, while the test loss falls from {{ two_d.history.val_loss[0] | num(".1f") }} to {{ two_d.history.val_loss[4] | num(".1f") }} and then to {{ two_d.history.val_loss[-1] | num(".1f") }} nats per image: most of the grouping, like most of the fall of the loss, comes in the first {{ two_d.timeline.epochs[4] }} epochs.
+FRAGMENT = r"""The plane also keeps a record of training. After each of its {{ two_d.epochs }} epochs the 2-D script recorded the posterior means $\mu$ of the same {{ two_d.timeline.images | num(",") }} test images, {{ (two_d.timeline.images // 10) | num(",") }} of each digit, and the epoch's losses; the figure below replays them. Press play, or drag the slider: {{ (100 * two_d.timeline.class_agreement[0]) | num(".0f") }}% of the codes have the class of most of their {{ two_d.timeline.neighbours }} nearest codes after epoch {{ two_d.timeline.epochs[0] }}, {{ (100 * two_d.timeline.class_agreement[4]) | num(".0f") }}% after epoch {{ two_d.timeline.epochs[4] }} and {{ (100 * two_d.timeline.class_agreement[-1]) | num(".0f") }}% after epoch {{ two_d.timeline.epochs[-1] }}, while the test loss falls from {{ two_d.history.val_loss[0] | num(".1f") }} to {{ two_d.history.val_loss[4] | num(".1f") }} and then to {{ two_d.history.val_loss[-1] | num(".1f") }} nats per image: most of the grouping, like most of the fall of the loss, comes in the first {{ two_d.timeline.epochs[4] }} epochs.
 
-{{ timeline("2d", "The 2-D model's training, replayed. Left: the posterior means of " ~ two_d.timeline.images | num(",") ~ " test images after the chosen epoch, colored by their true digit, with the prior's $1\\sigma$ and $2\\sigma$ circles dashed. Right: the training and test loss of every epoch, the chosen epoch marked. Without JavaScript, a still version shows a few epochs.") }}
+{{ timeline("2d", "Left: the posterior means of " ~ two_d.timeline.images | num(",") ~ " test images after the chosen epoch, colored by their true digit, with the prior's $1\\sigma$ and $2\\sigma$ circles dashed. Right: the training and test loss of every epoch, the chosen epoch marked. Without JavaScript, a still version shows a few epochs.") }}
 
 """
 ANCHOR = "Some things to look for, in the figures and in the explorer:"
@@ -157,8 +156,6 @@ def test_it_loads_when_reached_and_the_slider_and_play_move_the_points_and_the_m
         assert page.evaluate("document.documentElement.scrollWidth") <= width
         box = page.locator("#timeline-2d").bounding_box()
         assert box["x"] >= 0 and box["x"] + box["width"] <= width
-        if os.environ.get("VAE_TIMELINE_SHOTS"):
-            page.locator("#timeline-2d").screenshot(path=f"{os.environ['VAE_TIMELINE_SHOTS']}/timeline-{width}.png")
         assert opened.blocked == [] and opened.errors == []
     finally:
         opened.close()
