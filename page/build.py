@@ -515,7 +515,7 @@ def timeline_html(name, data, script_bytes, caption):
 </div>
 </div>
 </div>
-<p class="timeline-wait">The recorded training, epochs {first} to {last} ({kb} kB), loads when you scroll here.</p>
+<p class="timeline-wait" hidden>The recorded training, epochs {first} to {last} ({kb} kB), loads when you scroll here.</p>
 <noscript><p class="explorer-note">This playback runs in JavaScript, which is turned off. <a href="assets/timeline_{name}.png">A still version</a> shows the plane at a few epochs.</p></noscript>
 <figcaption markdown="span"><span class="figure-label">Training, replayed.</span> {caption}</figcaption>
 </figure>"""

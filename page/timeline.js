@@ -243,6 +243,10 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     var roots = Array.prototype.slice.call(document.querySelectorAll("figure[data-timeline]"));
+    roots.forEach(function (root) {  // "loads when you scroll here": true only where this script runs
+      var wait = root.querySelector(".timeline-wait");
+      if (wait && !timelines[root.getAttribute("data-timeline")]) wait.hidden = false;
+    });
     if (!window.IntersectionObserver) { roots.forEach(load); return; }
     var observer = new IntersectionObserver(function (entries) {
       entries.forEach(function (entry) {

@@ -1,7 +1,7 @@
 """Training, replayed, on the page (page/timeline.js): its data (assets/explorer/timeline_2d.js) against
 models/timeline_2d.npz and within its budget, and in Chromium at 1280 and 390 px that nothing loads before
 the reader nears it, that the epoch slider and the play button move the points and the loss curve's marker,
-and that nothing writes to the console.
+and that nothing writes to the console; without JavaScript, the still figure is offered instead.
 
 The page is built from the committed results (conftest.py's `committed_root`); if page/tutorial.md does not
 show the timeline yet, the build here adds FRAGMENT to the 2-D chapter, before its list of things to look for.
@@ -105,6 +105,7 @@ def test_it_loads_when_reached_and_the_slider_and_play_move_the_points_and_the_m
         assert not any(url.endswith("/timeline_2d.js") for url in opened.loaded)
         assert page.evaluate("window.vaeTimeline.models()") == []
         assert page.locator("#timeline-2d .timeline-live").is_hidden()
+        assert page.locator("#timeline-2d .timeline-wait").is_visible()  # says when it loads
 
         page.locator("#timeline-2d").scroll_into_view_if_needed()
         page.wait_for_function("window.vaeTimeline.models().includes('2d')", timeout=20_000)
@@ -159,3 +160,18 @@ def test_it_loads_when_reached_and_the_slider_and_play_move_the_points_and_the_m
         assert opened.blocked == [] and opened.errors == []
     finally:
         opened.close()
+
+
+def test_without_javascript_the_still_figure_is_offered(browser, site):  # noqa: F811
+    folder, _ = site
+    context = browser.new_context(java_script_enabled=False, viewport={"width": 1280, "height": 900})
+    try:
+        page = context.new_page()
+        page.goto((folder / "index.html").as_uri(), wait_until="load")
+        figure = page.locator("#timeline-2d")
+        assert figure.locator(".timeline-live").is_hidden() and figure.locator(".timeline-wait").is_hidden()
+        link = figure.locator("noscript a")
+        assert "still version" in figure.inner_text() and link.get_attribute("href") == "assets/timeline_2d.png"
+        assert (folder / "assets" / "timeline_2d.png").exists()
+    finally:
+        context.close()
