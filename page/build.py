@@ -144,6 +144,10 @@ def load_facts(root):
                 m["prior_cholesky"] = np.linalg.cholesky(sigma).tolist()
                 m["prior_log_det"] = float(np.linalg.slogdet(sigma)[1])
             require_numbers(m, ("latent_dim", "test_loss", "test_reconstruction", "test_kl"))
+            # The KL's two parts (vae/evaluation.py: kl_split): among how many images a code leaves its own
+            # image unresolved, e^H(n|z) = N e^(−I(n; z)).
+            for split in m["kl_split"].values():
+                split["images_unresolved"] = split["images"] * float(np.exp(-split["mutual_information"]))
         # What code/explore.py measured inside the model (models/likelihood_<name>.json): ln p(x) three
         # ways, the posterior widths, the holes, active units.
         inside_relative = f"models/likelihood_{name}.json"
@@ -325,6 +329,8 @@ def extract_math(text):
 def restore_math(html_text, formulas):
     """Put the MathML back; a display formula gets its own block."""
     html_text = re.sub(r"<p>\s*(MATHxPHx\d+xEND)\s*</p>", r'<div class="math-display">\1</div>', html_text)
+    # Punctuation right after an inline formula stays on its line: on a phone "$x$," must not wrap before ",".
+    html_text = re.sub(r"(MATHxPHx\d+xEND)([.,;:!?)\]’”]+)", r'<span class="nowrap">\1\2</span>', html_text)
     return MATH_TOKEN_PATTERN.sub(lambda m: formulas[int(m.group(1))], html_text)
 
 
@@ -397,7 +403,7 @@ class Page:
         density = max(1, round(ppi / 100))  # figures.py saves 200 ppi for 2 image pixels per CSS pixel
         return (f'<a class="figure-image" href="{relative}"><img src="{relative}" alt="{html.escape(alt)}" '
                 f'width="{round(width / density)}" height="{round(height / density)}" loading="lazy" '
-                f'decoding="async" data-density="{density}"></a>')
+                f'decoding="async" data-density="{density}" style="--w: {round(width / density)}px"></a>')
 
     def source(self, relative, name):
         """The exact source of class or function `name` in file `relative`, as a listing."""
@@ -437,6 +443,9 @@ class Page:
             num_classes=metrics.get("num_classes") or 0, label=default_label(metrics),
             folded=model in FOLDED_MODELS, script=f"assets/explorer/{model}.js",
             script_kb=round(len(self.explorer_scripts[model]) / 1000),
+            prior_inside={k: round(100 * share) for k, share in self.facts["gaussian_2d_inside"].items()},
+            pad=model == PAD_MODEL, pad_script=f"assets/explorer/encoder_{PAD_MODEL}.js",
+            pad_kb=round(len(self.explorer_scripts.get(f"encoder_{PAD_MODEL}", b"")) / 1000),
         )
 
     def timeline(self, model, caption):
@@ -708,6 +717,16 @@ def default_label(metrics):
     return label
 
 
+QUADRATURE_NODES = 5  # Gauss–Hermite nodes per latent dimension for a posterior's expected reconstruction term
+
+
+def gauss_hermite(count=QUADRATURE_NODES):
+    """Nodes and weights (summing to 1) of Gauss–Hermite quadrature for E[f(ε)], ε ~ N(0, 1): the explorers
+    average −ln p(x | z) over a posterior N(μ, σ²) at z = μ + σ·node, every combination of nodes over the dimensions."""
+    nodes, weights = np.polynomial.hermite_e.hermegauss(count)
+    return {"nodes": nodes.tolist(), "weights": (weights / weights.sum()).tolist()}
+
+
 def explorer_data(root, name, metrics):
     """The data of one model's explorer: view, weights, and every (N / count)-th test encoding; for a
     conditional model also num_classes and the label drawn first."""
@@ -722,6 +741,7 @@ def explorer_data(root, name, metrics):
         "latent_dim": latent_dim,
         "view": view,
         "prior_covariance": metrics.get("prior_covariance"),
+        "quadrature": gauss_hermite(),
     }
     if num_classes:
         data.update(num_classes=num_classes, label=default_label(metrics))
@@ -743,6 +763,175 @@ def explorer_script(data):
             f"models/test_encodings_{data['name']}.npz, models/encoder_{data['name']}.h5 and data/mnist: do not edit.\n"
             "window.VAE_MODELS = window.VAE_MODELS || {};\n"
             f'window.VAE_MODELS["{data["name"]}"] = {json.dumps(data, separators=(",", ":"))};\n')
+
+
+# ---------------------------------------------------------------------------------------------
+# The drawing pad beside the 2-D explorer: the encoder's weights, MNIST's preprocessing, what a scribble gives
+
+PAD_MODEL = "2d"  # the model whose explorer has a drawing pad
+PAD_RASTER = 112  # the pad's strokes are inked on a PAD_RASTER² grid (4× MNIST's), then reduced as MNIST's digits were
+PAD_PEN = 7.0  # the pen's radius, in PAD_RASTER pixels: a digit drawn the pad's height gets strokes about 2.5 px wide
+PAD_SCRIBBLES = 20  # scribbles measured for the page: each PAD_SCRIBBLE_POINTS random points joined in one stroke
+PAD_SCRIBBLE_POINTS = 12
+
+
+def ink_strokes(strokes, size=PAD_RASTER, pen=PAD_PEN):
+    """The pad's ink, (size, size) bool: a pixel is inked when its center lies within `pen` of a stroke. `strokes` is a
+    list of strokes, each a list of (x, y) points in 0..1 (x right, y down); a one-point stroke is a dot."""
+    centers = np.arange(size, dtype=np.float64) + 0.5
+    cy, cx = np.meshgrid(centers, centers, indexing="ij")
+    ink = np.zeros((size, size), dtype=bool)
+    for stroke in strokes:
+        points = np.asarray(stroke, dtype=np.float64).reshape(-1, 2) * size
+        segments = zip(points, points[1:]) if len(points) > 1 else [(points[0], points[0])]
+        for (ax, ay), (bx, by) in segments:
+            dx, dy = bx - ax, by - ay
+            length2 = dx * dx + dy * dy
+            t = np.zeros_like(cx) if length2 == 0 else np.clip(((cx - ax) * dx + (cy - ay) * dy) / length2, 0, 1)
+            ex, ey = cx - (ax + t * dx), cy - (ay + t * dy)
+            ink |= ex * ex + ey * ey <= pen * pen
+    return ink
+
+
+def coverage(start, length, scale, cells):
+    """(len, cells): how much of each output cell [c, c + 1) the source pixels [start + i·scale, start + (i+1)·scale)
+    cover, i < length."""
+    left = start + np.arange(length, dtype=np.float64) * scale
+    edges = np.arange(cells, dtype=np.float64)
+    return np.clip(np.minimum(left[:, None] + scale, edges[None, :] + 1) - np.maximum(left[:, None], edges[None, :]), 0, None)
+
+
+def mnist_raster(ink, box=20, size=28):
+    """The ink prepared as MNIST's digits were: cropped to its bounding box, scaled into a box × box square keeping
+    its aspect (each output pixel the share of its area the ink covers: anti-aliased), then moved by whole pixels so
+    that its center of mass is at the center of the size × size image; gray levels rounded to 1/255 as MNIST's
+    bytes. Returns (size, size) float64 in 0..1 (all zero for no ink)."""
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    if not len(rows):
+        return np.zeros((size, size))
+    crop = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].astype(np.float64)
+    height, width = crop.shape
+    scale = box / max(height, width)
+    top, left = (size - height * scale) / 2, (size - width * scale) / 2
+    gray = coverage(top, height, scale, size).T @ crop @ coverage(left, width, scale, size)
+    gray = np.floor(255 * np.clip(gray, 0, 1) + 0.5) / 255  # halves round up, as in JavaScript
+    centers = np.arange(size) + 0.5
+    total = gray.sum()
+    shift_y = int(np.clip(np.floor(size / 2 - (gray.sum(axis=1) @ centers) / total + 0.5), -np.floor(top), np.floor(top)))
+    shift_x = int(np.clip(np.floor(size / 2 - (gray.sum(axis=0) @ centers) / total + 0.5), -np.floor(left), np.floor(left)))
+    return np.roll(gray, (shift_y, shift_x), axis=(0, 1))
+
+
+def scribble_strokes(count=PAD_SCRIBBLES, points=PAD_SCRIBBLE_POINTS, seed=0):
+    """`count` scribbles, each one stroke through `points` uniform random points of the pad's middle 70%."""
+    rng = np.random.default_rng(seed)
+    return [[rng.uniform(0.15, 0.85, size=(points, 2)).tolist()] for _ in range(count)]
+
+
+def export_encoder(root, name=PAD_MODEL):
+    """The 2-D encoder for the drawing pad: 784 → 512 relu → 256 relu → [μ, ln σ²] (one linear layer of 2·latent_dim
+    outputs, z_mean's then z_log_var's), every kernel int8 as the decoders' (see `quantize`, its inputs the first
+    2,000 test images). Returns [layer] as export_decoder does."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    sys.path.insert(0, str(REPO_ROOT / "code"))
+    from vae.data import read_idx
+
+    path = read_input(root, f"models/encoder_{name}.h5")
+    encoder = load_safely(path)
+    dense = [layer for layer in encoder.layers if isinstance(layer, keras.layers.Dense)]
+    heads = {layer.name: layer for layer in dense if layer.name in ("z_mean", "z_log_var")}
+    hidden = [layer for layer in dense if layer.name not in heads]
+    if len(heads) != 2 or not hidden or heads["z_mean"].input is not hidden[-1].output \
+            or heads["z_log_var"].input is not hidden[-1].output:
+        raise BuildError(f"{path}: the pad's encoder should be Flatten, Dense relu layers, then z_mean and z_log_var")
+    layers = []
+    for layer in hidden:
+        if layer.get_config()["activation"] != "relu":
+            raise BuildError(f"{path}: layer {layer.name!r} is not relu")
+        kernel, bias = (np.asarray(w, dtype=np.float64) for w in layer.get_weights())
+        layers.append((kernel, bias, "relu"))
+    heads = [np.asarray(w, dtype=np.float64) for head in ("z_mean", "z_log_var") for w in heads[head].get_weights()]
+    layers.append((np.hstack([heads[0], heads[2]]), np.concatenate([heads[1], heads[3]]), "linear"))
+    images = read_idx(REPO_ROOT / "data" / "mnist" / "t10k-images-idx3-ubyte.gz", ndim=3)
+    x = images[:2000].reshape(-1, 784).astype(np.float64) / 255
+    exported = []
+    for kernel, bias, activation in layers:
+        quantized, scale = quantize(kernel, x)
+        exported.append({
+            "in": int(kernel.shape[0]), "out": int(kernel.shape[1]), "activation": activation,
+            "kernel": base64.b64encode(quantized.tobytes()).decode("ascii"),
+            "scale": base64.b64encode(scale.astype("<f4").tobytes()).decode("ascii"),
+            "bias": base64.b64encode(bias.astype("<f4").tobytes()).decode("ascii"),
+        })
+        x = x @ (quantized * scale.astype(np.float64)) + bias.astype(np.float32)
+        if activation == "relu":
+            x = np.maximum(x, 0)
+    return exported
+
+
+def pad_facts(root, name=PAD_MODEL):
+    """What the chapter's model (Keras) makes of scribbles and of the test digits, for the page's sentence: the KL and
+    the reconstruction term (nats, by the explorers' quadrature) and distance |μ| from the origin of PAD_SCRIBBLES
+    scribbles, prepared as the pad prepares a drawing, beside the test digits' (medians; the digits' 99th percentile)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    sys.path.insert(0, str(REPO_ROOT / "code"))
+    from vae.data import read_idx
+
+    encoder = load_safely(read_input(root, f"models/encoder_{name}.h5"))
+    decoder = load_safely(read_input(root, f"models/decoder_{name}.h5"))
+    logits = keras.Model(decoder.inputs, decoder.get_layer("logits").output)
+    images = read_idx(REPO_ROOT / "data" / "mnist" / "t10k-images-idx3-ubyte.gz", ndim=3).astype("float32") / 255
+    scribbles = np.stack([mnist_raster(ink_strokes(strokes)) for strokes in scribble_strokes()]).astype("float32")
+    quadrature = gauss_hermite()
+
+    def kl_and_distance(x):
+        mu, log_var = (keras.ops.convert_to_numpy(a).astype(np.float64) for a in encoder.predict(
+            x[..., None], verbose=0, batch_size=2000)[:2])
+        kl = -0.5 * np.sum(1 + log_var - mu ** 2 - np.exp(log_var), axis=1)
+        return kl, np.linalg.norm(mu, axis=1), mu, np.exp(0.5 * log_var)
+
+    def reconstruction(x, mu, sigma):
+        """E_q[−ln p(x | z)] by the explorers' quadrature, with the chapter's (Keras) decoder: (N,) nats."""
+        nodes, weights = np.asarray(quadrature["nodes"]), np.asarray(quadrature["weights"])
+        grid = np.stack(np.meshgrid(nodes, nodes, indexing="ij"), -1).reshape(-1, 2)
+        weight = np.outer(weights, weights).ravel()
+        z = (mu[:, None, :] + sigma[:, None, :] * grid[None]).reshape(-1, 2).astype("float32")
+        out = np.asarray(logits.predict(z, verbose=0, batch_size=4096), np.float64).reshape(len(x), len(grid), 784)
+        pixels = x.reshape(len(x), 1, 784).astype(np.float64)
+        nats = np.sum(np.maximum(out, 0) - pixels * out + np.log1p(np.exp(-np.abs(out))), axis=-1)
+        return nats @ weight
+
+    digit_kl, digit_distance, digit_mu, digit_sigma = kl_and_distance(images)
+    scribble_kl, scribble_distance, scribble_mu, scribble_sigma = kl_and_distance(scribbles)
+    every = slice(None, None, 5)  # the reconstruction term of every 5th test digit (2,000): 25 decodes each
+    digit_reconstruction = reconstruction(images[every], digit_mu[every], digit_sigma[every])
+    scribble_reconstruction = reconstruction(scribbles, scribble_mu, scribble_sigma)
+    return {"scribble_reconstruction_median": float(np.median(scribble_reconstruction)),
+            "digit_reconstruction_median": float(np.median(digit_reconstruction)),
+            "digit_reconstruction_p99": float(np.quantile(digit_reconstruction, 0.99)),
+            "digits_reconstructed": int(len(digit_reconstruction)),
+            "scribbles_beyond_digit_reconstruction_p99": float(np.mean(
+                scribble_reconstruction > np.quantile(digit_reconstruction, 0.99))),"scribbles": PAD_SCRIBBLES, "scribble_points": PAD_SCRIBBLE_POINTS,
+            "scribble_kl_median": float(np.median(scribble_kl)), "scribble_kl_min": float(scribble_kl.min()),
+            "scribble_distance_median": float(np.median(scribble_distance)),
+            "digit_kl_median": float(np.median(digit_kl)), "digit_kl_p99": float(np.quantile(digit_kl, 0.99)),
+            "digit_distance_median": float(np.median(digit_distance)), "test_images": int(len(images)),
+            "scribbles_beyond_digit_kl_p99": float(np.mean(scribble_kl > np.quantile(digit_kl, 0.99)))}
+
+
+def encoder_script(root, name=PAD_MODEL):
+    """assets/explorer/encoder_<model>.js: sets window.VAE_ENCODERS[model] (its weights, the pad's settings and
+    pad_facts); loaded when the reader first uses the drawing pad. Returns (script, facts)."""
+    facts = pad_facts(root, name)
+    data = {"name": name, "layers": export_encoder(root, name), "raster": PAD_RASTER, "pen": PAD_PEN, "facts": facts}
+    script = (f"// Generated by page/build.py from models/encoder_{name}.h5 and data/mnist: do not edit.\n"
+              "window.VAE_ENCODERS = window.VAE_ENCODERS || {};\n"
+              f'window.VAE_ENCODERS["{name}"] = {json.dumps(data, separators=(",", ":"))};\n')
+    return script, facts
 
 
 # ---------------------------------------------------------------------------------------------
@@ -771,6 +960,9 @@ def build(root=REPO_ROOT):
     outputs = {f"assets/explorer/{name}.js": explorer_script(explorer_data(root, name, facts[EXPLORER_FACTS[name]]))
                .encode() for name in MODELS}
     page.explorer_scripts = {name: outputs[f"assets/explorer/{name}.js"] for name in MODELS}
+    script, facts["pad"] = encoder_script(root)
+    outputs[f"assets/explorer/encoder_{PAD_MODEL}.js"] = script.encode()
+    page.explorer_scripts[f"encoder_{PAD_MODEL}"] = outputs[f"assets/explorer/encoder_{PAD_MODEL}.js"]
     try:
         text = environment.from_string(source_text).render(
             **facts, fig=page.fig, label=page.label, image=page.image, source=page.source,
@@ -792,7 +984,7 @@ def build(root=REPO_ROOT):
     index = environment.get_template("template.html").render(
         title=title_match.group(1).strip(), lede=lede, toc=[t for t in md.toc_tokens if t["level"] == 2],
         content=body, css=(PAGE_DIR / "style.css").read_text().strip(),
-        data_scripts=[f"assets/explorer/{name}.js" for name in MODELS if name not in FOLDED_MODELS],
+        data_scripts=[],  # none loads with the page: explorer.js adds each when the reader nears its explorer
         explorer_js=(PAGE_DIR / "explorer.js").read_text().strip()
         + ("\n" + (PAGE_DIR / "timeline.js").read_text().strip() if page.timelines else ""),
     )

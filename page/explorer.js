@@ -1,8 +1,10 @@
 // The latent explorers: each decodes the point under the pointer with the trained decoder,
 // in plain JavaScript, from the weights in assets/explorer/<model>.js (window.VAE_MODELS).
 // Below the plane, a strip of digits: fresh prior samples, or a straight walk between two chosen points.
-// No libraries, no network. An explorer starts only when it scrolls into view; one folded in a
-// <details data-explorer-script> loads its data only when the reader opens it.
+// No libraries, no network. The page loads no explorer data with itself: an explorer's script
+// (its data-script) is added to the page only when the reader nears the explorer (it comes within a
+// screen of the viewport), focuses or touches it, or, for one folded in a <details data-explorer-script>,
+// opens it. Its box keeps its size from the start, so that a link into it lands on it.
 // A conditional model (num_classes in its data) decodes [z, one-hot label]: a class picker sets the label.
 // window.vaeExplorer exposes the decoder and each explorer's state (for the tests).
 (function () {
@@ -12,9 +14,14 @@
                       "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];  // Matplotlib's tab10
   var NEIGHBORS = 10;  // test digits the description of a decoded point names
   var ANNOUNCE_AFTER_MS = 500;  // the description is announced once the pointer rests this long
+  var NEAR = "100% 0px";  // an explorer's data load when it comes within one screen height of the viewport
   var MODELS = {};
   var networks = {};
   var explorers = {};
+  // What the page has done so far (window.vaeExplorer.stats): the explorer scripts it added, the explorers
+  // started, and the decoder forward passes run.
+  var stats = { scripts: [], started: [], decodes: 0, encodes: 0 };
+  var encoders = {};  // the drawing pad's encoders, unpacked: {model: layers}
 
   function bytes(base64) {
     var binary = atob(base64);
@@ -59,10 +66,15 @@
   }
 
   // The decoder: Dense layers, relu / sigmoid, accumulated in float64.
-  // Returns the 784 pixel probabilities of the 28×28 digit (for a conditional model, the digit `label`).
-  function decode(name, z, label) {
-    var layers = network(name);
-    var x = decoderInput(name, z, label);
+  // Returns the 784 pixel probabilities of the 28×28 digit (for a conditional model, the digit `label`);
+  // with `logits`, the 784 logits before the sigmoid.
+  function decode(name, z, label, logits) {
+    stats.decodes++;
+    return forward(network(name), decoderInput(name, z, label), logits, name);
+  }
+
+  // Dense layers (relu / sigmoid / linear) on the input x, accumulated in float64; `logits`: skip the last sigmoid.
+  function forward(layers, x, logits, name) {
     if (x.length !== layers[0].inputs) {
       throw new Error("model " + name + " takes " + layers[0].inputs + " inputs, got " + x.length);
     }
@@ -78,13 +90,370 @@
       for (var j = 0; j < n; j++) {
         var value = layer.bias[j] + layer.scale[j] * sum[j];
         if (layer.activation === "relu") value = value > 0 ? value : 0;
-        else if (layer.activation === "sigmoid") value = 1 / (1 + Math.exp(-value));
+        else if (layer.activation === "sigmoid" && !(logits && l === layers.length - 1)) value = 1 / (1 + Math.exp(-value));
         y[j] = value;
       }
       x = y;
     }
     return x;
   }
+
+  // KL(N(μ, diag σ²) ‖ p(z)) in nats, exact: p = N(0, I), or N(0, Σ) for a model with a prior_covariance (2-D).
+  function klDivergence(model, mu, sigma) {
+    var k = mu.length, kl = 0, d;
+    if (!model.prior_covariance) {
+      for (d = 0; d < k; d++) kl += 0.5 * (mu[d] * mu[d] + sigma[d] * sigma[d] - 1 - 2 * Math.log(sigma[d]));
+      return kl;
+    }
+    var s = model.prior_covariance;
+    if (k !== 2) throw new Error("a prior covariance is supported in 2-D only");
+    var det = s[0][0] * s[1][1] - s[0][1] * s[1][0];
+    var inv = [[s[1][1] / det, -s[0][1] / det], [-s[1][0] / det, s[0][0] / det]];  // Σ⁻¹
+    var trace = inv[0][0] * sigma[0] * sigma[0] + inv[1][1] * sigma[1] * sigma[1];
+    var mahalanobis = mu[0] * (inv[0][0] * mu[0] + inv[0][1] * mu[1]) + mu[1] * (inv[1][0] * mu[0] + inv[1][1] * mu[1]);
+    return 0.5 * (trace + mahalanobis - k + Math.log(det) - 2 * Math.log(sigma[0]) - 2 * Math.log(sigma[1]));
+  }
+
+  // The −ELBO of an image (784 gray levels in 0..1) under its posterior N(mu, diag sigma²), in nats:
+  // {reconstruction: E_q[−ln p(x | z)], the chapter's summed binary cross-entropy averaged over q by Gauss–Hermite
+  // quadrature (the data's nodes per dimension, all their combinations), kl: exact, total: their sum}.
+  function lossSplit(name, pixels, mu, sigma, label) {
+    var model = MODELS[name], nodes = model.quadrature.nodes, weights = model.quadrature.weights, k = mu.length;
+    var reconstruction = 0, count = Math.pow(nodes.length, k);
+    for (var c = 0; c < count; c++) {
+      var z = [], weight = 1;
+      for (var d = 0, rest = c; d < k; d++, rest = Math.floor(rest / nodes.length)) {
+        z.push(mu[d] + sigma[d] * nodes[rest % nodes.length]);
+        weight *= weights[rest % nodes.length];
+      }
+      var logits = decode(name, z, label, true), loss = 0;
+      for (var i = 0; i < 784; i++) {  // −ln p(x | z) = Σ softplus(l) − x l, computed stably
+        var l = logits[i];
+        loss += Math.max(l, 0) - pixels[i] * l + Math.log1p(Math.exp(-Math.abs(l)));
+      }
+      reconstruction += weight * loss;
+    }
+    var kl = klDivergence(model, mu, sigma);
+    return { reconstruction: reconstruction, kl: kl, total: reconstruction + kl };
+  }
+
+  // "−ELBO 140.3 nats = reconstruction 134.1 + KL 6.2": the loss split as the explorers write it.
+  function lossText(split) {
+    return "\u2212ELBO " + split.total.toFixed(1) + " nats = reconstruction " + split.reconstruction.toFixed(1) +
+      " (\u2212ln p(x | z) averaged over the posterior) + KL " + split.kl.toFixed(2) + " (exact).";
+  }
+
+  // ---- The drawing pad: MNIST's preprocessing and the encoder (page/build.py has the same in NumPy) ----
+
+  // The pad's ink, size × size (Uint8Array, row-major): a pixel is inked when its center lies within `pen` of a
+  // stroke. strokes: [[[x, y], ...], ...], x and y in 0..1 (x right, y down); a one-point stroke is a dot.
+  function inkStrokes(strokes, size, pen) {
+    var ink = new Uint8Array(size * size);
+    strokes.forEach(function (stroke) {
+      var points = stroke.map(function (point) { return [point[0] * size, point[1] * size]; });
+      var segments = points.length > 1 ? points.slice(1).map(function (b, i) { return [points[i], b]; }) : [[points[0], points[0]]];
+      segments.forEach(function (segment) {
+        var ax = segment[0][0], ay = segment[0][1], dx = segment[1][0] - ax, dy = segment[1][1] - ay;
+        var length2 = dx * dx + dy * dy;
+        var i0 = Math.max(0, Math.floor(Math.min(ay, ay + dy) - pen - 1)), i1 = Math.min(size - 1, Math.ceil(Math.max(ay, ay + dy) + pen + 1));
+        var j0 = Math.max(0, Math.floor(Math.min(ax, ax + dx) - pen - 1)), j1 = Math.min(size - 1, Math.ceil(Math.max(ax, ax + dx) + pen + 1));
+        for (var i = i0; i <= i1; i++) {
+          var cy = i + 0.5;
+          for (var j = j0; j <= j1; j++) {
+            var cx = j + 0.5, t = 0;
+            if (length2 !== 0) t = Math.min(1, Math.max(0, ((cx - ax) * dx + (cy - ay) * dy) / length2));
+            var ex = cx - (ax + t * dx), ey = cy - (ay + t * dy);
+            if (ex * ex + ey * ey <= pen * pen) ink[i * size + j] = 1;
+          }
+        }
+      });
+    });
+    return ink;
+  }
+
+  // cover[i][c]: how much of output cell [c, c + 1) the source pixel [start + i·scale, start + (i + 1)·scale) covers.
+  function coverage(start, length, scale, cells) {
+    var cover = [];
+    for (var i = 0; i < length; i++) {
+      var left = start + i * scale, row = new Float64Array(cells);
+      for (var c = 0; c < cells; c++) row[c] = Math.max(0, Math.min(left + scale, c + 1) - Math.max(left, c));
+      cover.push(row);
+    }
+    return cover;
+  }
+
+  // The ink prepared as MNIST's digits were: cropped to its bounding box, scaled into 20 × 20 keeping its aspect
+  // (each pixel the share of its area the ink covers), moved by whole pixels so that its centre of mass is at the
+  // centre of 28 × 28, gray levels rounded to 1/255. Returns Float64Array(784) in 0..1 (all 0 without ink).
+  function mnistRaster(ink, inkSize) {
+    var BOX = 20, SIZE = 28, gray = new Float64Array(SIZE * SIZE), r0 = inkSize, r1 = -1, c0 = inkSize, c1 = -1, i, j, r, c;
+    for (i = 0; i < inkSize; i++) for (j = 0; j < inkSize; j++) if (ink[i * inkSize + j]) {
+      r0 = Math.min(r0, i); r1 = Math.max(r1, i); c0 = Math.min(c0, j); c1 = Math.max(c1, j);
+    }
+    if (r1 < 0) return gray;
+    var height = r1 - r0 + 1, width = c1 - c0 + 1, scale = BOX / Math.max(height, width);
+    var top = (SIZE - height * scale) / 2, left = (SIZE - width * scale) / 2;
+    var coverY = coverage(top, height, scale, SIZE), coverX = coverage(left, width, scale, SIZE);
+    var rowsInk = [];  // (crop @ coverX): each crop row spread over the output columns
+    for (i = 0; i < height; i++) {
+      var spread = new Float64Array(SIZE);
+      for (j = 0; j < width; j++) if (ink[(r0 + i) * inkSize + c0 + j]) for (c = 0; c < SIZE; c++) spread[c] += coverX[j][c];
+      rowsInk.push(spread);
+    }
+    var total = 0, rowMass = 0, colMass = 0, value;
+    for (r = 0; r < SIZE; r++) for (c = 0; c < SIZE; c++) {
+      value = 0;
+      for (i = 0; i < height; i++) value += coverY[i][r] * rowsInk[i][c];
+      value = Math.floor(255 * Math.min(1, Math.max(0, value)) + 0.5) / 255;
+      gray[r * SIZE + c] = value;
+      total += value; rowMass += value * (r + 0.5); colMass += value * (c + 0.5);
+    }
+    var shiftY = Math.floor(SIZE / 2 - rowMass / total + 0.5), shiftX = Math.floor(SIZE / 2 - colMass / total + 0.5);
+    shiftY = Math.max(-Math.floor(top), Math.min(Math.floor(top), shiftY));
+    shiftX = Math.max(-Math.floor(left), Math.min(Math.floor(left), shiftX));
+    var moved = new Float64Array(SIZE * SIZE);
+    for (r = 0; r < SIZE; r++) for (c = 0; c < SIZE; c++) {
+      var from = (r - shiftY) * SIZE + (c - shiftX);
+      if (r - shiftY >= 0 && r - shiftY < SIZE && c - shiftX >= 0 && c - shiftX < SIZE) moved[r * SIZE + c] = gray[from];
+    }
+    return moved;
+  }
+
+  function encoderLayers(name) {
+    if (!encoders[name]) {
+      var data = (window.VAE_ENCODERS || {})[name];
+      if (!data) throw new Error("no encoder data for model " + name);
+      encoders[name] = data.layers.map(function (layer) {
+        return { inputs: layer["in"], outputs: layer.out, activation: layer.activation,
+                 kernel: new Int8Array(bytes(layer.kernel).buffer), scale: floats(layer.scale), bias: floats(layer.bias) };
+      });
+    }
+    return encoders[name];
+  }
+
+  // The int8 encoder on 784 gray levels in 0..1: {mu, logVar}, each latent_dim numbers.
+  function encode(name, pixels) {
+    stats.encodes++;
+    var out = forward(encoderLayers(name), Float64Array.from(pixels), false, "encoder " + name), k = out.length / 2;
+    return { mu: Array.from(out.subarray(0, k)), logVar: Array.from(out.subarray(k)) };
+  }
+
+  // The classes of the test codes nearest to z: [{label, count}], most frequent first.
+  function nearestClasses(points, z) {
+    var nearest = points.map(function (point) {
+      var distance = 0;
+      for (var d = 0; d < z.length; d++) distance += (point.z[d] - z[d]) * (point.z[d] - z[d]);
+      return { distance: distance, label: point.label };
+    }).sort(function (a, b) { return a.distance - b.distance; }).slice(0, NEIGHBORS);
+    var counts = {};
+    nearest.forEach(function (point) { counts[point.label] = (counts[point.label] || 0) + 1; });
+    return Object.keys(counts).map(Number).sort(function (a, b) { return counts[b] - counts[a] || a - b; })
+      .map(function (label) { return { label: label, count: counts[label] }; });
+  }
+
+  function drawGray(canvas, values) {  // 784 values in 0..1, drawn dark on white
+    var context = canvas.getContext("2d"), image = context.createImageData(28, 28);
+    for (var i = 0; i < 784; i++) {
+      var gray = Math.round(255 * (1 - values[i]));
+      image.data[4 * i] = image.data[4 * i + 1] = image.data[4 * i + 2] = gray;
+      image.data[4 * i + 3] = 255;
+    }
+    context.putImageData(image, 0, 0);
+  }
+
+  // The drawing pad of an explorer: strokes by pointer (mouse, pen, touch), or a 28 × 28 raster edited at the keyboard.
+  function Pad(explorer, root) {
+    var self = this;
+    this.explorer = explorer;
+    this.root = root;
+    this.canvas = root.querySelector(".explorer-pad-canvas");
+    this.result = root.querySelector(".explorer-pad-result");
+    this.strokes = [];
+    this.raster = null;  // the 784 gray levels encoded; set from the strokes, or edited at the keyboard
+    this.editing = false;  // the raster is edited at the keyboard (a cursor on the pad)
+    this.cursor = [14, 14];  // [row, column]
+    this.nextTest = 0;
+    this.posterior = null;  // {mu, sigma, loss, pixels, neighbors}
+    this.canvas.addEventListener("pointerdown", function (event) {
+      if (self.editing) { self.editing = false; self.strokes = []; }
+      self.drawing = true;
+      if (self.canvas.setPointerCapture) self.canvas.setPointerCapture(event.pointerId);
+      self.strokes.push([self.point(event)]);
+      self.redraw();
+      event.preventDefault();
+    });
+    this.canvas.addEventListener("pointermove", function (event) {
+      if (!self.drawing) return;
+      var stroke = self.strokes[self.strokes.length - 1];
+      (event.getCoalescedEvents ? event.getCoalescedEvents() : [event]).forEach(function (e) { stroke.push(self.point(e)); });
+      if (!event.getCoalescedEvents || !event.getCoalescedEvents().length) stroke.push(self.point(event));
+      self.redraw();
+    });
+    var end = function () { if (self.drawing) { self.drawing = false; self.fromStrokes(); } };
+    this.canvas.addEventListener("pointerup", end);
+    this.canvas.addEventListener("pointercancel", end);
+    root.querySelector(".explorer-pad-clear").addEventListener("click", function () { self.clear(); });
+    root.querySelector(".explorer-pad-test").addEventListener("click", function () { self.startFromTest(); });
+    this.canvas.addEventListener("keydown", function (event) { self.key(event); });
+    this.redraw();
+  }
+
+  Pad.prototype.point = function (event) {
+    var rect = this.canvas.getBoundingClientRect();
+    return [Math.min(1, Math.max(0, (event.clientX - rect.left) / rect.width)),
+            Math.min(1, Math.max(0, (event.clientY - rect.top) / rect.height))];
+  };
+
+  // Load the encoder's script the first time the pad is used, then call `then`.
+  Pad.prototype.withEncoder = function (then) {
+    var self = this, name = this.explorer.name;
+    if ((window.VAE_ENCODERS || {})[name]) { then(); return; }
+    this.waiting = then;
+    if (this.loading) return;
+    this.loading = true;
+    stats.scripts.push("encoder_" + name);
+    this.result.textContent = "Loading the encoder\u2026";
+    var script = document.createElement("script");
+    script.src = this.root.getAttribute("data-encoder-script");
+    script.onload = script.onerror = function () {
+      if (!(window.VAE_ENCODERS || {})[name]) {
+        self.result.textContent = "The encoder's data (" + script.getAttribute("src") + ") did not load.";
+        return;
+      }
+      var waiting = self.waiting;
+      self.waiting = null;
+      waiting();
+    };
+    document.body.appendChild(script);
+  };
+
+  Pad.prototype.fromStrokes = function () {
+    var self = this, data = window.VAE_ENCODERS && window.VAE_ENCODERS[this.explorer.name];
+    this.withEncoder(function () {
+      data = window.VAE_ENCODERS[self.explorer.name];
+      self.raster = self.strokes.length ? mnistRaster(inkStrokes(self.strokes, data.raster, data.pen), data.raster) : null;
+      self.update();
+    });
+  };
+
+  Pad.prototype.clear = function () {
+    this.strokes = [];
+    this.raster = null;
+    this.editing = false;
+    this.update();
+  };
+
+  // Put the next of the explorer's test images on the pad, to edit at the keyboard.
+  Pad.prototype.startFromTest = function () {
+    var self = this, test = this.explorer.tests[this.nextTest % this.explorer.tests.length];
+    this.nextTest++;
+    this.withEncoder(function () {
+      self.strokes = [];
+      self.raster = Float64Array.from(test.pixels, function (v) { return v / 255; });
+      self.editing = true;
+      self.update();
+      self.canvas.focus();
+    });
+  };
+
+  Pad.prototype.key = function (event) {
+    var moves = { ArrowLeft: [0, -1], ArrowRight: [0, 1], ArrowUp: [-1, 0], ArrowDown: [1, 0] };
+    var self = this;
+    if (moves[event.key]) {
+      if (!this.editing) this.startEditing();
+      this.cursor = [Math.max(0, Math.min(27, this.cursor[0] + moves[event.key][0])),
+                     Math.max(0, Math.min(27, this.cursor[1] + moves[event.key][1]))];
+      this.redraw();
+      this.result.textContent = "Cursor at row " + (this.cursor[0] + 1) + ", column " + (this.cursor[1] + 1) + ": " +
+        (this.raster && this.raster[28 * this.cursor[0] + this.cursor[1]] >= 0.5 ? "inked." : "blank.");
+      event.preventDefault();
+    } else if (event.key === " " || event.key === "Enter") {
+      if (!this.editing) this.startEditing();
+      this.withEncoder(function () {
+        var at = 28 * self.cursor[0] + self.cursor[1];
+        self.raster[at] = self.raster[at] >= 0.5 ? 0 : 1;
+        self.update();
+      });
+      event.preventDefault();
+    }
+  };
+
+  // Edit what the pad holds (its 28 × 28 raster, blank if nothing was drawn) at the keyboard.
+  Pad.prototype.startEditing = function () {
+    this.editing = true;
+    this.strokes = [];
+    if (!this.raster) this.raster = new Float64Array(784);
+  };
+
+  // Encode the raster; show it, its reconstruction, its μ ± 2σ on the plane and its −ELBO split.
+  Pad.prototype.update = function () {
+    var explorer = this.explorer, name = explorer.name;
+    this.redraw();
+    var empty = !this.raster || !this.raster.some(function (v) { return v > 0; });
+    if (empty) {
+      this.posterior = null;
+      drawGray(this.root.querySelector(".explorer-pad-raster"), new Float64Array(784));
+      drawGray(this.root.querySelector(".explorer-pad-rebuilt"), new Float64Array(784));
+      this.result.textContent = this.editing ? "The pad is blank: Space inks the pixel under the cursor." : "";
+      explorer.drawPlane();
+      return;
+    }
+    var encoded = encode(name, this.raster);
+    var sigma = encoded.logVar.map(function (v) { return Math.exp(0.5 * v); });
+    var loss = lossSplit(name, this.raster, encoded.mu, sigma);
+    var rebuilt = decode(name, encoded.mu);
+    var neighbors = nearestClasses(explorer.points, encoded.mu);
+    this.posterior = { mu: encoded.mu, logVar: encoded.logVar, sigma: sigma, loss: loss, pixels: Array.from(this.raster),
+                       reconstruction: Array.from(rebuilt), neighbors: neighbors };
+    drawGray(this.root.querySelector(".explorer-pad-raster"), this.raster);
+    drawGray(this.root.querySelector(".explorer-pad-rebuilt"), rebuilt);
+    var names = "\u2080\u2081\u2082\u2083";
+    this.result.textContent = "Your digit: " + encoded.mu.map(function (m, d) {
+      return "\u03bc" + names[d] + " = " + formatNumber(m).trim() + ", \u03c3" + names[d] + " = " + sigma[d].toFixed(3);
+    }).join("; ") + ". " + lossText(loss) + " Of the " + NEIGHBORS + " test digits encoded nearest to \u03bc, " +
+      neighbors.map(function (n) { return n.count + " " + (n.count === 1 ? "is a " : "are ") + n.label; }).join(", ") + ".";
+    explorer.drawPlane();
+  };
+
+  // The pad: the strokes, black on white; at the keyboard, the 28 × 28 raster and its cursor.
+  Pad.prototype.redraw = function () {
+    var canvas = this.canvas, rect = canvas.getBoundingClientRect(), ratio = window.devicePixelRatio || 1;
+    var size = Math.max(1, Math.round(rect.width)), context = canvas.getContext("2d");
+    if (canvas.width !== Math.round(size * ratio)) { canvas.width = canvas.height = Math.round(size * ratio); }
+    context.setTransform(ratio, 0, 0, ratio, 0, 0);
+    context.fillStyle = "#ffffff";
+    context.fillRect(0, 0, size, size);
+    var data = window.VAE_ENCODERS && window.VAE_ENCODERS[this.explorer.name];
+    if (this.editing && this.raster) {
+      var cell = size / 28;
+      for (var i = 0; i < 784; i++) {
+        if (!this.raster[i]) continue;
+        var gray = Math.round(255 * (1 - this.raster[i]));
+        context.fillStyle = "rgb(" + gray + "," + gray + "," + gray + ")";
+        context.fillRect((i % 28) * cell, Math.floor(i / 28) * cell, cell + 0.5, cell + 0.5);
+      }
+      context.lineWidth = 2;
+      context.strokeStyle = "#1f4fd1";
+      context.strokeRect(this.cursor[1] * cell + 1, this.cursor[0] * cell + 1, cell - 2, cell - 2);
+      return;
+    }
+    context.strokeStyle = context.fillStyle = "#111111";
+    context.lineCap = context.lineJoin = "round";
+    context.lineWidth = 2 * (data ? data.pen / data.raster : 0.0625) * size;
+    this.strokes.forEach(function (stroke) {
+      context.beginPath();
+      context.moveTo(stroke[0][0] * size, stroke[0][1] * size);
+      stroke.forEach(function (point) { context.lineTo(point[0] * size, point[1] * size); });
+      if (stroke.length === 1) context.lineTo(stroke[0][0] * size + 0.01, stroke[0][1] * size);
+      context.stroke();
+    });
+    if (!this.strokes.length) {
+      context.fillStyle = "#8a8f99";
+      context.font = "14px system-ui, sans-serif";
+      context.textAlign = "center";
+      context.fillText("draw a digit here", size / 2, size / 2);
+    }
+  };
 
   // A number with a fixed width: "−1.20", or " 1.20" with a figure space, so readouts never reflow.
   function formatNumber(value) {
@@ -141,21 +510,20 @@
                          label: +this.model.points.labels.charAt(p) });
     }
     this.centers = this.classes ? [] : this.classCenters();
+    // The prior's (z0, z1) marginal, N(0, Σ) with Σ = L Lᵀ (the (z0, z1) block), or N(0, I): L = I. In 3-D the
+    // prior is N(0, I), so its marginal on the plane is also its conditional at any slice z2.
+    this.cholesky = [[1, 0], [0, 1]];
     if (this.model.prior_covariance) {
-      var s = this.model.prior_covariance;  // Σ = L Lᵀ for the (z0, z1) block
+      var s = this.model.prior_covariance;
       var l00 = Math.sqrt(s[0][0]), l10 = s[1][0] / l00, l11 = Math.sqrt(s[1][1] - l10 * l10);
       this.cholesky = [[l00, 0], [l10, l11]];
     }
 
+    var padRoot = root.querySelector(".explorer-pad");
+    this.pad = padRoot ? new Pad(this, padRoot) : null;
     this.layer = document.createElement("canvas");  // the points, redrawn only on resize or slice change
     this.digitContext = this.digit.getContext("2d");
     this.digitImage = this.digitContext.createImageData(28, 28);
-    root.querySelector(".explorer-live").hidden = false;
-    if (navigator.maxTouchPoints > 0) {  // a touch screen: swipes scroll the page until the reader taps to explore
-      root.classList.add("touch");
-      root.querySelector(".explorer-hint").textContent =
-        "Tap the plane to decode that point and start exploring; then drag on it. Until you tap, a swipe scrolls the page.";
-    }
 
     this.plane.addEventListener("pointerdown", function (event) {
       if (self.walking && event.pointerType !== "touch") {  // a click: one end of the walk
@@ -284,7 +652,7 @@
 
   // Fresh prior samples z = L ε (L = I for N(0, I)), kept inside the explorer's domain, decoded into the strip.
   Explorer.prototype.drawSamples = function () {
-    var zs = [], L = this.cholesky, sliceExtent = this.model.view.slice_extent;
+    var zs = [], L = this.model.prior_covariance ? this.cholesky : null, sliceExtent = this.model.view.slice_extent;
     for (var s = 0; s < this.stripCount; s++) {
       var e = [];
       for (var d = 0; d < this.dim; d++) e.push(gaussian());
@@ -338,6 +706,9 @@
         }
         context.putImageData(image, 0, 0);
       });
+    this.pickedLoss = lossSplit(this.name, Array.from(test.pixels, function (v) { return v / 255; }), test.z, test.sigma,
+                                this.classes ? test.label : undefined);
+    this.root.querySelector(".explorer-picked-loss").textContent = lossText(this.pickedLoss);
     this.root.querySelector(".explorer-picked").hidden = false;
     var names = "\u2080\u2081\u2082\u2083";
     this.root.querySelector(".explorer-picked-text").textContent = "Test image " + (test.index + 1).toLocaleString("en") +
@@ -564,7 +935,7 @@
       context.fillText(String(center.label), xy[0], xy[1]);
     });
 
-    if (this.cholesky) {
+    {  // the prior's 1σ (solid) and 2σ (dashed) contours: Mahalanobis radius 1 and 2
       var L = this.cholesky;
       [1, 2].forEach(function (k) {
         context.beginPath();
@@ -637,6 +1008,17 @@
       var xy = self.toCanvas(test.z[0], test.z[1]);
       context.beginPath(); context.arc(xy[0], xy[1], 3.5, 0, 2 * Math.PI); context.stroke();
     });
+    var drawn = this.pad && this.pad.posterior;
+    if (drawn) {  // the pad's digit: its μ ± 2σ ellipse in blue, ringed
+      var at = this.toCanvas(drawn.mu[0], drawn.mu[1]), unit = this.cssSize / (2 * this.extent);
+      context.fillStyle = context.strokeStyle = "#1f4fd1";
+      context.beginPath();
+      context.ellipse(at[0], at[1], Math.max(2 * drawn.sigma[0] * unit, 0.75), Math.max(2 * drawn.sigma[1] * unit, 0.75), 0, 0, 2 * Math.PI);
+      context.fill();
+      context.lineWidth = 2;
+      context.beginPath(); context.arc(at[0], at[1], 12, 0, 2 * Math.PI); context.stroke();
+      context.lineWidth = 1;
+    }
     if (this.picked !== null) {
       var test = this.tests[this.picked], center = this.toCanvas(test.z[0], test.z[1]);
       var scale = this.cssSize / (2 * this.extent);
@@ -670,6 +1052,13 @@
   window.vaeExplorer = {
     // The models whose explorers have started (scrolled into view).
     models: function () { return Object.keys(explorers); },
+    // What has run so far: {scripts: models whose data script was added, executed: models whose data have run,
+    // started: explorers started, decodes: decoder forward passes}.
+    stats: function () {
+      return { scripts: stats.scripts.slice(), executed: Object.keys(window.VAE_MODELS || {}),
+               encoders: Object.keys(window.VAE_ENCODERS || {}), started: stats.started.slice(), decodes: stats.decodes,
+               encodes: stats.encodes };
+    },
     // The decoder of `name` at latent point z (for a conditional model, as the digit `label`): an array of
     // 784 pixel probabilities (row-major 28×28).
     decode: function (name, z, label) { return Array.from(decode(name, z, label)); },
@@ -697,8 +1086,23 @@
       for (var i = 0; i < 784; i++) gray.push(drawn[4 * i]);
       return { index: test.index, label: test.label, z: test.z.slice(), sigma: test.sigma.slice(),
                pixels: Array.from(test.pixels, function (v) { return v / 255; }), reconstruction: Array.from(e.pickedPixels),
-               drawn: gray };
+               drawn: gray, loss: e.pickedLoss, lossText: e.root.querySelector(".explorer-picked-loss").textContent };
     },
+    // The drawing pad (2-D explorer): MNIST's preprocessing of strokes ([[[x, y], ...], ...] in 0..1) as 784 gray
+    // levels; the int8 encoder on 784 gray levels ({mu, logVar}; its script must have loaded); the pad's state.
+    preprocess: function (name, strokes) {
+      var data = window.VAE_ENCODERS[name];
+      return Array.from(mnistRaster(inkStrokes(strokes, data.raster, data.pen), data.raster));
+    },
+    encode: function (name, pixels) { return encode(name, pixels); },
+    pad: function (name) {
+      var pad = explorer(name).pad;
+      return { strokes: pad.strokes.map(function (s) { return s.map(function (p) { return p.slice(); }); }),
+               editing: pad.editing, cursor: pad.cursor.slice(), posterior: pad.posterior,
+               result: pad.result.textContent, loaded: !!(window.VAE_ENCODERS || {})[name] };
+    },
+    // Show the t-th of the explorer's pickable test images (as a click near its ringed dot does); returns picked().
+    pick: function (name, t) { explorer(name).showPicked(t); return this.picked(name); },
     // The test images an explorer can show: [{index, z, sigma}].
     pickable: function (name) {
       return explorer(name).tests.map(function (t) { return { index: t.index, z: t.z.slice(), sigma: t.sigma.slice() }; });
@@ -727,14 +1131,15 @@
 
   function start(root) {
     var name = root.getAttribute("data-model");
-    if (explorers[name] || !root.querySelector(".explorer-live")) return;
+    if (explorers[name] || stats.started.indexOf(name) >= 0) return;
     if (!MODELS[name]) {
       var note = document.createElement("p");
       note.className = "missing-input";
-      note.textContent = "The explorer's data (assets/explorer/" + name + ".js) did not load.";
+      note.textContent = "The explorer's data (" + root.getAttribute("data-script") + ") did not load.";
       root.insertBefore(note, root.firstChild);
       return;
     }
+    stats.started.push(name);
     // Three short tasks rather than one long one: set up and draw the points; unpack the weights;
     // decode the first digit. Only then is the explorer listed by window.vaeExplorer.models().
     var started = new Explorer(root);
@@ -743,18 +1148,19 @@
       setTimeout(function () {
         started.setZ(started.z);
         explorers[name] = started;
+        root.removeAttribute("aria-busy");
       }, 0);
     }, 0);
   }
 
-  // A folded explorer: its data script is added to the page the first time its <details> opens (a click or
-  // Enter on the summary, or the browser opening it for a link), and the explorer starts once it has run.
-  function unfold(details) {
-    var root = details.querySelector(".explorer[data-model]");
-    if (!details.open || details.getAttribute("data-loading") || !root) return;
-    details.setAttribute("data-loading", "true");
+  // Add the explorer's data script to the page (once), and start the explorer when it has run: <script src>,
+  // not fetch, so that it works from file:// too.
+  function load(root) {
+    var name = root.getAttribute("data-model");
+    if (stats.scripts.indexOf(name) >= 0 || explorers[name]) return;
+    stats.scripts.push(name);
     var script = document.createElement("script");
-    script.src = details.getAttribute("data-explorer-script");
+    script.src = root.getAttribute("data-script");
     script.onload = script.onerror = function () {
       MODELS = window.VAE_MODELS || {};
       start(root);  // without the data, start says so in the explorer
@@ -762,23 +1168,40 @@
     document.body.appendChild(script);
   }
 
-  // The data scripts are deferred: they have run by DOMContentLoaded. Each explorer starts when it
-  // comes near the viewport, so that loading the page does no decoding at all.
-  document.addEventListener("DOMContentLoaded", function () {
-    MODELS = window.VAE_MODELS || {};
-    var folds = Array.prototype.slice.call(document.querySelectorAll("details[data-explorer-script]"));
-    folds.forEach(function (details) {
-      details.addEventListener("toggle", function () { unfold(details); });
-      unfold(details);
+  // Before its data load, an explorer is laid out at its full size (its plane a square), so that nothing moves
+  // when it starts; touching or focusing it loads it at once.
+  function prepare(root) {
+    root.querySelector(".explorer-live").hidden = false;
+    root.setAttribute("aria-busy", "true");
+    if (navigator.maxTouchPoints > 0) {  // a touch screen: swipes scroll the page until the reader taps to explore
+      root.classList.add("touch");
+      root.querySelector(".explorer-hint").textContent =
+        "Tap the plane to decode that point and start exploring; then drag on it. Until you tap, a swipe scrolls the page.";
+    }
+    ["pointerdown", "focusin"].forEach(function (type) {
+      root.addEventListener(type, function () { load(root); });
     });
-    var roots = Array.prototype.slice.call(document.querySelectorAll(".explorer[data-model]"))
-      .filter(function (root) { return !root.closest("details[data-explorer-script]"); });
-    if (!window.IntersectionObserver) { roots.forEach(start); return; }
+  }
+
+  // Run as the page is parsed (this script comes after every explorer): each explorer takes its full size now.
+  var roots = Array.prototype.slice.call(document.querySelectorAll(".explorer[data-model]"));
+  roots.forEach(prepare);
+  // A folded explorer loads when its <details> opens (a click or Enter on the summary, or a link).
+  roots.forEach(function (root) {
+    var details = root.closest("details[data-explorer-script]");
+    if (!details) return;
+    details.addEventListener("toggle", function () { if (details.open) load(root); });
+    if (details.open) load(root);
+  });
+  var unfolded = roots.filter(function (root) { return !root.closest("details[data-explorer-script]"); });
+  if (!window.IntersectionObserver) {
+    unfolded.forEach(load);
+  } else {
     var observer = new IntersectionObserver(function (entries) {
       entries.forEach(function (entry) {
-        if (entry.isIntersecting) { observer.unobserve(entry.target); start(entry.target); }
+        if (entry.isIntersecting) { observer.unobserve(entry.target); load(entry.target); }
       });
-    }, { rootMargin: "200px 0px" });
-    roots.forEach(function (root) { observer.observe(root); });
-  });
+    }, { rootMargin: NEAR });
+    unfolded.forEach(function (root) { observer.observe(root); });
+  }
 })();

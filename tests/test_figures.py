@@ -120,3 +120,20 @@ def test_interpolation_with_one_digit_class_walks_between_two_of_its_images(tmp_
     assert figures.interpolation_pairs(np.zeros(5, dtype=int)) == []
     with pytest.raises(ValueError, match="at least two test images"):
         figures.plot_interpolation(blob_decoder, images[:1], z[:1], np.zeros(1, dtype=int), tmp_path / "one.png")
+
+
+@pytest.mark.parametrize("covariance", [None, [[1.0, 0.4], [0.4, 0.5]]])
+def test_posterior_widths_draw_the_prior_s_own_2_sigma_contour(tmp_path, drawn, covariance):
+    """The dashed contour of the whole-plane panel is the 2σ ellipse of the model's prior: the circle of
+    radius 2 for N(0, I), and for N(0, Σ) the ellipse whose semi-axes are twice the square roots of Σ's
+    eigenvalues (the correlated chapter's figure once drew N(0, I)'s circle and called it the prior's)."""
+    from matplotlib.patches import Ellipse
+
+    z_mean, labels = clusters(100)
+    figures.plot_posterior_widths(z_mean, np.full((100, 2), -6.0), labels, tmp_path / "w.png",
+                                  prior_covariance=covariance)
+    dashed = [patch for patch in drawn[0].axes[0].patches
+              if isinstance(patch, Ellipse) and patch.get_linestyle() == "--"]
+    assert len(dashed) == 1
+    expected = 2 * np.sqrt(np.linalg.eigvalsh(np.eye(2) if covariance is None else np.asarray(covariance)))
+    assert sorted([dashed[0].width / 2, dashed[0].height / 2]) == pytest.approx(sorted(expected))

@@ -470,9 +470,10 @@ def plot_interpolation(decoder, images, z_mean, labels, path, pairs=None, steps=
     save_png(figure, path)
 
 
-def plot_posterior_widths(z_mean, z_log_var, labels, path, count=300, zoom=None, title=None):
+def plot_posterior_widths(z_mean, z_log_var, labels, path, count=300, zoom=None, title=None, prior_covariance=None):
     """The posterior means of the first `count` test images on the (z0, z1) plane, each with its
-    μ ± 2σ ellipse, over the prior's 2σ circle (left), and a close-up (right) of the square `zoom`
+    μ ± 2σ ellipse, over the prior's 2σ contour (left; the circle of N(0, I), or the ellipse of
+    `prior_covariance`), and a close-up (right) of the square `zoom`
     = (center0, center1, half-width) where the ellipses can be told apart (default: around the
     busiest point, 0.4 wide)."""
     z_mean = np.asarray(z_mean, dtype=float)[:count, :2]
@@ -491,7 +492,11 @@ def plot_posterior_widths(z_mean, z_log_var, labels, path, count=300, zoom=None,
         ax.scatter(z_mean[:, 0], z_mean[:, 1], s=2, color="black", linewidths=0)
         ax.set_aspect("equal")
         ax.set_xlabel("z₀")
-    axes[0].add_patch(Ellipse((0, 0), 4, 4, fill=False, color="black", linestyle="--", linewidth=1.5))
+    covariance = np.eye(2) if prior_covariance is None else np.asarray(prior_covariance, dtype=float)[:2, :2]
+    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+    width, height = 4 * np.sqrt(eigenvalues[::-1])
+    axes[0].add_patch(Ellipse((0, 0), width, height, angle=np.degrees(np.arctan2(eigenvectors[1, 1], eigenvectors[0, 1])),
+                              fill=False, color="black", linestyle="--", linewidth=1.5))
     extent = max(2.2, np.abs(z_mean).max() + 0.2)
     axes[0].set_xlim(-extent, extent)
     axes[0].set_ylim(-extent, extent)

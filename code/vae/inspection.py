@@ -67,7 +67,8 @@ def draw(figure, path, decoder, prior, images, labels, z_mean, z_log_var, interp
         figures.plot_interpolation(decoder, images, z_mean, labels, path, method=interpolation,
                                    cholesky=prior.cholesky, items=items)
     elif figure == "posterior_widths":
-        figures.plot_posterior_widths(z_mean, z_log_var, labels, path, count=POSTERIOR_WIDTH_IMAGES)
+        figures.plot_posterior_widths(z_mean, z_log_var, labels, path, count=POSTERIOR_WIDTH_IMAGES,
+                                      prior_covariance=prior.covariance)
     elif figure == "aggregate_posterior":
         edges, q, p = holes_map(z_mean, z_log_var, prior.covariance)
         figures.plot_aggregate_posterior(decoder, edges, q, p, path, prior.covariance, latent_dim=z_mean.shape[1])
