@@ -12,8 +12,8 @@ This file is the whole model. The flags that change it (--architecture conv, --l
 --binarize, --free-bits, --kl-warmup-epochs, --distribute, --precision) extend it from outside,
 each in one short class of vae/variants.py; `--help` says what each does.
 
-Writes assets/Clusters2D.png, latent2D.png, reconstructions_2d.png, history_2d.png, samples_2d.png,
-interpolation_2d.png, posterior_widths_2d.png and holes_2d.png, and models/encoder_2d.h5, decoder_2d.h5,
+Writes assets/Clusters2D.png, latent2D.png, reconstructions_2d.png, history_2d.png, samples_2d.png, timeline_2d.png,
+interpolation_2d.png, posterior_widths_2d.png and holes_2d.png, and models/encoder_2d.h5, decoder_2d.h5, timeline_2d.npz,
 test_encodings_2d.npz and metrics_2d.json, all together at the end, replacing an earlier run's.
 """
 

@@ -121,7 +121,7 @@ def check_outputs(out, name="2d"):
     metrics = json.loads(metrics_path.read_text())  # valid JSON: no NaN
     assert set(metrics["files"]) == {f"assets/{figure}" for figure in FIGURES[name]} | {
         f"models/{kind}_{name}.{suffix}" for kind, suffix in
-        [("encoder", "h5"), ("decoder", "h5"), ("test_encodings", "npz")]}
+        [("encoder", "h5"), ("decoder", "h5"), ("test_encodings", "npz"), ("timeline", "npz")]}
     for relative, digest in metrics["files"].items():
         assert sha256(Path(out) / relative) == digest, f"{relative} is not from the run that metrics_{name}.json describes"
     keras.models.load_model(models / f"encoder_{name}.h5", compile=False)
@@ -131,7 +131,7 @@ def check_outputs(out, name="2d"):
 
 
 FIGURES = {"2d": ["Clusters2D.png", "latent2D.png", "reconstructions_2d.png", "history_2d.png", "samples_2d.png",
-                  "interpolation_2d.png", "posterior_widths_2d.png", "holes_2d.png"]}
+                  "interpolation_2d.png", "posterior_widths_2d.png", "holes_2d.png", "timeline_2d.png"]}
 
 
 @pytest.fixture(scope="module")
@@ -183,6 +183,11 @@ def test_ctrl_c_prints_one_line_and_the_same_command_resumes_after_the_last_fini
     # start afresh, so the result is close to an uninterrupted run's, not bit-identical.
     assert metrics["test_loss"] == pytest.approx(reference[1]["test_loss"], abs=1.0)
     assert metrics["history"]["loss"][:done] == reference[1]["history"]["loss"][:done]
+    # The timeline continues the recording: every epoch, the first `done` as the uninterrupted run recorded them.
+    timeline, recorded = np.load(out / "models" / "timeline_2d.npz"), np.load(reference[0] / "models" / "timeline_2d.npz")
+    assert timeline["epochs"].tolist() == list(range(1, EPOCHS + 1))
+    assert np.array_equal(timeline["z_mean"][:done], recorded["z_mean"][:done])
+    assert timeline["val_loss"].tolist() == metrics["history"]["val_loss"]
 
 
 def test_two_seeds_taking_turns_each_resume_and_one_folder_named_two_ways_is_one_run(small_mnist, tmp_path):

@@ -31,6 +31,8 @@ from vae.figures import plot_history, plot_reconstructions
 from vae.progress import CheckpointError, EpochBackup, Progress
 from vae.saving import OutputSet, OutputSetError, RunLock, save_encodings, save_json, save_model
 from vae.schedules import KLWarmUp
+from vae.timeline import Timeline, choose_images, plot_timeline
+from vae.timeline import summary as timeline_summary
 from vae.training import StopOnNaN, train
 from vae.variants import build
 
@@ -118,6 +120,8 @@ class Experiment:
         self.metrics = {}
         self.num_classes = NUM_CLASSES  # a folder of images: its own number of classes (load_data)
         self.data_info = {}  # a folder of images: where it is, its classes, counts and split, for the metrics
+        self.test_labels = None  # the test set's classes (load_data), for the timeline's choice of images
+        self.timeline = None  # the runs of TIMELINE_RUNS: the codes of a fixed set of test images, every epoch
         sys.excepthook = self._report_and_exit
         stopping.install()  # Ctrl-C from now on stops the run at its next step (vae/stopping.py)
         keras.utils.set_random_seed(config.seed)
@@ -162,6 +166,7 @@ class Experiment:
         if self.config.binarize == "dynamic":
             print(f"Binarized {DATASET_TITLES[self.config.dataset]}: {BINARIZATION_PROTOCOL}")
             x_test = binarize(x_test, TEST_BINARIZATION_SEED)
+        self.test_labels = np.asarray(y_test)
         return (x_train[:size], y_train[:size]), (x_test, y_test)
 
     def model(self, vae_class, encoder, decoder, **kwargs):
@@ -198,9 +203,16 @@ class Experiment:
         if config.free_bits:
             print(f"Free bits: a latent dimension whose KL (batch mean) is below {config.free_bits:g} nats gets no KL gradient; "
                   f"kl and val_kl are the true KL")
+        timeline = []
+        if self.name in TIMELINE_RUNS and self.test_labels is not None and len(self.test_labels) == len(x_test):
+            # Before the checkpoint: every epoch's record is on disk before the checkpoint a resume starts from.
+            indices = choose_images(self.test_labels)
+            self.timeline = Timeline(x_test[indices], self.test_labels[indices], indices, self.progress.folder,
+                                     resumed_after=self.resumed_after)
+            timeline = [self.timeline]
         try:
             train(vae, x_train, x_test, config.epochs, config.batch_size, seed=config.seed,
-                  callbacks=[*warmup, stop_on_nan, self.backup, stopping.StopOnRequest()],
+                  callbacks=[*warmup, stop_on_nan, *timeline, self.backup, stopping.StopOnRequest()],
                   initial_epoch=self.resumed_after, jit_compile=config.xla)
         except CheckpointError as error:
             self.progress.set_aside(f"its checkpoint does not load: {error}")
@@ -262,6 +274,10 @@ class Experiment:
         reconstructions = keras.ops.convert_to_numpy(vae(first_ten))
         plot_reconstructions(x_test[:10], reconstructions, self.asset(f"reconstructions_{name}.png"))
         plot_history(history, self.asset(f"history_{name}.png"))
+        if self.timeline is not None:  # the codes of a fixed set of test images after every epoch (vae/timeline.py)
+            self.timeline.save(self.output(f"models/timeline_{name}.npz"))
+            plot_timeline(self.timeline.arrays(), self.asset(f"timeline_{name}.png"))
+            extra_metrics = {**extra_metrics, "timeline": timeline_summary(self.timeline.arrays())}
         # The encoder is saved without its Sampling layer, image → (z_mean, z_log_var), so that it
         # loads with plain Keras; draw z = z_mean + exp(z_log_var / 2) · ε yourself, or with the chapter's Sampling layer.
         encoder = keras.Model(vae.encoder.input, vae.encoder.outputs[:2], name="encoder")
@@ -392,6 +408,9 @@ class Experiment:
             return f"{verb} the same command again to evaluate and save the trained model (no epoch is repeated)."
         return f"{verb} the same command again to resume after epoch {done}."
 
+
+# The runs that record a timeline (vae/timeline.py): the 2-D chapter's, whose plane the page plays back.
+TIMELINE_RUNS = {"2d"}
 
 # The endings of the files a run writes into assets/ and models/.
 OUTPUT_SUFFIXES = {".png", ".h5", ".json", ".npz"}
