@@ -285,7 +285,8 @@ def test_page_and_explorer_files_are_up_to_date(outputs):
 
 def test_build_writes_one_explorer_file_per_model(outputs):
     assert sorted(outputs) == ["assets/explorer/2d.js", "assets/explorer/3d.js", "assets/explorer/conditional.js",
-                               "assets/explorer/correlated.js", "assets/explorer/encoder_2d.js", "index.html"]
+                               "assets/explorer/correlated.js", "assets/explorer/encoder_2d.js",
+                               "assets/explorer/timeline_2d.js", "index.html"]
 
 
 def test_check_names_a_stale_or_left_over_file(outputs, tmp_path):
@@ -734,7 +735,7 @@ def test_page_reads_without_javascript(browser, committed_root):
         for section in SECTIONS:
             assert page.locator(f"h2[id='{section}']").is_visible(), section
         assert page.locator("math").count() >= 30
-        notes = page.locator(".explorer-note")
+        notes = page.locator("figure.explorer .explorer-note")
         assert notes.count() == len(EXPLORER_MODELS)
         for name in EXPLORER_MODELS:  # a folded explorer's note shows once its <details> is opened
             if name in FOLDED_MODELS:
@@ -1153,3 +1154,14 @@ def test_kl_passages_quote_its_two_parts_and_the_hole_floors(page_html, metrics)
     for gone in ["a probability of at least", "grows with the latent size", "packs around the origin",
                  "because the KL term pulls every posterior", "the codes follow the prior more closely"]:
         assert gone not in plain, gone
+
+
+def test_the_timeline_s_sentence_is_true_of_the_recording(page_html, metrics):
+    """The page says that most of the grouping, like most of the fall of the test loss, comes in the first
+    few recorded epochs: both shares are above one half in the committed run."""
+    m = metrics["2d"]
+    agreement, loss = m["timeline"]["class_agreement"], m["history"]["val_loss"]
+    early = m["timeline"]["epochs"][4]
+    assert f"comes in the first {early} epochs" in page_text(page_html, numbers=False)
+    assert agreement[4] - agreement[0] > 0.5 * (agreement[-1] - agreement[0])
+    assert loss[0] - loss[early - 1] > 0.5 * (loss[0] - loss[-1])
