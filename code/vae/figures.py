@@ -812,11 +812,12 @@ def plot_true_posteriors(decoder, drawing, path, grid_points=160):
 
 def plot_out_of_distribution(log_likelihoods, measures, summary, titles, path, bins=60):
     """code/compare_datasets.py's figure. One panel per model: histograms of the exact ln p(x) of its own test
-    images and of the other data set's, with its own median (dashed); and a third panel: ln p(x) under the
+    images and of the other data set's, with its own median (dashed; the lowest 0.5% of the two sets piled up at
+    the left edge); and a third panel: ln p(x) under the
     first model against each image's zlib-compressed size. log_likelihoods: {(model, data): (N,) nats};
     measures: {data: {"compressed_bytes": (N,), ...}}; summary: compare_datasets.summarize's."""
     models = list(summary)
-    figure, axes = plt.subplots(1, 3, figsize=(COLUMN_WIDTH, 2.9), gridspec_kw={"wspace": 0.35})
+    figure, axes = plt.subplots(1, 3, figsize=(COLUMN_WIDTH, 2.9), gridspec_kw={"wspace": 0.5})
     colors = {"mnist": "tab:blue", "fashion_mnist": "tab:orange"}
     for ax, model in zip(axes, models):
         other = summary[model]["out_of_distribution"]
@@ -826,7 +827,7 @@ def plot_out_of_distribution(log_likelihoods, measures, summary, titles, path, b
             ax.hist(np.clip(log_likelihoods[model, data], edges[0], None), bins=edges, color=colors[data],
                     alpha=0.55, label=titles[data], density=True)
         ax.axvline(np.median(log_likelihoods[model, model]), color="black", linestyle="--", linewidth=1.2)
-        ax.set_title(f"trained on {titles[model]}", fontsize=11)
+        ax.set_title(f"{titles[model]} model", fontsize=11)
         ax.set_xlabel("ln p(x), nats", fontsize=11)
         ax.set_yticks([])
         ax.tick_params(labelsize=10)
@@ -835,7 +836,7 @@ def plot_out_of_distribution(log_likelihoods, measures, summary, titles, path, b
     for data in models:
         axes[2].scatter(measures[data]["compressed_bytes"], log_likelihoods[model, data], s=1, color=colors[data],
                         alpha=0.3, linewidths=0, rasterized=True)
-    axes[2].set_title(f"trained on {titles[model]}", fontsize=11)
+    axes[2].set_title(f"{titles[model]} model", fontsize=11)
     axes[2].set_xlabel("zlib bytes of the image", fontsize=11)
     axes[2].set_ylabel("ln p(x), nats", fontsize=11)
     axes[2].tick_params(labelsize=10)
