@@ -100,3 +100,25 @@ def test_the_rule_chooses_the_split_the_clearest_and_the_most_confidently_misrea
     assert choose_digits(log_mass, labels, centres) == {"ambiguous": 1, "clear": 2, "misread": 4}
     assert choose_digits(log_mass[[0, 1, 2, 5]], labels[[0, 1, 2, 5]], centres[[0, 1, 2, 5]]) == {
         "ambiguous": 1, "clear": 2}  # nothing centred in another region: no misread image
+
+
+def test_the_committed_true_posteriors_keep_the_identity_and_their_rules():
+    """models/likelihood_2d.json (explore.py --model 2d --update-results): each chosen digit's two measures of
+    the gap agree within 4 Monte Carlo standard errors and the grid's 0.05 nats, the best Gaussian leaves no more
+    than the encoder's q, and each digit is what its rule says; the figure is committed beside it."""
+    import json
+
+    from conftest import REPO_ROOT
+
+    result = json.loads((REPO_ROOT / "models" / "likelihood_2d.json").read_text())["true_posterior"]
+    assert (REPO_ROOT / "assets" / "true_posterior_2d.png").is_file()
+    digits = result["digits"]
+    assert set(digits) == {"ambiguous", "clear", "misread"} and len({d["index"] for d in digits.values()}) == 3
+    for digit in digits.values():
+        assert abs(digit["gap_kl_on_grid"] - digit["gap_log_likelihood_minus_elbo"]) < \
+            4 * digit["elbo_standard_error"] + 0.05
+        assert 0 <= digit["gap_best_gaussian"] <= digit["gap_kl_on_grid"]
+    shares = list(digits["ambiguous"]["class_shares"].values())
+    assert len(shares) >= 2 and shares[1] > result["second_class_share"]
+    assert digits["clear"]["q_centre_region"] == digits["clear"]["label"]
+    assert digits["misread"]["q_centre_region"] != digits["misread"]["label"]
