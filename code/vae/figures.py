@@ -779,7 +779,8 @@ def plot_true_posteriors(decoder, drawing, path, grid_points=160):
             ax.set_yticks([])
             ax.set_xlabel(caption, fontsize=11, labelpad=2)
             if column == 0:
-                ax.set_title(f"{role}: a {digit['label']}", fontsize=12, x=1.03)
+                article = "an" if digit["label"] in (8, 11, 18) else "a"
+                ax.set_title(f"{role}: {article} {digit['label']}", fontsize=12, x=1.03)
         c0, c1, half = posterior_window(log_joint(log_likelihoods, prior, pixels, coarse)[0], coarse,
                                         z_mean[n], sigma[n])
         axis0 = np.linspace(c0 - half, c0 + half, grid_points)
