@@ -24,10 +24,13 @@ Writes, under --out DIR (default: runs/explore/<name>/ in the repository, which 
 - DIR/models/likelihood_<name>.json, the evaluation on the test images: the ELBO, the importance-
   weighted ln p(x) with K samples per image (default 1000), active units, KL and median σ per
   dimension, the holes of the aggregate posterior and, for a 2-D latent space, the exact ln p(x)
-  by quadrature over a 500 × 500 grid. Nats per image, under the decoder's own likelihood (told by
+  by quadrature over a 500 × 500 grid, with the exact posterior p(z|x) beside q(z|x) for three test
+  images (under "true_posterior": see vae/inspection.py's true_posteriors). Nats per image, under the decoder's own likelihood (told by
   its layer "pixel_means"), on the grayscale test images or, with --binarize dynamic, on the test
   set binarized once as a run with --binarize dynamic does. With --update-results it goes to the
-  repository's models/likelihood_<name>.json instead, the committed result the page quotes.
+  repository's models/likelihood_<name>.json instead, the committed result the page quotes;
+- DIR/assets/true_posterior_<name>.png, for a 2-D latent space with the quadrature: those three images'
+  exact posteriors beside q(z|x); with --update-results the repository's assets/true_posterior_<name>.png.
 It never writes into the repository's assets/ or models/ otherwise, nor over a file that a chapter
 run's metrics list among its outputs. The importance-weighted estimate decodes N × (K + 1) latent
 points and the quadrature 250,000 per image: the slow parts, whose progress is printed as they go.
@@ -247,9 +250,12 @@ def check_outputs(parser, args, figures):
     args.figure_dir = args.out / "assets"
     args.likelihood_path = (REPO_ROOT / "models" if args.update_results else args.out / "models") / \
         f"likelihood_{args.name}.json"
+    args.posterior_path = (REPO_ROOT / "assets" if args.update_results else args.figure_dir) / \
+        f"true_posterior_{args.name}.png"
     names = figures if args.figure_list == "all" else [] if args.figure_list == "none" else args.figure_list
     targets = [args.figure_dir / figures[name][0].format(name=args.name) for name in names]
     targets += [args.likelihood_path] if args.evaluate else []
+    targets += [args.posterior_path] if args.evaluate and args.quadrature else []
     for folder in sorted({target.parent for target in targets}):
         problem = unwritable(folder)
         if problem:
@@ -264,7 +270,8 @@ def check_outputs(parser, args, figures):
         except ValueError as error:
             parser.error(f"--out: {error}")
         recorded.update({(path.parent.parent / name).resolve(): path for name in files})
-    allowed = {(REPO_ROOT / "models" / f"likelihood_{args.name}.json")} if args.update_results else set()
+    allowed = {REPO_ROOT / "models" / f"likelihood_{args.name}.json",
+               REPO_ROOT / "assets" / f"true_posterior_{args.name}.png"} if args.update_results else set()
     for target in targets:
         resolved = target.resolve()
         if resolved in recorded:
@@ -417,6 +424,20 @@ def main(argv=None):
                                               binarize=args.binarize, dataset=args.dataset,
                                               iw_progress=Progress(f"ln p(x), K = {args.samples:,}", "images"),
                                               quadrature_progress=Progress("quadrature", "grid points"))}
+        if "quadrature_log_likelihood" in result:
+            print("The exact posterior beside q(z|x): each test image's posterior mass in each class's region, "
+                  "by quadrature again (250,000 grid points per image)", flush=True)
+            result["true_posterior"], drawing = inspection.true_posteriors(
+                decoder, prior, x_test, y_test, z_mean, z_log_var, progress=Progress("posterior", "grid points"))
+            args.posterior_path.parent.mkdir(parents=True, exist_ok=True)
+            from vae.figures import plot_true_posteriors
+
+            plot_true_posteriors(decoder, drawing, args.posterior_path)
+            for role, digit in result["true_posterior"]["digits"].items():
+                print(f"  {role}: test image {digit['index']:,}, a {digit['label']}; ln p(x) − ELBO "
+                      f"{digit['gap_log_likelihood_minus_elbo']:.2f} ± {digit['elbo_standard_error']:.2f}, "
+                      f"KL(q ‖ p(z|x)) on a grid {digit['gap_kl_on_grid']:.2f} nats", flush=True)
+            print(f"wrote {args.posterior_path}", flush=True)
         args.likelihood_path.parent.mkdir(parents=True, exist_ok=True)
         save_json(result, args.likelihood_path)
         lines = [f"ELBO {result['elbo']:.2f}", f"IW K={args.samples} {result['iw_log_likelihood']:.2f}"]

@@ -188,7 +188,10 @@ def load_facts(root):
                                  ("conditional", "models/metrics_conditional.json", None),
                                  # The 2-D chapter with convolutions on Fashion-MNIST (python code/vae_2d.py
                                  # --dataset fashion_mnist --architecture conv).
-                                 ("fashion_conv", "models/metrics_2d_fashion_mnist_conv.json", None)]:
+                                 ("fashion_conv", "models/metrics_2d_fashion_mnist_conv.json", None),
+                                 # Exact ln p(x) of the MNIST and Fashion-MNIST 2-D models on each other's test
+                                 # images (python code/compare_datasets.py).
+                                 ("out_of_distribution", "models/out_of_distribution.json", None)]:
         data = read_json(root, relative)
         with reading(relative):
             facts[key] = data if entry is None else data[entry]

@@ -744,3 +744,106 @@ def plot_style_transfer(decoder, images, z_mean, path, num_classes=10):
     ax.tick_params(axis="x", length=0, labelsize=11, labeltop=True, labelbottom=False)
     ax.set_title("Each test image's style (its μ), drawn as every class", fontsize=12, pad=22)
     save_png(figure, path)
+
+
+def posterior_window(log_posterior, points, z_mean, sigma, mass=0.999, pad=0.15, smallest=0.3):
+    """A square (centre0, centre1, half-width) around the grid points (G, 2) that hold `mass` of the exact
+    posterior (log densities (G,) up to a constant) and q(z|x)'s ±3σ box, padded by `pad` of its width."""
+    weights = np.exp(log_posterior - log_posterior.max())
+    order = np.argsort(-weights)
+    kept = order[:np.searchsorted(np.cumsum(weights[order]) / weights.sum(), mass) + 1]
+    low = np.minimum(points[kept].min(axis=0), z_mean - 3 * sigma)
+    high = np.maximum(points[kept].max(axis=0), z_mean + 3 * sigma)
+    half = max(smallest / 2, (1 + 2 * pad) * np.max(high - low) / 2)
+    centre = (low + high) / 2
+    return float(centre[0]), float(centre[1]), float(half)
+
+
+def plot_true_posteriors(decoder, drawing, path, grid_points=160):
+    """For each image chosen by vae.inspection.true_posteriors: the image and its reconstruction (decoded
+    at q's mean), and the exact posterior p(z|x) on a close-up of the latent plane (shaded: its density)
+    with q(z|x)'s 1σ and 2σ ellipses (red) and the classes' regions (thin lines, numerals)."""
+    from vae.inspection import class_regions
+    from vae.likelihood import log_joint, quadrature_grid
+
+    log_likelihoods, prior, digits = drawing["log_likelihoods"], drawing["prior"], drawing["digits"]
+    codes, code_labels = drawing["codes"]
+    z_mean, sigma = drawing["z_mean"], np.exp(0.5 * drawing["z_log_var"])
+    reconstructions = decode(decoder, z_mean)
+    coarse, _ = quadrature_grid(prior.cholesky)
+    figure = plt.figure(figsize=(COLUMN_WIDTH, 4.4))
+    columns = figure.add_gridspec(1, len(digits), wspace=0.3)
+    for n, (role, digit) in enumerate(digits.items()):
+        pixels = drawing["images"][n].reshape(1, -1)
+        cell = columns[0, n].subgridspec(2, 2, height_ratios=[1, 2.6], hspace=0.55, wspace=0.05)
+        for column, (image, caption) in enumerate([(drawing["images"][n], "image"),
+                                                   (reconstructions[n], "decoded")]):
+            ax = figure.add_subplot(cell[0, column])
+            _show_images(ax, image)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_xlabel(caption, fontsize=11, labelpad=2)
+            if column == 0:
+                article = "an" if digit["label"] in (8, 11, 18) else "a"
+                ax.set_title(f"{role}: {article} {digit['label']}", fontsize=12, x=1.03)
+        c0, c1, half = posterior_window(log_joint(log_likelihoods, prior, pixels, coarse)[0], coarse,
+                                        z_mean[n], sigma[n])
+        axis0 = np.linspace(c0 - half, c0 + half, grid_points)
+        axis1 = np.linspace(c1 - half, c1 + half, grid_points)
+        points = np.stack([a.ravel() for a in np.meshgrid(axis0, axis1, indexing="xy")], axis=1)
+        density = np.exp(log_joint(log_likelihoods, prior, pixels, points)[0] - digit["log_likelihood"])
+        ax = figure.add_subplot(cell[1, :])
+        ax.imshow(density.reshape(grid_points, grid_points), origin="lower", cmap="Blues", interpolation="bilinear",
+                  extent=(c0 - half, c0 + half, c1 - half, c1 + half), vmin=0)
+        regions = class_regions(points, codes, code_labels).reshape(grid_points, grid_points)
+        ax.contour(axis0, axis1, regions, levels=np.arange(-0.5, 10.5), colors="gray", linewidths=0.7)
+        for region in np.unique(regions):
+            inside = points[regions.ravel() == region]
+            if len(inside) > 0.04 * len(points):
+                ax.text(*np.median(inside, axis=0), str(int(region)), fontsize=13, fontweight="bold", ha="center",
+                        va="center", color="dimgray", path_effects=OUTLINE, zorder=5)
+        for k, style in [(1, "-"), (2, "--")]:
+            ax.add_patch(Ellipse(z_mean[n], 2 * k * sigma[n, 0], 2 * k * sigma[n, 1], fill=False, color="red",
+                                 linestyle=style, linewidth=1.5, zorder=6))
+        ax.set_xlim(c0 - half, c0 + half)
+        ax.set_ylim(c1 - half, c1 + half)
+        ax.set_aspect("equal")
+        ax.tick_params(labelsize=10)
+        ax.set_xlabel("z₀", fontsize=11)
+        shares = ", ".join(f"{100 * share:.0f}% {c}" for c, share in list(digit["class_shares"].items())[:2]
+                           if share >= 0.01)
+        ax.set_title(f"p(z|x): {shares}\ngap {digit['gap_kl_on_grid']:.1f} nats", fontsize=11)
+    save_png(figure, path)
+
+
+def plot_out_of_distribution(log_likelihoods, measures, summary, titles, path, bins=60):
+    """code/compare_datasets.py's figure. One panel per model: histograms of the exact ln p(x) of its own test
+    images and of the other data set's, with its own median (dashed; the lowest 0.5% of the two sets piled up at
+    the left edge); and a third panel: ln p(x) under the
+    first model against each image's zlib-compressed size. log_likelihoods: {(model, data): (N,) nats};
+    measures: {data: {"compressed_bytes": (N,), ...}}; summary: compare_datasets.summarize's."""
+    models = list(summary)
+    figure, axes = plt.subplots(1, 3, figsize=(COLUMN_WIDTH, 2.9), gridspec_kw={"wspace": 0.5})
+    colors = {"mnist": "tab:blue", "fashion_mnist": "tab:orange"}
+    for ax, model in zip(axes, models):
+        other = summary[model]["out_of_distribution"]
+        values = np.concatenate([log_likelihoods[model, model], log_likelihoods[model, other]])
+        edges = np.linspace(np.percentile(values, 0.5), values.max(), bins)
+        for data in (model, other):
+            ax.hist(np.clip(log_likelihoods[model, data], edges[0], None), bins=edges, color=colors[data],
+                    alpha=0.55, label=titles[data], density=True)
+        ax.axvline(np.median(log_likelihoods[model, model]), color="black", linestyle="--", linewidth=1.2)
+        ax.set_title(f"{titles[model]} model", fontsize=11)
+        ax.set_xlabel("ln p(x), nats", fontsize=11)
+        ax.set_yticks([])
+        ax.tick_params(labelsize=10)
+    axes[0].legend(fontsize=9, loc="upper left", frameon=False)
+    model = models[-1]
+    for data in models:
+        axes[2].scatter(measures[data]["compressed_bytes"], log_likelihoods[model, data], s=1, color=colors[data],
+                        alpha=0.3, linewidths=0, rasterized=True)
+    axes[2].set_title(f"{titles[model]} model", fontsize=11)
+    axes[2].set_xlabel("zlib bytes of the image", fontsize=11)
+    axes[2].set_ylabel("ln p(x), nats", fontsize=11)
+    axes[2].tick_params(labelsize=10)
+    save_png(figure, path)

@@ -210,3 +210,130 @@ def look_inside(asset, name, encoder, decoder, prior, images, labels, z_mean, z_
                                 dataset=dataset, train_codes=train_codes)
     evaluation["seconds_looking_inside"] = time.perf_counter() - started  # the figures above and the evaluation
     return evaluation
+
+
+# The exact posterior beside q(z|x), for a 2-D latent space (code/explore.py with the quadrature).
+REGION_NEIGHBORS = 10  # a latent point belongs to the digit that most of its 10 nearest test codes show
+SECOND_CLASS_SHARE = 0.1  # a posterior with more than this much mass outside its largest class's region is split
+GAP_SAMPLES = 10_000  # draws z ~ q(z|x) of each chosen image's ELBO, independent of the grid
+CHOICE_RULES = {
+    "ambiguous": "the test image whose exact posterior p(z|x) has the most mass in the region of its "
+                 "second most likely class",
+    "clear": "the test image whose exact posterior has the least mass outside the region of its own label, "
+             "among those whose q(z|x) is centred in that region",
+    "misread": "among the test images whose q(z|x) is centred in another class's region (so they are "
+               "reconstructed as that class), the one whose exact posterior puts the most mass there",
+}
+
+
+def class_regions(points, z_mean, labels, neighbors=REGION_NEIGHBORS):
+    """The class of each latent point (G, 2): the vote of its `neighbors` nearest codes z_mean (N, 2) with
+    their labels (N,), as vae.evaluation.class_from_code reads a class off a code. (G,) ints."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    vote = KNeighborsClassifier(min(neighbors, len(z_mean))).fit(z_mean, labels)
+    return np.concatenate([vote.predict(points[i:i + 50_000]) for i in range(0, len(points), 50_000)])
+
+
+def grid_cell_of(z, cholesky, limit, spacing):
+    """The index in `likelihood.quadrature_grid(cholesky, limit, spacing)` of the cell holding each point z
+    (N, 2), clipped to the grid's edge: (N,) ints."""
+    epsilon = np.asarray(z, dtype=np.float64) @ np.linalg.inv(np.asarray(cholesky, dtype=np.float64)).T
+    side = int(round(2 * limit / spacing))
+    cells = np.clip(np.floor((epsilon + limit) / spacing).astype(int), 0, side - 1)
+    return cells[:, 0] * side + cells[:, 1]
+
+
+def choose_digits(log_mass, labels, mean_regions):
+    """The test images `CHOICE_RULES` names, from the exact posterior's log mass in each class's region
+    (N, classes) (`likelihood.log_mass_by_region`), the labels (N,) and the region of each q(z|x)'s centre
+    (N,): {"ambiguous": i, "clear": j, "misread": k}, each a different image; "misread" is left out when no
+    image is centred in another class's region."""
+    log_mass = np.asarray(log_mass, dtype=np.float64)
+    labels, mean_regions = np.asarray(labels), np.asarray(mean_regions)
+    log_total = np.logaddexp.reduce(log_mass, axis=1)
+    shares = np.exp(log_mass - log_total[:, None])
+    second = np.sort(shares, axis=1)[:, -2]
+    rows = np.arange(len(labels))
+    outside = log_mass.copy()
+    outside[rows, labels] = -np.inf
+    log_outside = np.logaddexp.reduce(outside, axis=1) - log_total  # ln of the mass outside the own label's region
+    misread = np.flatnonzero(mean_regions != labels)
+    chosen = {}
+    for role, order in [("ambiguous", np.argsort(-second, kind="stable")),
+                        ("clear", np.flatnonzero(mean_regions == labels)[
+                            np.argsort(log_outside[mean_regions == labels], kind="stable")]),
+                        ("misread", misread[np.argsort(-shares[misread, mean_regions[misread]], kind="stable")])]:
+        order = [i for i in order if i not in chosen.values()]
+        if order:
+            chosen[role] = int(order[0])
+    return chosen
+
+
+def true_posteriors(decoder, prior, images, labels, z_mean, z_log_var, limit=QUADRATURE_LIMIT, spacing=0.02,
+                    progress=None):
+    """The exact posterior p(z|x) ∝ p(x|z) p(z) beside the encoder's q(z|x), for a 2-D latent space.
+
+    Splits every test image's posterior mass between the classes' regions of the latent plane (`class_regions`
+    on the quadrature's grid), chooses the images of `choose_digits`, and for each measures the gap
+    ln p(x) − ELBO twice: as KL(q(z|x) ‖ p(z|x)) on a grid (`likelihood.posterior_gap_on_grid`) and as ln p(x)
+    minus the ELBO's expectation from GAP_SAMPLES draws (`likelihood.expected_elbo`). Returns (result for
+    the json, what `vae.figures.plot_true_posteriors` draws). progress(grid points done, grid points).
+    Each image's gap is split (`likelihood.best_gaussian_gap`) into what the best diagonal Gaussian would
+    leave (the posterior's shape: approximation) and what the encoder adds by its choice of μ and σ
+    (amortization)."""
+    from vae.likelihood import (best_gaussian_gap, decoder_log_likelihoods, expected_elbo, log_joint,
+                                log_mass_by_region, posterior_gap_on_grid, quadrature_grid)
+
+    log_likelihoods = decoder_log_likelihoods(decoder)
+    pixels = images.reshape(len(images), -1)
+    labels = np.asarray(labels).astype(int)
+    classes = int(labels.max()) + 1
+    grid, _ = quadrature_grid(prior.cholesky, limit, spacing)
+    regions = class_regions(grid, z_mean, labels)
+    log_mass = log_mass_by_region(log_likelihoods, prior.cholesky, pixels, regions, classes, limit, spacing,
+                                  progress=progress)
+    log_likelihood = np.logaddexp.reduce(log_mass, axis=1)
+    shares = np.exp(log_mass - log_likelihood[:, None])
+    mean_regions = regions[grid_cell_of(z_mean, prior.cholesky, limit, spacing)]
+    chosen = choose_digits(log_mass, labels, mean_regions)
+    indices = list(chosen.values())
+    gaps = posterior_gap_on_grid(log_likelihoods, prior, pixels[indices], z_mean[indices], z_log_var[indices],
+                                 log_likelihood[indices])
+    elbo, elbo_error = expected_elbo(log_likelihoods, prior, pixels[indices], z_mean[indices], z_log_var[indices],
+                                     samples=GAP_SAMPLES)
+    digits = {}
+    for n, (role, i) in enumerate(chosen.items()):
+        ranked = np.argsort(-shares[i])
+        # The best diagonal Gaussian, from q(z|x) and from the exact posterior's largest grid value.
+        top = np.argmax(log_joint(log_likelihoods, prior, pixels[i:i + 1], grid)[0])
+        best_gap, best_mean, best_log_var = best_gaussian_gap(
+            log_likelihoods, prior, pixels[i:i + 1], [(z_mean[i], z_log_var[i]), (grid[top], z_log_var[i])],
+            log_likelihood[i])
+        print(f"  {role}: test image {i:,}, the best Gaussian q(z|x) found", flush=True)
+        digits[role] = {
+            "index": i, "label": int(labels[i]), "q_centre_region": int(mean_regions[i]),
+            "class_shares": {str(c): float(shares[i, c]) for c in ranked if shares[i, c] >= 0.001},
+            "log_likelihood": float(log_likelihood[i]),
+            "elbo": float(elbo[n]), "elbo_standard_error": float(elbo_error[n]),
+            "gap_kl_on_grid": float(gaps[n]), "gap_log_likelihood_minus_elbo": float(log_likelihood[i] - elbo[n]),
+            "q_mean": [float(v) for v in z_mean[i]], "q_sigma": [float(v) for v in np.exp(0.5 * z_log_var[i])],
+            "gap_best_gaussian": best_gap, "gap_amortization": float(gaps[n] - best_gap),
+            "best_gaussian_mean": [float(v) for v in best_mean],
+            "best_gaussian_sigma": [float(v) for v in np.exp(0.5 * best_log_var)],
+        }
+    top = shares.max(axis=1)
+    result = {
+        "rules": CHOICE_RULES, "region_neighbors": REGION_NEIGHBORS, "gap_samples": GAP_SAMPLES,
+        "images": len(images),
+        "second_class_share": SECOND_CLASS_SHARE,
+        "split_share": float(np.mean(1 - top > SECOND_CLASS_SHARE)),
+        "q_centre_in_other_region_share": float(np.mean(mean_regions != labels)),
+        "posterior_mostly_in_other_region_share": float(np.mean(shares.argmax(axis=1) != labels)),
+        "log_likelihood_mean": float(log_likelihood.mean()),
+        "digits": digits,
+    }
+    drawing = {"log_likelihoods": log_likelihoods, "prior": prior, "images": images[indices],
+               "z_mean": z_mean[indices], "z_log_var": z_log_var[indices], "digits": digits,
+               "codes": (z_mean, labels)}
+    return result, drawing

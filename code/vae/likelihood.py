@@ -227,6 +227,30 @@ def decoder_log_likelihoods(decoder):
 bernoulli_log_likelihoods = decoder_log_likelihoods  # its earlier name, which benchmarks/likelihood_speed.py uses
 
 
+def quadrature_grid(cholesky, limit=5.0, spacing=0.02):
+    """The quadrature's midpoint grid for a 2-D prior N(0, L Lᵀ): the points z = L ε (G, 2) over
+    ε ∈ [−limit, limit]² and their log weights ln N(ε; 0, I) dε (G,), so that Σ w f(z) ≈ ∫ f(z) p(z) dz.
+    G = (2·limit/spacing)², 250,000 at the defaults; ε's first coordinate varies slowest."""
+    cholesky = np.asarray(cholesky, dtype=np.float64)
+    if cholesky.shape != (2, 2):
+        raise ValueError(f"quadrature needs a 2-D latent space, got a {cholesky.shape[0]}-D prior")
+    centers = np.arange(-limit + spacing / 2, limit, spacing)
+    e0, e1 = np.meshgrid(centers, centers, indexing="ij")
+    epsilon = np.stack([e0.ravel(), e1.ravel()], axis=1)  # (G, 2)
+    log_weight = -0.5 * (epsilon ** 2).sum(axis=1) - LOG_2PI + 2 * math.log(spacing)  # ln N(ε; 0, I) dε
+    return epsilon @ cholesky.T, log_weight
+
+
+def _accumulate(total, log_likelihoods, pixels, z, log_weight):
+    """Add the terms ln p(x|z) + ln w of the points z (B, 2) to `total`, a RunningLogSumExp over the images."""
+    values = log_likelihoods(pixels, z)
+    if isinstance(values, np.ndarray) and values.dtype == np.float64:  # exact to float64 throughout
+        total.add(values + log_weight[None, :])
+    else:
+        total.add_reduced(*(v.numpy() for v in _reduce_block(tf.cast(values, tf.float32),
+                                                               log_weight.astype(np.float32))))
+
+
 def log_likelihood_by_quadrature(log_likelihoods, cholesky, pixels, limit=5.0, spacing=0.02, grid_batch=8192,
                                  progress=None):
     """ln p(x) = ln ∫ p(x|z) p(z) dz for a 2-D latent space and prior N(0, L Lᵀ): (N,) float64.
@@ -236,25 +260,109 @@ def log_likelihood_by_quadrature(log_likelihoods, cholesky, pixels, limit=5.0, s
     at 0.02). log_likelihoods(pixels (N, D), z (G, 2)) → (N, G), e.g. `decoder_log_likelihoods`.
     `progress(grid points done, grid points)`, if given, is called with 0 at the start and after each block.
     """
-    cholesky = np.asarray(cholesky, dtype=np.float64)
-    if cholesky.shape != (2, 2):
-        raise ValueError(f"quadrature needs a 2-D latent space, got a {cholesky.shape[0]}-D prior")
-    centers = np.arange(-limit + spacing / 2, limit, spacing)
-    e0, e1 = np.meshgrid(centers, centers, indexing="ij")
-    epsilon = np.stack([e0.ravel(), e1.ravel()], axis=1)  # (G, 2)
-    log_weight = -0.5 * (epsilon ** 2).sum(axis=1) - LOG_2PI + 2 * math.log(spacing)  # ln N(ε; 0, I) dε
-    z = epsilon @ cholesky.T
+    z, log_weight = quadrature_grid(cholesky, limit, spacing)
     total = RunningLogSumExp(len(pixels))
     if progress is not None:
         progress(0, len(z))
     for start in range(0, len(z), grid_batch):
         block = slice(start, start + grid_batch)
-        values = log_likelihoods(pixels, z[block])
-        if isinstance(values, np.ndarray) and values.dtype == np.float64:  # exact to float64 throughout
-            total.add(values + log_weight[None, block])
-        else:
-            total.add_reduced(*(v.numpy() for v in _reduce_block(tf.cast(values, tf.float32),
-                                                                   log_weight[block].astype(np.float32))))
+        _accumulate(total, log_likelihoods, pixels, z[block], log_weight[block])
         if progress is not None:
             progress(min(start + grid_batch, len(z)), len(z))
     return total.result()
+
+
+def log_mass_by_region(log_likelihoods, cholesky, pixels, regions, count, limit=5.0, spacing=0.02, grid_batch=8192,
+                       progress=None):
+    """ln ∫ over region r of p(x|z) p(z) dz, for each image and each of `count` regions: (N, count) float64.
+
+    `regions` (G,) labels each point of `quadrature_grid(cholesky, limit, spacing)` with a region in
+    [0, count), e.g. the digit whose codes lie there. The log-sum-exp of a row is the image's ln p(x) of
+    `log_likelihood_by_quadrature`, and exp(row − ln p(x)) the exact posterior p(z|x)'s mass in each region.
+    A region without grid points gets −inf. `progress` as in `log_likelihood_by_quadrature`."""
+    z, log_weight = quadrature_grid(cholesky, limit, spacing)
+    regions = np.asarray(regions)
+    if regions.shape != (len(z),) or regions.min() < 0 or regions.max() >= count:
+        raise ValueError(f"regions must label each of the {len(z):,} grid points with 0 to {count - 1}")
+    result = np.full((len(pixels), count), -np.inf)
+    done = 0
+    if progress is not None:
+        progress(0, len(z))
+    for region in range(count):
+        points = np.flatnonzero(regions == region)
+        if len(points) == 0:
+            continue
+        total = RunningLogSumExp(len(pixels))
+        for start in range(0, len(points), grid_batch):
+            block = points[start:start + grid_batch]
+            _accumulate(total, log_likelihoods, pixels, z[block], log_weight[block])
+            done += len(block)
+            if progress is not None:
+                progress(done, len(z))
+        result[:, region] = total.result()
+    return result
+
+
+def log_joint(log_likelihoods, prior, pixels, z):
+    """ln p(x|z) + ln p(z) of each image at each latent point: (N, G) float64, for pixels (N, D) and z (G, k).
+    Minus the image's ln p(x), it is the exact posterior's log density ln p(z|x) at z."""
+    values = np.asarray(log_likelihoods(pixels, z), dtype=np.float64)
+    return values + prior.log_density(np.asarray(z, dtype=np.float64))[None, :]
+
+
+def posterior_gap_on_grid(log_likelihoods, prior, pixels, z_mean, z_log_var, log_likelihood, width=6.0, points=121):
+    """KL(q(z|x) ‖ p(z|x)) = ∫ q ln(q / p(z|x)) dz for each image, by the midpoint rule on a grid aligned with
+    q: z = μ + σ·u with u ∈ [−width, width]² on points × points cells, where q(z) dz = N(u; 0, I) du (its
+    weights renormalized to sum to 1). p(z|x) = p(x|z) p(z) / p(x), with ln p(x) = `log_likelihood` (N,) from
+    the quadrature. pixels (N, D), z_mean and z_log_var (N, 2). Returns (N,) float64, in nats: the image's gap
+    ln p(x) − ELBO, the part of it that an encoder with a richer q(z|x) could close."""
+    spacing = 2 * width / points
+    centers = np.arange(-width + spacing / 2, width, spacing)
+    u = np.stack([axis.ravel() for axis in np.meshgrid(centers, centers, indexing="ij")], axis=1)  # (P, 2)
+    log_weight = -0.5 * (u ** 2).sum(axis=1)
+    weight = np.exp(log_weight - log_weight.max())
+    weight /= weight.sum()
+    gaps = []
+    for n in range(len(pixels)):
+        sigma = np.exp(0.5 * np.asarray(z_log_var[n], dtype=np.float64))
+        z = np.asarray(z_mean[n], dtype=np.float64) + sigma * u
+        log_q = -0.5 * (u ** 2).sum(axis=1) - LOG_2PI - np.log(sigma).sum()
+        log_posterior = log_joint(log_likelihoods, prior, pixels[n:n + 1], z)[0] - log_likelihood[n]
+        gaps.append(float(np.sum(weight * (log_q - log_posterior))))
+    return np.asarray(gaps)
+
+
+def expected_elbo(log_likelihoods, prior, pixels, z_mean, z_log_var, samples=10_000, seed=0):
+    """The ELBO's expectation E_q[ln p(x|z)] − KL(q(z|x) ‖ p(z)) for each image, the first term from `samples`
+    draws z ~ q(z|x), the KL in closed form: (elbo (N,), its Monte Carlo standard error (N,)), nats.
+    Independent of the quadrature: ln p(x) − this is the gap that `posterior_gap_on_grid` computes."""
+    rng = np.random.default_rng(seed)
+    z_mean, z_log_var = np.asarray(z_mean, np.float64), np.asarray(z_log_var, np.float64)
+    elbos, errors = [], []
+    for n in range(len(pixels)):
+        z = z_mean[n] + np.exp(0.5 * z_log_var[n]) * rng.standard_normal((samples, z_mean.shape[1]))
+        values = np.asarray(log_likelihoods(pixels[n:n + 1], z), dtype=np.float64)[0]
+        kl = float(keras.ops.convert_to_numpy(prior.kl_divergence(z_mean[n:n + 1], z_log_var[n:n + 1]))[0])
+        elbos.append(values.mean() - kl)
+        errors.append(values.std() / math.sqrt(samples))
+    return np.asarray(elbos), np.asarray(errors)
+
+
+def best_gaussian_gap(log_likelihoods, prior, pixels, starts, log_likelihood, points=61):
+    """The smallest KL(N(μ, diag σ²) ‖ p(z|x)) over all diagonal Gaussians, for one image (pixels (1, D)):
+    what is left of the gap ln p(x) − ELBO for the best q(z|x) an encoder of this form could give it, the
+    approximation gap; the rest of the encoder's gap is its amortization gap (Cremer et al. 2018).
+    Nelder–Mead over (μ, ln σ²) from each start in `starts` [(μ (2,), ln σ² (2,)), ...], with
+    `posterior_gap_on_grid` on points × points cells, the best then measured on its default grid.
+    Returns (gap in nats, μ (2,), ln σ² (2,))."""
+    from scipy.optimize import minimize
+
+    def gap(parameters, grid_points=points):
+        mean, log_var = parameters[None, :2], parameters[None, 2:]
+        return posterior_gap_on_grid(log_likelihoods, prior, pixels, mean, log_var, [log_likelihood],
+                                     points=grid_points)[0]
+
+    best = min((minimize(gap, np.concatenate([mean, log_var]).astype(np.float64), method="Nelder-Mead",
+                         options={"xatol": 1e-4, "fatol": 1e-4, "maxiter": 600}) for mean, log_var in starts),
+               key=lambda found: found.fun)
+    return float(gap(best.x, 121)), best.x[:2], best.x[2:]
