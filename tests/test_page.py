@@ -57,6 +57,8 @@ FOLDED_FIGURES = {  # inside a closed <details>: loaded only when the reader ope
     "reconstructions_2d_fashion_mnist_conv.png", "Clusters2D_fashion_mnist_conv.png",  # ... --architecture conv
     "latent2D_fashion_mnist_conv.png",
     "literature_curves.png",  # benchmarks/literature.py
+    "true_posterior_2d.png",  # code/explore.py
+    "out_of_distribution.png",  # code/compare_datasets.py
 }
 
 LISTINGS = {("code/vae_2d.py", "Sampling"), ("code/vae_2d.py", "build_encoder"), ("code/vae_2d.py", "build_decoder"),
