@@ -10,8 +10,9 @@ Each setting is trained with seeds 0, 1 and 2 (--seeds N: 0 … N − 1; the cha
 spread between runs (vae/spread.py): the summaries hold each seed's values, their mean, sample standard
 deviation, minimum and maximum, and which settings rank above which beyond that spread.
 
-Study "beta": the 2-D chapter trained with β = 0, 0.5, 1, 4 and 16 (`--beta B`). Below 1, β buys better reconstructions with more nats of KL (the rate); above 1 it pulls
-the codes towards the prior until a dimension carries nothing (Higgins et al. 2017; Alemi et al. 2018). Writes
+Study "beta": the 2-D chapter trained with β = 0, 0.5, 1, 4 and 16 (`--beta B`). Below 1, β buys better
+reconstructions with more nats of KL (the rate); above 1 it pulls the codes towards the prior until a
+dimension carries nothing (Higgins et al. 2017; Alemi et al. 2018). Writes
 
     assets/beta_sweep.png        per β: the test images' codes, and digits decoded from prior samples (seed 0)
     assets/rate_distortion.png   per β: the KL (rate) against the reconstruction term (distortion), each seed
@@ -28,8 +29,8 @@ of 0.25 nats per dimension (Kingma et al. 2016; --free-bits), each by `python co
                                  every seed's values with their spread; the rankings
 
 Every number is in nats per image, on the test set. A setting whose run has finished is not trained again if
-it is what this comparison asks for: its metrics_2d.json names the same settings, seed, epochs and training images,
-ln p(x) estimated with the chapter's K on all the test images, and its model files are those the metrics list
+it is what this comparison asks for: its metrics_2d.json names the same settings, seed, epochs and training
+images, ln p(x) estimated with the chapter's K on all the test images, and its model files are those the metrics list
 (SHA-256). An interrupted run resumes after its last finished epoch (or at its evaluation), as any chapter run
 does. The chapter's own run (the repository's models/, seed 0 with the default settings) is copied into
 RUNS/2d/default/seed0 rather than trained again, when it is the run asked for. A run serves every comparison
@@ -116,11 +117,6 @@ def collapse_settings(epochs):
     warmup = min(WARMUP_EPOCHS, epochs - 1)
     settings = {"plain": {}, "warmup": {"kl_warmup_epochs": warmup}, "free_bits": {"free_bits": FREE_BITS}}
     return {name: {"latent_dim": COLLAPSE_LATENT_DIM, **flags} for name, flags in settings.items()}
-
-
-def folders(settings, runs, seeds):
-    """{name: {seed: the run's folder}} for `settings` ({name: flags}) and seeds 0 … seeds − 1."""
-    return {name: {seed: run_folder(runs, "2d", flags, seed) for seed in range(seeds)} for name, flags in settings.items()}
 
 
 def expected_metrics(settings, epochs, train_size, seed):
@@ -232,8 +228,9 @@ def summarize(done, study):
     results = {}
     for name, seeds in done.items():
         runs = {seed: run_summary(folder) for seed, folder in sorted(seeds.items())}
-        results[name] = {**runs[min(runs)], "over_seeds": {**over_seeds(runs, SPREAD_METRICS),
-                                                           "kl_per_dimension": [r["kl_per_dimension"] for r in runs.values()]}}
+        spread = over_seeds(runs, SPREAD_METRICS)
+        spread["kl_per_dimension"] = [run["kl_per_dimension"] for run in runs.values()]  # one list per seed
+        results[name] = {**runs[min(runs)], "over_seeds": spread}
     spreads = {name: result["over_seeds"] for name, result in results.items()}
     rankings = {metric: ranking(spreads, metric, higher) for metric, higher in RANKED[study].items()}
     return results, rankings
@@ -261,7 +258,8 @@ def write_beta_sweep(done, out):
         title = (f"β = {name}: {result['active_units']} active units, ELBO {mean_sd(spread, 'test_elbo', 1)}"
                  + (f" over {seeds} seeds" if seeds > 1 else ""))
         panels.append((title, encodings["z_mean"], encodings["labels"], decoder))
-    paths = [out / "assets" / "beta_sweep.png", out / "assets" / "rate_distortion.png", out / "models" / "beta_sweep.json"]
+    paths = [out / "assets" / "beta_sweep.png", out / "assets" / "rate_distortion.png",
+             out / "models" / "beta_sweep.json"]
     for path in paths:
         path.parent.mkdir(parents=True, exist_ok=True)
     plot_beta_sweep(panels, paths[0])
@@ -322,7 +320,8 @@ def print_spread(results, rankings, prefix):
 def main(argv=None):
     args = parse_arguments(argv)
     out = Path(args.out)
-    studies = {"beta": (beta_settings(), write_beta_sweep), "collapse": (collapse_settings(args.epochs), write_collapse)}
+    studies = {"beta": (beta_settings(), write_beta_sweep),
+               "collapse": (collapse_settings(args.epochs), write_collapse)}
     chosen = [study for study in studies if args.study in (study, "all")]
     total, first = sum(len(studies[study][0]) for study in chosen) * args.seeds, 1
     for study in chosen:
@@ -334,7 +333,8 @@ def main(argv=None):
         if not done:
             print(f"\n== {study}: no finished run to summarize yet")
             continue
-        missing = [f"{name} seed {seed}" for name in settings for seed in range(args.seeds) if seed not in done.get(name, {})]
+        missing = [f"{name} seed {seed}" for name in settings for seed in range(args.seeds)
+                   if seed not in done.get(name, {})]
         if missing:
             print(f"\n== {study}: not finished yet, so left out of the summary: {', '.join(missing)}")
         write(done, out)

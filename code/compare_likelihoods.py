@@ -13,9 +13,10 @@ The three settings (vae/pixels.py has the formulas):
                         Bernoulli(pixel) at every step, the test set drawn once (the literature's protocol).
 
 Each model is trained by the 2-D chapter itself, with seeds 0, 1 and 2 (--seeds N: 0 … N − 1; the chapter's
---seed, 0 its default), `python code/vae_2d.py --likelihood L --binarize B --seed S --out RUNS/2d/<setting>/seed<S>`
-(the Bernoulli's runs are the chapter's default runs, shared with code/compare_beta.py and
-code/compare_priors.py; its seed 0 is the repository's own run, copied rather than trained again), so that a killed or interrupted comparison resumes where it stopped, as any chapter run
+--seed, 0 its default), `python code/vae_2d.py --likelihood L --binarize B --seed S --out
+RUNS/2d/<setting>/seed<S>` (the Bernoulli's runs are the chapter's default runs, shared with
+code/compare_beta.py and code/compare_priors.py; its seed 0 is the repository's own run, copied rather than
+trained again), so that a killed or interrupted comparison resumes where it stopped, as any chapter run
 does. Each is then evaluated by `python code/explore.py` (ln p(x) with K = 1000 importance samples on
 the 10,000 test images, and exactly by quadrature). A run is reused only if it is what this comparison asks
 for: its metrics_2d.json names the same likelihood, binarization, seed, epochs and training images, and its model

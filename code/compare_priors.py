@@ -37,7 +37,7 @@ from vae.inspection import SCRIPT_SAMPLES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 30  # the chapters'
-PRIOR_COV = [[1.0, 0.4], [0.4, 0.5]]  # the correlated chapter's Σ, passed explicitly so that a run's metrics can be checked
+PRIOR_COV = [[1.0, 0.4], [0.4, 0.5]]  # the correlated chapter's Σ, passed as --prior-cov: its metrics are checked
 PRIORS = {  # name: (chapter script, its run's name, flags beyond the chapter's defaults)
     "standard": ("code/vae_2d.py", "2d", {}),
     "correlated": ("code/vae_correlated.py", "correlated", {"prior_cov": PRIOR_COV}),
@@ -187,7 +187,8 @@ def write_summary(done, out):
     for path in paths:
         path.parent.mkdir(parents=True, exist_ok=True)
     plot_seed_spread({f"{prior} prior": spread for prior, spread in spreads.items()},
-                     [("test loss", "test_loss"), ("−ELBO", "test_elbo"), ("−ln p(x), K = 50", "iw_log_likelihood")],
+                     [("test loss", "test_loss"), ("−ELBO", "test_elbo"),
+                      ("−ln p(x), K = 50", "iw_log_likelihood")],
                      paths[0], negate={"test_elbo", "iw_log_likelihood"})
     save_json({"model": "2d", "spread": RULE, "priors": results, "rankings": rankings}, paths[1])
     print(f"\nWrote {', '.join(map(str, paths))}")
@@ -212,7 +213,8 @@ def main(argv=None):
         for prior in PRIORS:
             if reuse_problem(prior, args, seed) is None:
                 done.setdefault(prior, {})[seed] = folder_of(prior, args, seed)
-    missing = [f"{prior} seed {seed}" for seed in range(args.seeds) for prior in PRIORS if seed not in done.get(prior, {})]
+    missing = [f"{prior} seed {seed}" for seed in range(args.seeds) for prior in PRIORS
+               if seed not in done.get(prior, {})]
     if missing:
         print(f"\n== not finished yet, so left out of the summary: {', '.join(missing)}")
     if not done:

@@ -129,9 +129,9 @@ def test_a_run_whose_model_file_changed_is_trained_again(tmp_path, monkeypatch, 
 
 def test_the_help_quotes_only_recorded_times(tmp_path, monkeypatch):
     summary = tmp_path / "beta_sweep.json"
-    save_json({"betas": {"0": {"epochs": 30, "over_seeds": {"seeds": [0, 1], "values": {"seconds_training": [100.4, 10]}}},
-                         "1": {"epochs": 30, "over_seeds": {"seeds": [0], "values": {"seconds_training": [20]}}}}},
-              summary)
+    save_json({"betas": {
+        "0": {"epochs": 30, "over_seeds": {"seeds": [0, 1], "values": {"seconds_training": [100.4, 10]}}},
+        "1": {"epochs": 30, "over_seeds": {"seeds": [0], "values": {"seconds_training": [20]}}}}}, summary)
     monkeypatch.setattr(compare_beta, "SUMMARIES", {"beta": summary, "collapse": tmp_path / "missing.json"})
     monkeypatch.setattr(compare_beta, "REPO_ROOT", tmp_path)
     assert compare_beta.recorded_times() == ("Times recorded: study beta: 3 runs of 30 epochs trained for 130 s in "
@@ -154,7 +154,8 @@ def test_the_beta_sweep_writes_its_summary_and_figures(tmp_path, decoder_file):
     assert {"test_loss", "kl_per_dimension", "iw_log_likelihood"} <= four.keys()
     spread = four["over_seeds"]
     assert spread["seeds"] == [0, 1] and spread["values"]["test_reconstruction"] == [140.0, 138.0]
-    assert spread["mean"]["test_reconstruction"] == 139.0 and spread["sd"]["test_reconstruction"] == pytest.approx(2 ** 0.5)
+    assert spread["mean"]["test_reconstruction"] == 139.0
+    assert spread["sd"]["test_reconstruction"] == pytest.approx(2 ** 0.5)
     assert (spread["min"]["test_reconstruction"], spread["max"]["test_reconstruction"]) == (138.0, 140.0)
     assert summary["rankings"]["test_elbo"]["better"] == "higher" and "rule" in summary["rankings"]["test_elbo"]
     for figure in ["beta_sweep.png", "rate_distortion.png"]:
@@ -173,7 +174,8 @@ def test_the_collapse_study_writes_its_summary_and_figure_from_the_seeds_finishe
     assert "not finished yet, so left out of the summary: plain seed 2, warmup seed 2" in output
     summary = json.loads((out / "models" / "collapse_32.json").read_text())
     assert summary["latent_dim"] == 32 and list(summary["settings"]) == ["plain", "warmup", "free_bits"]
-    assert summary["settings"]["warmup"]["kl_warmup_epochs"] == 10 and summary["settings"]["free_bits"]["free_bits"] == 0.25
+    assert summary["settings"]["warmup"]["kl_warmup_epochs"] == 10
+    assert summary["settings"]["free_bits"]["free_bits"] == 0.25
     assert summary["settings"]["plain"]["collapsed_dimensions"] == list(range(0, 32, 3))
     assert len(summary["settings"]["plain"]["kl_per_dimension"]) == 32
     assert summary["settings"]["plain"]["over_seeds"]["seeds"] == [0, 1]

@@ -107,7 +107,8 @@ def test_each_seed_is_a_run_of_its_own_trained_with_the_chapters_seed_flag(tmp_p
 def test_the_default_run_of_each_seed_serves_the_beta_sweep_the_likelihoods_and_the_priors(tmp_path, commands):
     for seed in range(2):
         fake_chapter_run(run_folder(tmp_path, "2d", {}, seed), seed=seed)
-    beta = compare_beta.parse_arguments(["--epochs", "2", "--train-size", "2000", "--seeds", "2", "--runs", str(tmp_path)])
+    beta = compare_beta.parse_arguments(["--epochs", "2", "--train-size", "2000", "--seeds", "2",
+                                         "--runs", str(tmp_path)])
     compare_beta.train_all({"1": {"beta": 1.0}}, beta)
     priors = compare_priors.parse_arguments(["--epochs", "2", "--train-size", "2000", "--seeds", "2",
                                              "--runs", str(tmp_path)])
@@ -181,7 +182,8 @@ def test_the_priors_help_quotes_only_recorded_times(tmp_path, monkeypatch):
     assert compare_priors.recorded_times().startswith("No times are recorded yet")
     save_json({"priors": {"standard": {"over_seeds": {"seeds": [0, 1], "values": {"seconds_training": [100, 50.4]}}}}},
               tmp_path / "priors_2d.json")
-    assert compare_priors.recorded_times() == "Times recorded in models/priors_2d.json: its 2 runs trained for 150 s in all."
+    assert compare_priors.recorded_times() == ("Times recorded in models/priors_2d.json: its 2 runs trained for "
+                                               "150 s in all.")
 
 
 @pytest.mark.parametrize("value", ["0", "two", "101"])

@@ -715,7 +715,8 @@ def plot_kl_per_dimension(settings, path, free_bits=None):
     ax.set_yscale("log")
     ax.set_xlabel("latent dimension, sorted by its KL")
     ax.set_ylabel("KL, nats per image")
-    ax.set_title("KL per latent dimension, one line per seed (below 10⁻⁵ drawn at 10⁻⁵)", loc="left", fontsize=11)
+    ax.set_title("KL per latent dimension, one line per seed (below 10⁻⁵ drawn at 10⁻⁵)", loc="left",
+                 fontsize=11)
     ax.grid(alpha=0.3, which="both")
     ax.legend(loc="lower left", fontsize=10)
     save_png(figure, path)
