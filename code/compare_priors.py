@@ -18,7 +18,7 @@ metrics name the same settings, seed, epochs and training images and its model f
 list (SHA-256); an interrupted one resumes after its last finished epoch. Killing this script (Ctrl-C, or
 any signal) stops the run it started too. Writes
 
-    assets/priors_2d.png      each seed's test loss, ELBO and ln p(x) for the two priors, with mean ± sd
+    assets/priors_2d.png      each seed's test loss (−ELBO), KL and ln p(x) for the two priors, with mean ± sd
     models/priors_2d.json     per prior: seed 0's numbers, every seed's with their spread (vae/spread.py),
                               and which differences are beyond the spread
 
@@ -42,6 +42,7 @@ PRIORS = {  # name: (chapter script, its run's name, flags beyond the chapter's 
     "standard": ("code/vae_2d.py", "2d", {}),
     "correlated": ("code/vae_correlated.py", "correlated", {"prior_cov": PRIOR_COV}),
 }
+TICKS = {"standard": "N(0, I)", "correlated": "N(0, Σ)"}  # the figure's names of the priors
 SUMMARY = REPO_ROOT / "models" / "priors_2d.json"
 # The numbers whose spread over seeds the summary gives, and those it ranks (True where higher is better).
 SPREAD_METRICS = ("test_loss", "test_reconstruction", "test_kl", "test_elbo", "iw_log_likelihood", "active_units",
@@ -186,10 +187,10 @@ def write_summary(done, out):
     paths = [out / "assets" / "priors_2d.png", out / "models" / "priors_2d.json"]
     for path in paths:
         path.parent.mkdir(parents=True, exist_ok=True)
-    plot_seed_spread({f"{prior} prior": spread for prior, spread in spreads.items()},
-                     [("test loss", "test_loss"), ("−ELBO", "test_elbo"),
-                      ("−ln p(x), K = 50", "iw_log_likelihood")],
-                     paths[0], negate={"test_elbo", "iw_log_likelihood"})
+    plot_seed_spread({f"{prior}\n{TICKS[prior]}": spread for prior, spread in spreads.items()},
+                     [("test loss = −ELBO", "test_loss"), ("KL", "test_kl"),
+                      (f"−ln p(x), K = {SCRIPT_SAMPLES}", "iw_log_likelihood")],
+                     paths[0], negate={"iw_log_likelihood"})
     save_json({"model": "2d", "spread": RULE, "priors": results, "rankings": rankings}, paths[1])
     print(f"\nWrote {', '.join(map(str, paths))}")
     for prior, spread in spreads.items():

@@ -724,11 +724,10 @@ def plot_kl_per_dimension(settings, path, free_bits=None):
 
 def plot_seed_spread(settings, metrics, path, negate=()):
     """Settings side by side on a few metrics, one panel per metric: each seed's value a dot, the mean a bar
-    with ± the sample standard deviation. `settings` is {label: over_seeds summary (vae/spread.py)},
+    with ± the sample standard deviation. `settings` is {tick label: over_seeds summary (vae/spread.py)},
     `metrics` a list of (panel title, metric name); the metrics in `negate` are drawn negated (−ELBO,
-    −ln p(x)), so that lower is better in every panel. Nats per image."""
-    figure, axes = plt.subplots(1, len(metrics), squeeze=False, figsize=(COLUMN_WIDTH, 3.4),
-                                gridspec_kw={"wspace": 0.55})
+    −ln p(x)). Nats per image."""
+    figure, axes = plt.subplots(1, len(metrics), squeeze=False, figsize=(COLUMN_WIDTH, 3.6), layout="constrained")
     labels = list(settings)
     for ax, (title, metric) in zip(axes[0], metrics):
         sign = -1.0 if metric in negate else 1.0
@@ -740,13 +739,13 @@ def plot_seed_spread(settings, metrics, path, negate=()):
             sd = summary["sd"][metric] or 0.0
             ax.errorbar([x + 0.25], [values.mean()], yerr=[sd], fmt="_", markersize=14, color="0.15", capsize=4,
                         zorder=4)
-        ax.set_xticks(range(len(labels)), [label.replace(" ", "\n", 1) for label in labels], fontsize=10)
+        ax.set_xticks(range(len(labels)), labels, fontsize=10)
         ax.set_xlim(-0.6, len(labels) - 0.4)
         ax.set_title(title, fontsize=11)
         ax.tick_params(axis="y", labelsize=10)
         ax.grid(alpha=0.3, axis="y")
-    axes[0][0].set_ylabel("nats per image (lower is better)", fontsize=10)
-    figure.suptitle("Each seed (dots) and mean ± sd over seeds (bars)", fontsize=11, x=0.01, ha="left")
+    axes[0][0].set_ylabel("nats per image", fontsize=10)
+    figure.suptitle("Each seed (dots) and mean ± sd over seeds (bars)", fontsize=11)
     save_png(figure, path)
 
 
