@@ -16,6 +16,7 @@ dimension carries nothing (Higgins et al. 2017; Alemi et al. 2018). Writes
 
     assets/beta_sweep.png        per β: the test images' codes, and digits decoded from prior samples (seed 0)
     assets/rate_distortion.png   per β: the KL (rate) against the reconstruction term (distortion), each seed
+    assets/beta_spread.png       β = 0.5, 1 and 4 close up: each seed's −ELBO and −ln p(x), and mean ± sd
     models/beta_sweep.json       per β: the loss terms, the ELBO, ln p(x), active units, the KL per dimension;
                                  seed 0's run, and every seed's values with their spread; the rankings
 
@@ -58,6 +59,7 @@ BETAS = (0.0, 0.5, 1.0, 4.0, 16.0)
 COLLAPSE_LATENT_DIM = 32
 WARMUP_EPOCHS = 10  # the KL's weight rises from 0 over epochs 1-10, full from epoch 11 (vae/schedules.py)
 FREE_BITS = 0.25  # nats per latent dimension
+CLOSE_UP = ("0.5", "1", "4")  # the β whose ELBO and ln p(x) lie within a few nats: assets/beta_spread.png
 SUMMARIES = {"beta": REPO_ROOT / "models" / "beta_sweep.json", "collapse": REPO_ROOT / "models" / "collapse_32.json"}
 
 
@@ -242,7 +244,7 @@ def write_beta_sweep(done, out):
     import numpy as np
 
     from vae.evaluation import ACTIVE_UNIT_THRESHOLD
-    from vae.figures import plot_beta_sweep, plot_rate_distortion
+    from vae.figures import plot_beta_sweep, plot_rate_distortion, plot_seed_spread
     from vae.saving import load_model_safely, save_json
     from vae.spread import RULE, mean_sd
 
@@ -253,20 +255,21 @@ def write_beta_sweep(done, out):
         folder = done[name][result["seed"]]
         encodings = np.load(folder / "models" / "test_encodings_2d.npz")
         decoder = load_model_safely(folder / "models" / "decoder_2d.h5")
-        spread = result["over_seeds"]
-        seeds = len(spread["seeds"])
-        title = (f"β = {name}: {result['active_units']} active units, ELBO {mean_sd(spread, 'test_elbo', 1)}"
-                 + (f" over {seeds} seeds" if seeds > 1 else ""))
+        title = f"β = {name}: ELBO {mean_sd(result['over_seeds'], 'test_elbo', 1)}"  # the codes: seed 0's
         panels.append((title, encodings["z_mean"], encodings["labels"], decoder))
     paths = [out / "assets" / "beta_sweep.png", out / "assets" / "rate_distortion.png",
-             out / "models" / "beta_sweep.json"]
+             out / "assets" / "beta_spread.png", out / "models" / "beta_sweep.json"]
     for path in paths:
         path.parent.mkdir(parents=True, exist_ok=True)
     plot_beta_sweep(panels, paths[0])
     plot_rate_distortion([(f"β = {name}", r["over_seeds"]["values"]["test_kl"],
                            r["over_seeds"]["values"]["test_reconstruction"]) for name, r in results.items()], paths[1])
+    # Close up, the β whose ELBO is near the best (β = 0 and 16 lie tens of nats away): each seed, and mean ± sd.
+    plot_seed_spread({f"β = {name}": results[name]["over_seeds"] for name in CLOSE_UP if name in results},
+                     [("−ELBO", "test_elbo"), (f"−ln p(x), K = {SCRIPT_SAMPLES}", "iw_log_likelihood")], paths[2],
+                     negate={"test_elbo", "iw_log_likelihood"})
     save_json({"model": "2d", "active_unit_threshold": ACTIVE_UNIT_THRESHOLD, "spread": RULE, "betas": results,
-               "rankings": rankings}, paths[2])
+               "rankings": rankings}, paths[3])
     print(f"\nWrote {', '.join(map(str, paths))}")
     print_spread(results, rankings, "β = ")
 

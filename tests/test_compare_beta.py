@@ -158,7 +158,7 @@ def test_the_beta_sweep_writes_its_summary_and_figures(tmp_path, decoder_file):
     assert spread["sd"]["test_reconstruction"] == pytest.approx(2 ** 0.5)
     assert (spread["min"]["test_reconstruction"], spread["max"]["test_reconstruction"]) == (138.0, 140.0)
     assert summary["rankings"]["test_elbo"]["better"] == "higher" and "rule" in summary["rankings"]["test_elbo"]
-    for figure in ["beta_sweep.png", "rate_distortion.png"]:
+    for figure in ["beta_sweep.png", "rate_distortion.png", "beta_spread.png"]:
         assert_png(out / "assets" / figure)
 
 
