@@ -1,7 +1,7 @@
 """The reconstruction term three ways: the 2-D model trained with each pixel likelihood, side by side.
 
-    python code/compare_likelihoods.py               # three 2-D runs of 30 epochs and their ln p(x)
-    python code/compare_likelihoods.py --epochs 3    # short runs, for a quick look (into --runs, not models/)
+    python code/compare_likelihoods.py               # three 2-D settings × 3 seeds, 30 epochs, and their ln p(x)
+    python code/compare_likelihoods.py --epochs 3 --seeds 1   # short runs, for a quick look (into --runs)
 
 The three settings (vae/pixels.py has the formulas):
 
@@ -12,18 +12,22 @@ The three settings (vae/pixels.py has the formulas):
   binarized             the Bernoulli on dynamically binarized MNIST: each training image drawn afresh as
                         Bernoulli(pixel) at every step, the test set drawn once (the literature's protocol).
 
-Each model is trained by the 2-D chapter itself, `python code/vae_2d.py --likelihood L --binarize B
---out RUNS/NAME`, so that a killed or interrupted comparison resumes where it stopped, as any chapter run
+Each model is trained by the 2-D chapter itself, with seeds 0, 1 and 2 (--seeds N: 0 … N − 1; the chapter's
+--seed, 0 its default), `python code/vae_2d.py --likelihood L --binarize B --seed S --out
+RUNS/2d/<setting>/seed<S>` (the Bernoulli's runs are the chapter's default runs, shared with
+code/compare_beta.py and code/compare_priors.py; its seed 0 is the repository's own run, copied rather than
+trained again), so that a killed or interrupted comparison resumes where it stopped, as any chapter run
 does. Each is then evaluated by `python code/explore.py` (ln p(x) with K = 1000 importance samples on
 the 10,000 test images, and exactly by quadrature). A run is reused only if it is what this comparison asks
-for: its metrics_2d.json names the same likelihood, binarization, epochs and training images, and its model
+for: its metrics_2d.json names the same likelihood, binarization, seed, epochs and training images, and its model
 files are those the metrics list (SHA-256); its evaluation, only if it used K = 1000 on all 10,000 test
 images after that model was saved. So a run stopped while it was being evaluated is evaluated again, not
 trained again. Killing this script (Ctrl-C, or any signal) stops the run it started too. This script then
 writes, from those files,
 
-    assets/likelihoods_2d.png    prior samples of the three models, decoded from the same codes
-    models/likelihoods_2d.json   each model's loss terms and ln p(x) estimates, in nats per image
+    assets/likelihoods_2d.png    prior samples of the three models (seed 0's), decoded from the same codes
+    models/likelihoods_2d.json   each model's loss terms and ln p(x) estimates, in nats per image: seed 0's, and
+                                 every seed's with their spread (vae/spread.py); the rankings beyond the spread
 """
 
 import argparse
@@ -31,6 +35,7 @@ import ctypes
 import functools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -61,14 +66,15 @@ def recorded_times():
     """What the committed summary records of this comparison's times, in words, for --help."""
     try:
         settings = json.loads(SUMMARY.read_text())["settings"]
-        training = sum(result["seconds_training"] for result in settings.values())
+        spreads = [result["over_seeds"] for result in settings.values()]
+        training = sum(sum(spread["values"]["seconds_training"]) for spread in spreads)
+        runs = sum(len(spread["seeds"]) for spread in spreads)
     except (OSError, ValueError, KeyError, TypeError):
         return "No times are recorded yet (models/likelihoods_2d.json holds them once written)."
-    evaluating = [result.get("iw_seconds") for result in settings.values()]
-    evaluation = (f", and {sum(evaluating):,.0f} s of ln p(x) estimates" if None not in evaluating else
+    evaluating = [spread["values"].get("iw_seconds") for spread in spreads]
+    evaluation = (f", and {sum(map(sum, evaluating)):,.0f} s of ln p(x) estimates" if None not in evaluating else
                   "; the time of the ln p(x) estimates is not recorded there")
-    return (f"Times recorded in models/likelihoods_2d.json: its {len(settings)} runs trained for {training:,.0f} s "
-            f"in all "
+    return (f"Times recorded in models/likelihoods_2d.json: its {runs} runs trained for {training:,.0f} s in all "
             f"({', '.join(str(result['epochs']) for result in settings.values())} epochs){evaluation}.")
 
 
@@ -78,17 +84,21 @@ def parse_arguments(argv=None):
     parser.add_argument("--epochs", type=int, default=None,
                         help=f"epochs of each run (default: the 2-D chapter's, {EPOCHS}); other values write no "
                              "committed file unless --out says where")
-    parser.add_argument("--runs", default=str(REPO_ROOT / "runs" / "likelihoods"), metavar="DIR",
-                        help="where the three runs keep their models (default: runs/likelihoods/, not committed)")
+    add_seeds_option(parser)
+    parser.add_argument("--runs", default=str(REPO_ROOT / "runs"), metavar="DIR",
+                        help="where the runs keep their models, in 2d/<setting>/seed<N>/ (default: runs/, not "
+                             "committed)")
     parser.add_argument("--out", default=None, metavar="DIR",
                         help="write assets/likelihoods_2d.png and models/likelihoods_2d.json under DIR "
                              "(default: the repository for a default run, else --runs)")
     parser.add_argument("--data-dir", metavar="DIR", help="a folder holding MNIST (default: as the scripts)")
+    parser.add_argument("--summarize-only", action="store_true",
+                        help="train and evaluate nothing: write the summary and figure from the runs finished so far")
     args = parser.parse_args(argv)
     if args.epochs is not None and not 1 <= args.epochs <= 10_000:
         parser.error(f"--epochs must be from 1 to 10,000, got {args.epochs}")
     if args.out is None:
-        args.out = str(REPO_ROOT) if args.epochs is None else args.runs
+        args.out = str(REPO_ROOT) if (args.epochs, args.seeds) == (None, SEEDS) else args.runs
     return args
 
 
@@ -142,17 +152,54 @@ def stop(child, seconds=30):
 # What a run of `python code/vae_2d.py` has unless a flag says otherwise, among what the comparisons vary.
 CHAPTER_DEFAULTS = {"dataset": "mnist", "architecture": "mlp", "latent_dim": 2, "beta": 1.0, "kl_warmup_epochs": 0,
                     "free_bits": 0.0, "likelihood": "bernoulli", "binarize": "off"}
-MODEL_FILES = ("models/encoder_2d.h5", "models/decoder_2d.h5", "models/test_encodings_2d.npz")
+SEEDS = 3  # each setting is trained with seeds 0, 1, 2 (0 is the chapters' default seed)
 
 
-def trained_run_problem(folder, expected):
-    """None if `folder` holds a finished 2-D chapter run whose models/metrics_2d.json has each value of
-    `expected` ({key: value}) and whose model files are those the metrics list (SHA-256); else what is not
-    so, in words (code/compare_beta.py uses this too)."""
+def model_files(name="2d"):
+    """The model files of a run of chapter `name` ("2d", "correlated"), relative to its --out folder."""
+    return (f"models/encoder_{name}.h5", f"models/decoder_{name}.h5", f"models/test_encodings_{name}.npz")
+
+
+MODEL_FILES = model_files("2d")
+
+
+def seeds_argument(value):
+    """--seeds N: how many seeds, 1 to 100 (argparse type)."""
+    try:
+        seeds = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {value!r}") from None
+    if not 1 <= seeds <= 100:
+        raise argparse.ArgumentTypeError(f"must be from 1 to 100, got {seeds}")
+    return seeds
+
+
+def add_seeds_option(parser):
+    """The comparisons' --seeds N: train each setting with seeds 0 ... N − 1."""
+    parser.add_argument("--seeds", type=seeds_argument, default=SEEDS, metavar="N",
+                        help="train each setting with seeds 0 … N−1 (the chapters' --seed; 0 is their default), to "
+                             "see the spread between runs (default: %(default)s)")
+
+
+def run_folder(runs, chapter, flags, seed):
+    """Where a comparison keeps the run of chapter `chapter` ("2d", "correlated") with the flags `flags` and
+    seed `seed`: RUNS/<chapter>/<the flags that differ from the chapter's defaults, or "default">/seed<N>.
+    One run serves every comparison that asks for it (the 2-D default is β = 1 of the β sweep, the
+    Bernoulli of the likelihoods and the standard prior of the priors)."""
+    differing = [(key, value) for key, value in flags.items() if CHAPTER_DEFAULTS.get(key) != value]
+    setting = "_".join(f"{key}_{value:g}" if isinstance(value, (int, float)) else f"{key}_{value}"
+                       for key, value in differing) or "default"
+    return Path(runs) / chapter / setting / f"seed{seed}"
+
+
+def trained_run_problem(folder, expected, name="2d"):
+    """None if `folder` holds a finished run of chapter `name` whose models/metrics_<name>.json has each value
+    of `expected` ({key: value}) and whose model files are those the metrics list (SHA-256); else what is not
+    so, in words (code/compare_beta.py and code/compare_priors.py use this too)."""
     if pending_journals(folder / "models"):  # its rerun first finishes the moves, and trains nothing again
         return "its outputs were still moving into place when it was interrupted"
     try:
-        metrics = json.loads((folder / "models" / "metrics_2d.json").read_text())
+        metrics = json.loads((folder / "models" / f"metrics_{name}.json").read_text())
     except (OSError, ValueError):
         return "no finished run"
     differing = [f"{key} {metrics.get(key)!r} (not {value!r})" for key, value in expected.items()
@@ -160,11 +207,32 @@ def trained_run_problem(folder, expected):
     if differing:
         return f"its run has {', '.join(differing)}"
     listed = metrics.get("files") or {}
-    for name in MODEL_FILES:
-        path = folder / name
-        if name not in listed or not path.is_file() or sha256(path) != listed[name]:
-            return f"its {name} is not the file its metrics_2d.json lists (SHA-256)"
+    for file in model_files(name):
+        path = folder / file
+        if file not in listed or not path.is_file() or sha256(path) != listed[file]:
+            return f"its {file} is not the file its metrics_{name}.json lists (SHA-256)"
     return None
+
+
+COMMITTED_RUNS = REPO_ROOT  # the chapters' own runs: the repository's models/
+
+
+def copy_committed_run(folder, expected, name="2d"):
+    """If `folder` holds no finished run and the chapter's own run of `name` (the repository's committed
+    models/, COMMITTED_RUNS) is the one asked for (`expected`, as trained_run_problem), copy that run's model
+    files and metrics into `folder`, with explore.py's evaluation of it (models/likelihood_<name>.json) if
+    there is one: the chapter's default run is then not trained again. True if it copied."""
+    repository = COMMITTED_RUNS
+    if trained_run_problem(folder, expected, name) != "no finished run" or \
+            trained_run_problem(repository, expected, name) is not None:
+        return False
+    (folder / "models").mkdir(parents=True, exist_ok=True)
+    # The model files first, the metrics after them (a run is finished once its metrics are there), the
+    # evaluation last (it must not be older than the model).
+    for file in [*model_files(name), f"models/metrics_{name}.json", f"models/likelihood_{name}.json"]:
+        if (repository / file).is_file():
+            shutil.copyfile(repository / file, folder / file)
+    return True
 
 
 def evaluation_problem(folder, likelihood, binarize):
@@ -186,15 +254,29 @@ def evaluation_problem(folder, likelihood, binarize):
     return None
 
 
+def setting_flags(name):
+    """The vae_2d.py flags of setting `name`: {"likelihood": ..., "binarize": ...}."""
+    likelihood, binarize = SETTINGS[name]
+    return {"likelihood": likelihood, "binarize": binarize}
+
+
+def expected_metrics(name, epochs, seed):
+    """What a finished run's metrics_2d.json must say to be setting `name`'s run with this seed."""
+    return {**CHAPTER_DEFAULTS, **setting_flags(name), "seed": seed, "epochs": epochs, "train_images": TRAIN_IMAGES,
+            "test_images": TEST_IMAGES}
+
+
 def main(argv=None):
     args = parse_arguments(argv)
-    runs = Path(args.runs)
     epochs = args.epochs or EPOCHS
-    for number, (name, (likelihood, binarize)) in enumerate(SETTINGS.items(), 1):
-        folder = runs / name
-        step = f"run {number} of {len(SETTINGS)}: {name}"
-        expected = {**CHAPTER_DEFAULTS, "likelihood": likelihood, "binarize": binarize, "epochs": epochs,
-                    "train_images": TRAIN_IMAGES, "test_images": TEST_IMAGES}
+    runs = [(name, seed) for seed in range(args.seeds) for name in SETTINGS]  # seed 0 of each, then seed 1, ...
+    for number, (name, seed) in enumerate([] if args.summarize_only else runs, 1):
+        likelihood, binarize = SETTINGS[name]
+        folder = run_folder(args.runs, "2d", setting_flags(name), seed)
+        step = f"run {number} of {len(runs)}: {name}, seed {seed}"
+        expected = expected_metrics(name, epochs, seed)
+        if copy_committed_run(folder, expected):
+            print(f"\n== {step}: the chapter's own run, copied from {REPO_ROOT / 'models'} into {folder}")
         problem = trained_run_problem(folder, expected)
         if problem is None:
             print(f"\n== {step}: trained earlier in {folder}, kept")
@@ -202,8 +284,8 @@ def main(argv=None):
             if problem != "no finished run":
                 print(f"\n== {step}: not reusing the run in {folder}: {problem}")
             (folder / "models" / "likelihood_2d.json").unlink(missing_ok=True)  # an older model's, if any
-            train = ["code/vae_2d.py", "--likelihood", likelihood, "--binarize", binarize, "--out", folder,
-                     "--epochs", epochs]
+            train = ["code/vae_2d.py", "--likelihood", likelihood, "--binarize", binarize, "--seed", seed,
+                     "--out", folder, "--epochs", epochs]
             if args.data_dir:
                 train += ["--data-dir", args.data_dir]
             run_step(train, f"{step}, training ({epochs} epoch{'s' if epochs != 1 else ''})")
@@ -217,48 +299,98 @@ def main(argv=None):
         if args.data_dir:
             explore += ["--data-dir", args.data_dir]
         run_step(explore, f"{step}, evaluating ln p(x) (K = {IMPORTANCE_SAMPLES:,} on {TEST_IMAGES:,} test images)")
-    write_comparison(runs, Path(args.out))
+    done = {}
+    for name, seed in runs:
+        folder = run_folder(args.runs, "2d", setting_flags(name), seed)
+        if (trained_run_problem(folder, expected_metrics(name, epochs, seed)) is None
+                and evaluation_problem(folder, *SETTINGS[name]) is None):
+            done.setdefault(name, {})[seed] = folder
+    missing = [f"{name} seed {seed}" for name, seed in runs if seed not in done.get(name, {})]
+    if missing:
+        print(f"\n== not finished yet, so left out of the summary: {', '.join(missing)}")
+    if not done:
+        print("\n== no finished run to summarize yet")
+        return
+    write_comparison(done, Path(args.out))
 
 
-def write_comparison(runs, out):
-    """models/likelihoods_2d.json and assets/likelihoods_2d.png under `out`, from the three runs in `runs`."""
+# The numbers whose spread over seeds the summary gives.
+SPREAD_METRICS = ("test_loss", "test_reconstruction", "test_kl", "elbo", "iw_log_likelihood",
+                  "quadrature_log_likelihood", "seconds_training", "iw_seconds")
+# What the summary ranks, and among which settings, True where higher is better. The three models' ln p(x) are
+# of different data (grayscale under two likelihoods, a log-density for the continuous Bernoulli; binary
+# images): only the Bernoulli's and the binarized model's are comparable in kind, as the page reads them.
+RANKED = {"test_kl": (False, ("bernoulli", "continuous_bernoulli", "binarized")),
+          "quadrature_log_likelihood": (True, ("bernoulli", "binarized")),
+          "iw_log_likelihood": (True, ("bernoulli", "binarized"))}
+
+
+def run_result(folder, name):
+    """One run's numbers (nats per image): its metrics_2d.json and explore.py's likelihood_2d.json."""
+    likelihood, binarize = SETTINGS[name]
+    models = folder / "models"
+    metrics = json.loads((models / "metrics_2d.json").read_text())
+    inside = json.loads((models / "likelihood_2d.json").read_text())
+    return {
+        "likelihood": likelihood,
+        "binarize": binarize,
+        "seed": metrics.get("seed", 0),
+        "epochs": metrics["epochs"],
+        "test_loss": metrics["test_loss"],
+        "test_reconstruction": metrics["test_reconstruction"],
+        "test_kl": metrics["test_kl"],
+        "elbo": inside["elbo"],
+        "iw_samples": inside["iw_samples"],
+        "iw_log_likelihood": inside["iw_log_likelihood"],
+        "iw_log_likelihood_standard_error": inside["iw_log_likelihood_standard_error"],
+        "quadrature_log_likelihood": inside.get("quadrature_log_likelihood"),
+        "quadrature_skipped": inside.get("quadrature_skipped"),  # why there is no exact value, if none
+        "iw_seconds": inside.get("iw_seconds"),  # the time of the ln p(x) estimate
+        "data_convention": inside["data_convention"],
+        "seconds_training": metrics["seconds_training"],
+    }
+
+
+def write_comparison(done, out):
+    """models/likelihoods_2d.json and assets/likelihoods_2d.png under `out`, from the finished runs `done`
+    ({setting name: {seed: folder}}); the figure draws each setting's seed 0 (else its first seed)."""
     from vae.figures import plot_samples_compared
     from vae.saving import load_model_safely, save_json
+    from vae.spread import RULE, mean_sd, over_seeds, ranking
 
     results, decoders, titles = {}, [], []
-    for name, (likelihood, binarize) in SETTINGS.items():
-        models = runs / name / "models"
-        metrics = json.loads((models / "metrics_2d.json").read_text())
-        inside = json.loads((models / "likelihood_2d.json").read_text())
-        results[name] = {
-            "likelihood": likelihood,
-            "binarize": binarize,
-            "epochs": metrics["epochs"],
-            "test_loss": metrics["test_loss"],
-            "test_reconstruction": metrics["test_reconstruction"],
-            "test_kl": metrics["test_kl"],
-            "elbo": inside["elbo"],
-            "iw_samples": inside["iw_samples"],
-            "iw_log_likelihood": inside["iw_log_likelihood"],
-            "iw_log_likelihood_standard_error": inside["iw_log_likelihood_standard_error"],
-            "quadrature_log_likelihood": inside.get("quadrature_log_likelihood"),
-            "quadrature_skipped": inside.get("quadrature_skipped"),  # why there is no exact value, if none
-            "iw_seconds": inside.get("iw_seconds"),  # the time of the ln p(x) estimate
-            "data_convention": inside["data_convention"],
-            "seconds_training": metrics["seconds_training"],
-        }
-        decoders.append(load_model_safely(models / "decoder_2d.h5"))
+    for name in SETTINGS:
+        if name not in done:
+            continue
+        runs = {seed: run_result(folder, name) for seed, folder in sorted(done[name].items())}
+        first = min(runs)
+        results[name] = {**runs[first], "over_seeds": over_seeds(runs, SPREAD_METRICS)}
+        if any(run["quadrature_skipped"] for run in runs.values()):  # why some seed has no exact value
+            results[name]["over_seeds"]["quadrature_skipped"] = {
+                seed: run["quadrature_skipped"] for seed, run in runs.items() if run["quadrature_skipped"]}
+        decoders.append(load_model_safely(done[name][first] / "models" / "decoder_2d.h5"))
         titles.append(TITLES[name])  # the numbers, not comparable across the three, are the page's table
+    rankings = {}
+    for metric, (higher, names) in RANKED.items():
+        spreads = {name: results[name]["over_seeds"] for name in names if name in results}
+        rankings[metric] = ranking(spreads, metric, higher)
     (out / "models").mkdir(parents=True, exist_ok=True)
     (out / "assets").mkdir(parents=True, exist_ok=True)
     print("\n== drawing the figure and writing the summary", flush=True)
     plot_samples_compared(decoders, titles, out / "assets" / "likelihoods_2d.png")
-    save_json({"model": "2d", "settings": results}, out / "models" / "likelihoods_2d.json")
+    save_json({"model": "2d", "spread": RULE, "settings": results, "rankings": rankings},
+              out / "models" / "likelihoods_2d.json")
     print(f"\nWrote {out / 'assets' / 'likelihoods_2d.png'} and {out / 'models' / 'likelihoods_2d.json'}")
     for name, result in results.items():
-        exact = result["quadrature_log_likelihood"]
-        exact = f"−ln p(x) exact {-exact:8.2f}" if exact is not None else "no exact −ln p(x)      "
-        print(f"  {name:21s} test loss {result['test_loss']:8.2f}   {exact}   ({result['data_convention']})")
+        spread = result["over_seeds"]
+        exact = (f"ln p(x) exact {mean_sd(spread, 'quadrature_log_likelihood')}"
+                 if "quadrature_log_likelihood" in spread["mean"] else "no exact ln p(x) for every seed")
+        print(f"  {name:21s} seeds {','.join(map(str, spread['seeds']))}: test loss {mean_sd(spread, 'test_loss')}  "
+              f"KL {mean_sd(spread, 'test_kl')}  {exact}   ({result['data_convention']})")
+    for metric, verdict in rankings.items():
+        beyond = [f"{pair['better']} > {pair['worse']}" for pair in verdict["pairs"] if pair["beyond_spread"]]
+        print(f"  {metric} ({verdict['better']} is better), by mean: {', '.join(verdict['order'])}; "
+              f"beyond the spread: {', '.join(beyond) or 'none'}")
 
 
 if __name__ == "__main__":

@@ -184,6 +184,13 @@ def load_facts(root):
                                  # β from 0 to 16, and posterior collapse in 32 dimensions (code/compare_beta.py).
                                  ("beta_sweep", "models/beta_sweep.json", "betas"),
                                  ("collapse", "models/collapse_32.json", "settings"),
+                                 # Each comparison's rankings beyond the spread over seeds (vae/spread.py), and
+                                 # the standard against the correlated prior (code/compare_priors.py).
+                                 ("likelihood_rankings", "models/likelihoods_2d.json", "rankings"),
+                                 ("beta_rankings", "models/beta_sweep.json", "rankings"),
+                                 ("collapse_rankings", "models/collapse_32.json", "rankings"),
+                                 ("priors", "models/priors_2d.json", "priors"),
+                                 ("prior_rankings", "models/priors_2d.json", "rankings"),
                                  # The conditional VAE (code/vae_conditional.py).
                                  ("conditional", "models/metrics_conditional.json", None),
                                  # The 2-D chapter with convolutions on Fashion-MNIST (python code/vae_2d.py

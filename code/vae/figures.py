@@ -658,16 +658,26 @@ def plot_rate_distortion(points, path):
     """The rate-distortion plane (Alemi et al. 2018): each model's rate R (the KL) against its distortion D
     (the reconstruction term), both in nats per image, labelled; R on a log scale, as it spans decades
     between β = 0 and large β. −ELBO = D + R, so models on one dotted curve have the same ELBO.
-    `points` is a list of (label, rate, distortion)."""
-    labels, rates, distortions = zip(*points)
-    rates, distortions = np.asarray(rates, float), np.asarray(distortions, float)
+    `points` is a list of (label, rates, distortions), one rate and distortion per seed (or one number each):
+    each seed a small dot, their mean a larger one with bars of ± the sample standard deviation."""
+    labels = [label for label, _, _ in points]
+    seeds = [(np.atleast_1d(np.asarray(r, float)), np.atleast_1d(np.asarray(d, float))) for _, r, d in points]
+    rates = np.array([r.mean() for r, _ in seeds])
+    distortions = np.array([d.mean() for _, d in seeds])
+    every_rate = np.concatenate([r for r, _ in seeds])
+    every_distortion = np.concatenate([d for _, d in seeds])
     figure, ax = plt.subplots(figsize=(COLUMN_WIDTH, 4.6))
-    margin = 0.08 * np.ptp(distortions) + 1
-    d = np.linspace(distortions.min() - margin, distortions.max() + margin, 400)
-    bottom, top = max(rates.min(), 1e-3) / 2, rates.max() * 2
-    for elbo in sorted(set(rates + distortions)):  # one curve R = −ELBO − D through each model
+    margin = 0.08 * np.ptp(every_distortion) + 1
+    d = np.linspace(every_distortion.min() - margin, every_distortion.max() + margin, 400)
+    bottom, top = max(every_rate.min(), 1e-3) / 2, every_rate.max() * 2
+    for elbo in sorted(set(rates + distortions)):  # one curve R = −ELBO − D through each model's mean
         ax.plot(d, np.where(elbo - d > 0, elbo - d, np.nan), ":", color="0.7", linewidth=1, zorder=1)
-    ax.scatter(distortions, np.maximum(rates, bottom), s=40, color="tab:blue", zorder=3)
+    ax.scatter(every_distortion, np.maximum(every_rate, bottom), s=12, color="tab:blue", alpha=0.5, zorder=3,
+               label="each seed")
+    spread = [(r.std(ddof=1), dd.std(ddof=1)) if len(r) > 1 else (0.0, 0.0) for r, dd in seeds]
+    ax.errorbar(distortions, np.maximum(rates, bottom), xerr=[s for _, s in spread], yerr=[s for s, _ in spread],
+                fmt="o", markersize=6, color="tab:blue", ecolor="0.2", elinewidth=1, capsize=3, zorder=4,
+                label="mean ± sd over seeds" if max(len(r) for r, _ in seeds) > 1 else None)
     ax.set_yscale("log")
     ax.set_xlim(d[0], d[-1])
     ax.set_ylim(bottom, top)
@@ -683,27 +693,64 @@ def plot_rate_distortion(points, path):
     ax.set_ylabel("rate R = KL, nats per image")
     ax.set_title("Rate against distortion (dotted: equal ELBO, D + R)", loc="left")
     ax.grid(alpha=0.3, which="both")
+    if max(len(r) for r, _ in seeds) > 1:
+        ax.legend(loc="upper right", fontsize=10)
     save_png(figure, path)
 
 
 def plot_kl_per_dimension(settings, path, free_bits=None):
     """Each setting's KL per latent dimension, in nats, sorted from largest to smallest (log scale): how many
     dimensions carry information and how many collapsed to the prior. `settings` is a list of
-    (label, kl_per_dimension); `free_bits`, if given, draws that floor as a dotted line."""
+    (label, kl_per_dimension) or (label, [kl_per_dimension of each seed]): one line per seed, a setting's
+    lines in one color; `free_bits`, if given, draws that floor as a dotted line."""
     figure, ax = plt.subplots(figsize=(COLUMN_WIDTH, 4.2))
-    for (label, kl), marker in zip(settings, "os^Dv"):
-        kl = np.sort(np.asarray(kl, float))[::-1]
-        ax.plot(np.arange(1, len(kl) + 1), np.maximum(kl, 1e-5), "-" + marker, markersize=4, label=label)
+    longest = 0
+    for (label, kls), marker, color in zip(settings, "os^Dv", plt.rcParams["axes.prop_cycle"].by_key()["color"]):
+        kls = np.asarray(kls, float)
+        for number, kl in enumerate(kls if kls.ndim == 2 else [kls]):
+            kl = np.sort(kl)[::-1]
+            longest = max(longest, len(kl))
+            ax.plot(np.arange(1, len(kl) + 1), np.maximum(kl, 1e-5), "-" + marker, markersize=4, color=color,
+                    alpha=1.0 if number == 0 else 0.55, linewidth=1.4 if number == 0 else 1.0,
+                    label=label if number == 0 else None)
     if free_bits:
         ax.axhline(free_bits, linestyle=":", color="0.4", linewidth=1.2)
-        ax.annotate(f"free bits, {free_bits:g} nats", (max(len(kl) for _, kl in settings), free_bits), xytext=(0, 4),
+        ax.annotate(f"free bits, {free_bits:g} nats", (longest, free_bits), xytext=(0, 4),
                     textcoords="offset points", ha="right", fontsize=10, color="0.3")
     ax.set_yscale("log")
     ax.set_xlabel("latent dimension, sorted by its KL")
     ax.set_ylabel("KL, nats per image")
-    ax.set_title("KL per latent dimension (below 10⁻⁵ drawn at 10⁻⁵)", loc="left")
+    ax.set_title("KL per latent dimension, one line per seed (below 10⁻⁵ drawn at 10⁻⁵)", loc="left",
+                 fontsize=11)
     ax.grid(alpha=0.3, which="both")
     ax.legend(loc="lower left", fontsize=10)
+    save_png(figure, path)
+
+
+def plot_seed_spread(settings, metrics, path, negate=()):
+    """Settings side by side on a few metrics, one panel per metric: each seed's value a dot, the mean a bar
+    with ± the sample standard deviation. `settings` is {tick label: over_seeds summary (vae/spread.py)},
+    `metrics` a list of (panel title, metric name); the metrics in `negate` are drawn negated (−ELBO,
+    −ln p(x)). Nats per image."""
+    figure, axes = plt.subplots(1, len(metrics), squeeze=False, figsize=(COLUMN_WIDTH, 3.6), layout="constrained")
+    labels = list(settings)
+    for ax, (title, metric) in zip(axes[0], metrics):
+        sign = -1.0 if metric in negate else 1.0
+        for x, label in enumerate(labels):
+            summary = settings[label]
+            values = sign * np.asarray(summary["values"][metric], float)
+            ax.scatter(np.full(len(values), x) + np.linspace(-0.08, 0.08, len(values)), values, s=18,
+                       color="tab:blue", alpha=0.7, zorder=3)
+            sd = summary["sd"][metric] or 0.0
+            ax.errorbar([x + 0.25], [values.mean()], yerr=[sd], fmt="_", markersize=14, color="0.15", capsize=4,
+                        zorder=4)
+        ax.set_xticks(range(len(labels)), labels, fontsize=10)
+        ax.set_xlim(-0.6, len(labels) - 0.4)
+        ax.set_title(title, fontsize=11)
+        ax.tick_params(axis="y", labelsize=10)
+        ax.grid(alpha=0.3, axis="y")
+    axes[0][0].set_ylabel("nats per image", fontsize=10)
+    figure.suptitle("Each seed (dots) and mean ± sd over seeds (bars)", fontsize=11)
     save_png(figure, path)
 
 
