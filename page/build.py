@@ -258,6 +258,16 @@ def lower_higher(value):
     return "lower" if value < 0 else "higher"
 
 
+def apart(verdict, a, b):
+    """Jinja filter on a comparison's ranking of one metric (models/*.json "rankings", vae/spread.py): whether
+    settings `a` and `b` differ beyond the spread over their seeds, e.g.
+    {% if beta_rankings.test_elbo | apart("0.5", "1") %}. A pair the ranking does not hold is an error."""
+    for pair in verdict["pairs"]:
+        if {pair["better"], pair["worse"]} == {a, b}:
+            return pair["beyond_spread"]
+    raise BuildError(f"the ranking of {verdict['metric']} has no pair {a!r}, {b!r} (it has {verdict['order']})")
+
+
 # ---------------------------------------------------------------------------------------------
 # Math: LaTeX → MathML, kept away from Markdown meanwhile
 
@@ -963,7 +973,7 @@ def build(root=REPO_ROOT):
         loader=jinja2.FileSystemLoader(PAGE_DIR), undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
         comment_start_string="<!--#", comment_end_string="#-->",  # "{#" starts Markdown's {#id} attributes
     )
-    environment.filters.update(num=num, tex=tex, lower_higher=lower_higher)
+    environment.filters.update(num=num, tex=tex, lower_higher=lower_higher, apart=apart)
     source_text = (PAGE_DIR / "tutorial.md").read_text()
     page = Page(root, source_text, facts)
     page.explorer_template = environment.get_template("explorer.html")

@@ -214,3 +214,16 @@ def test_two_seeds_of_both_priors_train_as_two_different_runs_each(tmp_path):
     again = subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0 and again.stdout.count("finished earlier") == 4 and "training and" not in again.stdout
     shutil.rmtree(runs)
+
+
+def test_the_page_states_a_ranking_through_the_jsons_verdict():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build_page", REPO_ROOT / "page" / "build.py")
+    build_page = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build_page)
+    verdict = ranking({"0.5": spread(-140.4, -140.3, -140.5), "1": spread(-140.3, -141.1, -140.9),
+                       "4": spread(-143.6, -143.8, -144.2)}, "elbo", higher_is_better=True)
+    assert build_page.apart(verdict, "1", "0.5") is False and build_page.apart(verdict, "0.5", "4") is True
+    with pytest.raises(build_page.BuildError, match="has no pair '1', '16'"):
+        build_page.apart(verdict, "1", "16")
