@@ -316,7 +316,8 @@ def main(argv=None):
 
 # The numbers whose spread over seeds the summary gives.
 SPREAD_METRICS = ("test_loss", "test_reconstruction", "test_kl", "elbo", "iw_log_likelihood",
-                  "quadrature_log_likelihood", "seconds_training", "iw_seconds")
+                  "quadrature_log_likelihood", "seconds_training", "iw_seconds",
+                  "mutual_information_train", "marginal_kl_train", "prior_mass_in_holes_train")
 # What the summary ranks, and among which settings, True where higher is better. The three models' ln p(x) are
 # of different data (grayscale under two likelihoods, a log-density for the continuous Bernoulli; binary
 # images): only the Bernoulli's and the binarized model's are comparable in kind, as the page reads them.
@@ -348,6 +349,11 @@ def run_result(folder, name):
         "iw_seconds": inside.get("iw_seconds"),  # the time of the ln p(x) estimate
         "data_convention": inside["data_convention"],
         "seconds_training": metrics["seconds_training"],
+        # The KL's two parts and the holes on the training codes (vae/evaluation.py, as the chapters measure
+        # them): where a likelihood's KL goes, telling the images apart or moving the codes off the prior.
+        "mutual_information_train": metrics.get("kl_split", {}).get("train", {}).get("mutual_information"),
+        "marginal_kl_train": metrics.get("kl_split", {}).get("train", {}).get("marginal_kl"),
+        "prior_mass_in_holes_train": metrics.get("holes", {}).get("train", {}).get("prior_mass_in_holes"),
     }
 
 
