@@ -137,3 +137,19 @@ def test_posterior_widths_draw_the_prior_s_own_2_sigma_contour(tmp_path, drawn, 
     assert len(dashed) == 1
     expected = 2 * np.sqrt(np.linalg.eigvalsh(np.eye(2) if covariance is None else np.asarray(covariance)))
     assert sorted([dashed[0].width / 2, dashed[0].height / 2]) == pytest.approx(sorted(expected))
+
+
+def test_no_text_is_set_below_11_points():
+    """The page shows a figure on a phone at no less than 59% of its drawn size, where 11 points (15.3 CSS
+    px at full size) is 9 px: no text in code/vae/figures.py may be set smaller, by rcParams or by hand."""
+    import re
+    from pathlib import Path
+
+    import matplotlib
+
+    source = Path(figures.__file__).read_text()
+    sizes = [int(size) for size in re.findall(r"(?:fontsize|labelsize)=(\d+)", source)]
+    assert sizes and min(sizes) >= 11, sorted(set(sizes))
+    for key in ("font.size", "axes.titlesize", "axes.labelsize", "xtick.labelsize", "ytick.labelsize",
+                "legend.fontsize"):
+        assert matplotlib.rcParams[key] >= 11, key

@@ -647,7 +647,7 @@ def plot_beta_sweep(runs, path, rows=2, columns=5, seed=0):
         _scatter_digits(left, z_mean[:, 0], z_mean[:, 1], labels, size=2)
         _prior_ellipses(left, np.eye(2), color="0.3")
         left.set_aspect("equal", adjustable="datalim")
-        left.tick_params(labelsize=9)
+        left.tick_params(labelsize=11)
         left.set_title(title, loc="left", fontsize=11)
         _digit_strip(right, decode(decoder, z), columns)
         right.set_title("decoded prior samples", fontsize=11)
@@ -694,7 +694,7 @@ def plot_rate_distortion(points, path):
     ax.set_title("Rate against distortion (dotted: equal ELBO, D + R)", loc="left")
     ax.grid(alpha=0.3, which="both")
     if max(len(r) for r, _ in seeds) > 1:
-        ax.legend(loc="upper right", fontsize=10)
+        ax.legend(loc="upper right", fontsize=11)
     save_png(figure, path)
 
 
@@ -716,14 +716,14 @@ def plot_kl_per_dimension(settings, path, free_bits=None):
     if free_bits:
         ax.axhline(free_bits, linestyle=":", color="0.4", linewidth=1.2)
         ax.annotate(f"free bits, {free_bits:g} nats", (longest, free_bits), xytext=(0, 4),
-                    textcoords="offset points", ha="right", fontsize=10, color="0.3")
+                    textcoords="offset points", ha="right", fontsize=11, color="0.3")
     ax.set_yscale("log")
     ax.set_xlabel("latent dimension, sorted by its KL")
     ax.set_ylabel("KL, nats per image")
     ax.set_title("KL per latent dimension, one line per seed (below 10⁻⁵ drawn at 10⁻⁵)", loc="left",
                  fontsize=11)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(loc="lower left", fontsize=10)
+    ax.legend(loc="lower left", fontsize=11)
     save_png(figure, path)
 
 
@@ -744,12 +744,12 @@ def plot_seed_spread(settings, metrics, path, negate=()):
             sd = summary["sd"][metric] or 0.0
             ax.errorbar([x + 0.25], [values.mean()], yerr=[sd], fmt="_", markersize=14, color="0.15", capsize=4,
                         zorder=4)
-        ax.set_xticks(range(len(labels)), labels, fontsize=10)
+        ax.set_xticks(range(len(labels)), labels, fontsize=11)
         ax.set_xlim(-0.6, len(labels) - 0.4)
         ax.set_title(title, fontsize=11)
-        ax.tick_params(axis="y", labelsize=10)
+        ax.tick_params(axis="y", labelsize=11)
         ax.grid(alpha=0.3, axis="y")
-    axes[0][0].set_ylabel("nats per image", fontsize=10)
+    axes[0][0].set_ylabel("nats per image", fontsize=11)
     figure.suptitle("Each seed (dots) and mean ± sd over seeds (bars)", fontsize=11)
     save_png(figure, path)
 
@@ -855,7 +855,7 @@ def plot_true_posteriors(decoder, drawing, path, grid_points=160):
         ax.set_xlim(c0 - half, c0 + half)
         ax.set_ylim(c1 - half, c1 + half)
         ax.set_aspect("equal")
-        ax.tick_params(labelsize=10)
+        ax.tick_params(labelsize=11)
         ax.set_xlabel("z₀", fontsize=11)
         shares = ", ".join(f"{100 * share:.0f}% {c}" for c, share in list(digit["class_shares"].items())[:2]
                            if share >= 0.01)
@@ -883,8 +883,8 @@ def plot_out_of_distribution(log_likelihoods, measures, summary, titles, path, b
         ax.set_title(f"{titles[model]} model", fontsize=11)
         ax.set_xlabel("ln p(x), nats", fontsize=11)
         ax.set_yticks([])
-        ax.tick_params(labelsize=10)
-    axes[0].legend(fontsize=9, loc="upper left", frameon=False)
+        ax.tick_params(labelsize=11)
+    axes[0].legend(fontsize=11, loc="upper left", frameon=False)
     model = models[-1]
     for data in models:
         axes[2].scatter(measures[data]["compressed_bytes"], log_likelihoods[model, data], s=1, color=colors[data],
@@ -892,5 +892,5 @@ def plot_out_of_distribution(log_likelihoods, measures, summary, titles, path, b
     axes[2].set_title(f"{titles[model]} model", fontsize=11)
     axes[2].set_xlabel("zlib bytes of the image", fontsize=11)
     axes[2].set_ylabel("ln p(x), nats", fontsize=11)
-    axes[2].tick_params(labelsize=10)
+    axes[2].tick_params(labelsize=11)
     save_png(figure, path)
