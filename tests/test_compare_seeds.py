@@ -113,7 +113,8 @@ def test_the_default_run_of_each_seed_serves_the_beta_sweep_the_likelihoods_and_
     priors = compare_priors.parse_arguments(["--epochs", "2", "--train-size", "2000", "--seeds", "2",
                                              "--runs", str(tmp_path)])
     compare_priors.train_all(priors)
-    assert [command[0] for command in commands] == ["code/vae_correlated.py"] * 2  # the standard runs: kept
+    # the standard runs: kept; the correlated and the 3-D chapters' trained
+    assert [command[0] for command in commands] == ["code/vae_correlated.py", "code/vae_3d.py"] * 2
     assert compare_likelihoods.run_folder(tmp_path, "2d", compare_likelihoods.setting_flags("bernoulli"), 1) == \
         run_folder(tmp_path, "2d", {"beta": 1.0}, 1) == compare_priors.folder_of("standard", priors, 1)
     correlated = commands[0]
@@ -135,9 +136,11 @@ def test_the_chapters_own_run_is_copied_for_seed_0_when_it_is_the_run_asked_for(
     assert "standard prior, seed 0: the chapter's own run, copied" in capsys.readouterr().out
     for file in [*model_files("2d"), "models/metrics_2d.json", "models/likelihood_2d.json"]:
         assert (seed0 / file).read_bytes() == (repository / file).read_bytes()
-    # The committed correlated run has another Σ than the comparison's: trained, not copied; so are the seeds 1.
+    # The committed correlated run has another Σ than the comparison's: trained, not copied; there is no committed
+    # 3-D run here; the seeds 1 are all trained.
     assert [(command[0], command[command.index("--seed") + 1]) for command in commands] == [
-        ("code/vae_correlated.py", "0"), ("code/vae_2d.py", "1"), ("code/vae_correlated.py", "1")]
+        ("code/vae_correlated.py", "0"), ("code/vae_3d.py", "0"),
+        ("code/vae_2d.py", "1"), ("code/vae_correlated.py", "1"), ("code/vae_3d.py", "1")]
     assert not (tmp_path / "runs" / "correlated" / "default" / "seed0" / "models").exists()
 
 
@@ -161,6 +164,7 @@ def test_the_priors_summary_holds_each_seed_the_spread_and_the_verdicts(tmp_path
     for seed, (standard, correlated) in enumerate([(141.0, 140.8), (141.3, 141.2), (140.7, 141.1)]):
         fake_chapter_run(run_folder(runs, "2d", {}, seed), seed=seed, test_loss=standard)
         fake_chapter_run(run_folder(runs, "correlated", {}, seed), "correlated", seed=seed, test_loss=correlated)
+        fake_chapter_run(run_folder(runs, "3d", {}, seed), "3d", seed=seed, test_loss=130.0 + seed / 10, latent_dim=3)
     compare_priors.main(["--epochs", "2", "--train-size", "2000", "--runs", str(runs), "--out", str(out)])
     assert commands == []  # every run finished: nothing trained
     summary = json.loads((out / "models" / "priors_2d.json").read_text())
@@ -171,8 +175,9 @@ def test_the_priors_summary_holds_each_seed_the_spread_and_the_verdicts(tmp_path
     assert standard["over_seeds"]["mean"]["test_loss"] == pytest.approx(141.0)
     assert standard["over_seeds"]["sd"]["test_loss"] == pytest.approx(0.3)
     assert standard["over_seeds"]["values"]["mutual_information_test"] == pytest.approx([6.4, 6.5, 6.6])
-    [pair] = summary["rankings"]["test_loss"]["pairs"]
-    assert pair["beyond_spread"] is False and summary["rankings"]["test_loss"]["best"] is None
+    pairs = {frozenset((pair["better"], pair["worse"])): pair for pair in summary["rankings"]["test_loss"]["pairs"]}
+    assert pairs[frozenset(("standard", "correlated"))]["beyond_spread"] is False
+    assert pairs[frozenset(("3d", "standard"))]["beyond_spread"] is True  # 130.1 ± 0.1 against 141.0 ± 0.3
     assert "within the spread" in capsys.readouterr().out
     assert_png(out / "assets" / "priors_2d.png")
 
@@ -203,7 +208,7 @@ def test_two_seeds_of_both_priors_train_as_two_different_runs_each(tmp_path):
     first = subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     summary = json.loads((out / "models" / "priors_2d.json").read_text())
-    for prior in ["standard", "correlated"]:
+    for prior in ["standard", "correlated", "3d"]:
         spread = summary["priors"][prior]["over_seeds"]
         assert spread["seeds"] == [0, 1]
         assert spread["values"]["test_loss"][0] != spread["values"]["test_loss"][1]  # another seed, another run
@@ -212,7 +217,7 @@ def test_two_seeds_of_both_priors_train_as_two_different_runs_each(tmp_path):
                  for seed in range(2)]
     assert not np.allclose(*encodings)
     again = subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
-    assert again.returncode == 0 and again.stdout.count("finished earlier") == 4 and "training and" not in again.stdout
+    assert again.returncode == 0 and again.stdout.count("finished earlier") == 6 and "training and" not in again.stdout
     shutil.rmtree(runs)
 
 
