@@ -53,7 +53,7 @@ FOLDED_FIGURES = {  # inside a closed <details>: loaded only when the reader ope
     "style_transfer_conditional.png", "ClustersConditional.png", "latentConditional.png",  # code/vae_conditional.py
     # the deeper questions: each in its own fold
     "likelihoods_2d.png",  # code/compare_likelihoods.py
-    "beta_sweep.png", "rate_distortion.png", "collapse_32.png",  # code/compare_beta.py
+    "beta_sweep.png", "rate_distortion.png", "beta_spread.png", "collapse_32.png",  # code/compare_beta.py
     "reconstructions_2d_fashion_mnist_conv.png", "Clusters2D_fashion_mnist_conv.png",  # ... --architecture conv
     "latent2D_fashion_mnist_conv.png",
     "literature_curves.png",  # benchmarks/literature.py
