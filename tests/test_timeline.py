@@ -145,3 +145,14 @@ def test_the_still_figure_shows_chosen_epochs_and_the_last(tmp_path):
             "labels": rng.integers(0, 10, 50).astype("uint8"), "val_loss": np.linspace(200, 150, 6)}
     plot_timeline(data, tmp_path / "timeline.png")
     assert (tmp_path / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_class_agreement_of_a_tiny_test_set_votes_among_all_the_other_codes():
+    """A reader's test set of five images: the vote takes the four other codes, not ten (it once crashed the
+    run at its end); a single code has no neighbour and no agreement."""
+    from vae.timeline import class_agreement, neighbours_for
+
+    z = np.array([[0.0, 0.0], [0.1, 0.0], [0.0, 0.1], [5.0, 5.0], [5.1, 5.0]])
+    assert neighbours_for(5) == 4 and neighbours_for(2000) == 10 and neighbours_for(1) == 0
+    assert class_agreement(z, [3, 3, 3, 3, 3]) == 1.0
+    assert class_agreement(z[:1], [3]) is None

@@ -117,9 +117,19 @@ class Timeline(keras.callbacks.Callback):
 NEIGHBOURS = 10  # class agreement: a code's class against the vote of its this many nearest codes
 
 
+def neighbours_for(images, k=NEIGHBOURS):
+    """How many nearest codes vote in `class_agreement` over `images` codes: k, or all the others where there
+    are fewer (a reader's tiny test set); 0 for a single code, which has no neighbour."""
+    return max(0, min(k, images - 1))
+
+
 def class_agreement(z, labels, k=NEIGHBOURS):
     """The share of the codes z (N, d) whose label is the majority label of their k nearest other codes
-    (Euclidean; ties go to the smaller label): how well the plane groups the classes, in [0, 1]."""
+    (Euclidean; ties go to the smaller label; k capped by `neighbours_for`): how well the plane groups the
+    classes, in [0, 1]; None for a single code."""
+    k = neighbours_for(len(z), k)
+    if k == 0:
+        return None
     z = np.asarray(z, np.float64)
     labels = np.asarray(labels).astype(np.int64)
     squares = (z ** 2).sum(-1)
@@ -139,7 +149,7 @@ def summary(data):
         "images": int(len(data["labels"])),
         "seed": TIMELINE_SEED,
         "epochs": [int(epoch) for epoch in data["epochs"]],
-        "neighbours": NEIGHBOURS,
+        "neighbours": neighbours_for(len(data["labels"])),
         "class_agreement": [class_agreement(codes, data["labels"]) for codes in z],
         "spread": [float(np.sqrt((codes ** 2).sum(-1).mean())) for codes in z],
     }
