@@ -47,8 +47,8 @@ from pathlib import Path
 
 # run_step runs one chapter command (dying with this script; one line if it fails or is interrupted), and
 # trained_run_problem says whether a run can be reused.
-from compare_likelihoods import (CHAPTER_DEFAULTS, SEEDS, add_seeds_option, copy_committed_run, run_folder, run_step,
-                                 trained_run_problem)
+from compare_likelihoods import (CHAPTER_DEFAULTS, add_seeds_option, check_run_size, copy_committed_run, run_folder,
+                                 run_step, trained_run_problem)
 from vae.data import DATASET_SIZES
 from vae.inspection import SCRIPT_SAMPLES
 
@@ -99,12 +99,7 @@ def parse_arguments(argv=None):
     parser.add_argument("--summarize-only", action="store_true",
                         help="train nothing: write the summaries and figures from the runs finished so far")
     args = parser.parse_args(argv)
-    if not 1 <= args.epochs <= 10_000:
-        parser.error(f"--epochs must be from 1 to 10,000, got {args.epochs}")
-    if args.train_size is not None and not 1 <= args.train_size <= DATASET_SIZES["mnist"][0]:
-        parser.error(f"--train-size must be from 1 to {DATASET_SIZES['mnist'][0]:,}, got {args.train_size}")
-    if args.out is None:
-        args.out = str(REPO_ROOT) if (args.epochs, args.train_size, args.seeds) == (EPOCHS, None, SEEDS) else args.runs
+    check_run_size(parser, args, EPOCHS)
     return args
 
 

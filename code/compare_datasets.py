@@ -38,6 +38,9 @@ import time
 import zlib
 from pathlib import Path
 
+# Why a folder cannot be written into, as explore.py refuses its --out (no TensorFlow loaded).
+from explore import unwritable
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ("mnist", "fashion_mnist")
 TITLES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
@@ -75,18 +78,6 @@ def parse_arguments(argv=None):
         if not (REPO_ROOT / "models" / name).is_file():
             parser.error(f"the committed MNIST model is missing models/{name}: restore it from git")
     return args
-
-
-def unwritable(folder):
-    """Why `folder` cannot be written into (made first if it is missing), or None if it can."""
-    existing = Path(folder)
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        return f"{existing} is a file, not a folder"
-    if not os.access(existing, os.W_OK | os.X_OK):
-        return f"{existing} is not writable"
-    return None
 
 
 def fashion_run_problem(folder):

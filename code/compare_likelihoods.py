@@ -181,6 +181,18 @@ def add_seeds_option(parser):
                              "see the spread between runs (default: %(default)s)")
 
 
+def check_run_size(parser, args, epochs):
+    """Refuse an --epochs or --train-size out of bounds (one line, before any work), and send a run's summary
+    to the repository only when it is the default run (`epochs` epochs, all the images, SEEDS seeds):
+    --out defaults to --runs otherwise. For code/compare_beta.py and code/compare_priors.py."""
+    if not 1 <= args.epochs <= 10_000:
+        parser.error(f"--epochs must be from 1 to 10,000, got {args.epochs}")
+    if args.train_size is not None and not 1 <= args.train_size <= DATASET_SIZES["mnist"][0]:
+        parser.error(f"--train-size must be from 1 to {DATASET_SIZES['mnist'][0]:,}, got {args.train_size}")
+    if args.out is None:
+        args.out = str(REPO_ROOT) if (args.epochs, args.train_size, args.seeds) == (epochs, None, SEEDS) else args.runs
+
+
 def run_folder(runs, chapter, flags, seed):
     """Where a comparison keeps the run of chapter `chapter` ("2d", "correlated") with the flags `flags` and
     seed `seed`: RUNS/<chapter>/<the flags that differ from the chapter's defaults, or "default">/seed<N>.
