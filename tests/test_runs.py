@@ -102,8 +102,18 @@ def progress(out):
     return Path(out) / "models" / ".interrupted_2d"
 
 
+def in_progress(out, pattern):
+    """The names in the progress folder matching `pattern`; none while the folder is missing, as it is for a
+    moment while a run starting over removes and recreates it or sets it aside (a poll must not race that)."""
+    try:
+        return sorted(path.name for path in progress(out).glob(pattern))
+    except FileNotFoundError:
+        return []
+
+
 def checkpoints(out):
-    return sorted(path.name for path in progress(out).glob("epoch-[0-9][0-9][0-9][0-9]"))
+    """The names of the finished checkpoints in the progress folder (see `in_progress`)."""
+    return in_progress(out, "epoch-[0-9][0-9][0-9][0-9]")
 
 
 def check_outputs(out, name="2d"):
@@ -276,7 +286,7 @@ def test_kills_at_any_moment_leave_one_whole_set_of_outputs_and_the_next_run_fin
                                 f"unchanged. Run the same command again to start over."]
     unchanged()
     # 2. Between epochs, while a checkpoint after the first is being written (its temporary folder exists).
-    writing = lambda: any(progress(out).glob("epoch-*.partial.*")) and "epoch-0001" in checkpoints(out)  # noqa: E731
+    writing = lambda: in_progress(out, "epoch-*.partial.*") and "epoch-0001" in checkpoints(out)  # noqa: E731
     process = start(out, small_mnist)
     pause_when(process, writing)
     torn = list(progress(out).glob("epoch-*.partial.*"))  # none if it was renamed before the pause took hold
