@@ -279,9 +279,11 @@ def summarize(seeds):
             else:
                 unfinished.append({"seed": seed, "epochs": 0})
         entry = {"row": name, "latent_dim": row["latent_dim"], "source": row["source"],
-                 "network": f"784-{'-'.join(map(str, row['hidden']))}-{row['latent_dim']}, mirrored, {row['activation']}",
+                 "protocol": {key: row[key] for key in ("hidden", "activation", "batch_size", "warmup_epochs",
+                                                        "max_epochs", "look_ahead")},
                  "published_nll": row["nll"], "published_nelbo": row["nelbo"], "iw_samples": row["iw_samples"],
-                 "seeds": finished_runs, "unfinished": unfinished}
+                 "seeds": finished_runs, "unfinished": unfinished, "nll": None, "nelbo": None, "gap_nll": None,
+                 "gap_nelbo": None, "reproduced": False}
         if finished_runs:
             spread = over_seeds({r["seed"]: {"nll": -r["iw_log_likelihood"], "nelbo": -r["test_elbo"]}
                                  for r in finished_runs}, ["nll", "nelbo"])

@@ -181,6 +181,8 @@ def load_facts(root):
     # (benchmarks/literature.py).
     for key, relative, entry in [("likelihoods", "models/likelihoods_2d.json", "settings"),
                                  ("literature", "benchmarks/literature.json", None),
+                                 # The papers' own networks, reproduced (benchmarks/reproduction.py).
+                                 ("reproduction", "benchmarks/reproduction.json", None),
                                  # β from 0 to 16, and posterior collapse in 32 dimensions (code/compare_beta.py).
                                  ("beta_sweep", "models/beta_sweep.json", "betas"),
                                  ("collapse", "models/collapse_32.json", "settings"),

@@ -385,6 +385,32 @@ def test_text_quotes_the_metrics(page_html, metrics):
         assert quoted in text, "the seed tutorial's numbers are quoted as its own"
 
 
+def test_the_literature_table_quotes_the_reproduction_and_calls_reproduced_only_what_the_json_does(page_html):
+    """Each row of the papers' networks: the mean over its finished seeds, or how far each seed got; the text names
+    as reproduced within a nat exactly the rows benchmarks/reproduction.json marks so."""
+    reproduction = json.loads((REPO_ROOT / "benchmarks" / "reproduction.json").read_text())
+    cells = dict(re.findall(r'data-metric="([\w.]+)">([^<]*)<', page_html))
+    table = page_html[page_html.index('id="literature-table"'):]
+    table = page_text(table[:table.index("</table>")], numbers=False)
+    text = page_text(page_html, numbers=False)
+    for row in reproduction["rows"]:
+        k = row["latent_dim"]
+        if row["seeds"]:
+            assert number(cells[f"reproduction.k{k}.nll"]).startswith(f"{row['nll']['mean']:.2f}"), k
+            assert number(cells[f"reproduction.k{k}.nelbo"]).startswith(f"{row['nelbo']['mean']:.2f}"), k
+        else:
+            assert f"reproduction.k{k}.nll" not in cells
+            seeds = "; ".join(f"seed {u['seed']}: epoch {u['epochs']:,}" for u in row["unfinished"])
+            assert seeds in table, k
+    reproduced = [row["latent_dim"] for row in reproduction["rows"] if row["reproduced"]]
+    if reproduced:
+        sentence = text[text.index("The paper's network reproduces its published"):]
+        sentence = sentence[:sentence.index(".\n") if ".\n" in sentence else None]
+        assert [int(k) for k in re.findall(r"k = (\d+) \(", sentence)] == reproduced
+    else:
+        assert "No row is reproduced within a nat over three seeds yet." in text
+
+
 def test_likelihood_table_and_text_quote_the_likelihood_files(page_html, inside, metrics):
     """ln p(x) three ways, the posterior widths and the holes, as code/explore.py measured them."""
     cells = dict(re.findall(r'data-metric="([\w.]+)">([^<]*)<', page_html))
