@@ -44,7 +44,7 @@ def load_metrics(root=REPO_ROOT):
     return metrics
 
 
-def results_section(metrics):
+def results_section(metrics, root=REPO_ROOT):
     """README.md's results at a glance: each chapter's test loss, its terms, ln p(x) and its whole run."""
     samples = sorted({m["inside"]["iw_samples"] for m in metrics.values() if "inside" in m})
     lines = [
@@ -69,7 +69,33 @@ def results_section(metrics):
         f"Trained with TensorFlow {metrics['2d']['tensorflow_version']} and Keras "
         f"{metrics['2d']['keras_version']} on {', '.join(devices)}.",
     ]
+    if (reproduction := reproduction_line(root)) is not None:
+        lines += ["", reproduction]
     return "\n".join(lines)
+
+
+def reproduction_line(root=REPO_ROOT):
+    """One line on the papers' own networks, reproduced (benchmarks/reproduction.py), or None before it has run."""
+    path = root / "benchmarks" / "reproduction.json"
+    if not path.exists():
+        return None
+    rows = json.loads(path.read_text())["rows"]
+    reproduced = [f"k = {r['latent_dim']}" for r in rows if r["reproduced"]]
+    others = []
+    for r in rows:
+        if r["reproduced"]:
+            continue
+        if r["seeds"]:
+            others.append(f"k = {r['latent_dim']} ({len(r['seeds'])} seed{'s' if len(r['seeds']) > 1 else ''} "
+                          f"finished, −ln p(x) {r['nll']['mean']:.2f} against {r['published_nll']:.2f})")
+        else:
+            others.append(f"k = {r['latent_dim']} (not finished: {', '.join(str(u['epochs']) for u in r['unfinished'])} "
+                          f"epochs)")
+    return ("The papers' own networks on dynamically binarized MNIST (`python benchmarks/reproduction.py`, seeds 0–2): "
+            f"within a nat of the published −ln p(x) and −ELBO at {', '.join(reproduced) or 'no latent size yet'}; "
+            f"not (yet) at {'; '.join(others)}." if others else
+            "The papers' own networks on dynamically binarized MNIST (`python benchmarks/reproduction.py`, seeds 0–2): "
+            f"within a nat of the published −ln p(x) and −ELBO at {', '.join(reproduced)}.")
 
 
 def flags_section():
@@ -243,7 +269,7 @@ def render(text, sections, name="README.md"):
 def generated_sections(root):
     """{file, relative to root: {section: its generated text}}."""
     return {
-        "README.md": {"results": results_section(load_metrics(root))},
+        "README.md": {"results": results_section(load_metrics(root), root)},
         "docs/performance.md": {"performance": performance_section(root)},
         "docs/flags.md": {"flags": flags_section()},
     }
