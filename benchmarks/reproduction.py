@@ -279,8 +279,8 @@ def summarize(seeds):
             else:
                 unfinished.append({"seed": seed, "epochs": 0})
         entry = {"row": name, "latent_dim": row["latent_dim"], "source": row["source"],
-                 "protocol": {key: row[key] for key in ("hidden", "activation", "batch_size", "warmup_epochs",
-                                                        "max_epochs", "look_ahead")},
+                 "protocol": {"hidden": list(row["hidden"]), **{key: row[key] for key in (
+                     "activation", "batch_size", "warmup_epochs", "max_epochs", "look_ahead")}},
                  "published_nll": row["nll"], "published_nelbo": row["nelbo"], "iw_samples": row["iw_samples"],
                  "seeds": finished_runs, "unfinished": unfinished, "nll": None, "nelbo": None, "gap_nll": None,
                  "gap_nelbo": None, "reproduced": False}
