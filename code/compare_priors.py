@@ -129,7 +129,7 @@ def train_all(args):
     for number, (prior, seed) in enumerate(runs, 1):
         script, name, flags = PRIORS[prior]
         folder = folder_of(prior, args, seed)
-        step = f"run {number} of {len(runs)}: {prior} prior, seed {seed}"
+        step = f"run {number} of {len(runs)}: the {TICKS[prior]} prior, seed {seed}"
         if copy_committed_run(folder, expected_metrics(prior, args, seed), name):
             print(f"\n== {step}: the chapter's own run, copied from {REPO_ROOT / 'models'} into {folder}")
         problem = reuse_problem(prior, args, seed)

@@ -133,7 +133,7 @@ def test_the_chapters_own_run_is_copied_for_seed_0_when_it_is_the_run_asked_for(
     args = compare_priors.parse_arguments(["--seeds", "2", "--runs", str(tmp_path / "runs")])
     compare_priors.train_all(args)
     seed0 = tmp_path / "runs" / "2d" / "default" / "seed0"
-    assert "standard prior, seed 0: the chapter's own run, copied" in capsys.readouterr().out
+    assert "the N(0, I) prior, seed 0: the chapter's own run, copied" in capsys.readouterr().out
     for file in [*model_files("2d"), "models/metrics_2d.json", "models/likelihood_2d.json"]:
         assert (seed0 / file).read_bytes() == (repository / file).read_bytes()
     # The committed correlated run has another Σ than the comparison's: trained, not copied; there is no committed
