@@ -121,3 +121,22 @@ def test_an_unknown_row_is_refused_before_any_work(runs, capsys):
     with pytest.raises(SystemExit):
         reproduction.main(["--rows", "davidson-3"])
     assert "--rows: unknown ['davidson-3']" in capsys.readouterr().err
+
+
+def test_the_one_decode_estimate_is_one_draws_reconstruction_plus_the_log_mean_of_p_over_q():
+    """Where q(z|x) is the prior itself, every p(z)/q(z|x) is 1: the estimate is ln p(x|z₀) of its one draw z₀."""
+    import numpy as np
+
+    from vae.likelihood import decoder_log_likelihoods
+    from vae.priors import GaussianPrior
+
+    row = reproduction.ROWS["davidson-2"]
+    vae = reproduction.build_model(row, 0, steps_per_epoch=1)
+    for layer in vae.encoder.layers:  # μ = 0, ln σ² = 0 for every image: q(z|x) = N(0, I)
+        for weight in layer.weights:
+            weight.assign(np.zeros(weight.shape, dtype="float32"))
+    images = (np.random.default_rng(0).random((7, 28, 28, 1)) < 0.3).astype("float32")
+    estimate = reproduction.one_decode_estimate(vae, GaussianPrior.standard(2), images, samples=50, seed=5)
+    z0 = np.random.default_rng(5).standard_normal((7, 2)).astype("float32")
+    expected = np.diagonal(decoder_log_likelihoods(vae.decoder)(images.reshape(7, -1), z0).numpy())
+    np.testing.assert_allclose(estimate, expected, rtol=1e-5)
