@@ -52,7 +52,7 @@ from vae.data import TEST_BINARIZATION_SEED, binarize, load_mnist  # noqa: E402
 from vae.experiment import device_name  # noqa: E402
 from vae.evaluation import encode  # noqa: E402
 from vae.inspection import QUADRATURE_LIMIT, posteriors_beyond_grid  # noqa: E402
-from vae.likelihood import (decoder_log_likelihoods, evidence_lower_bound,  # noqa: E402
+from vae.likelihood import (LOG_2PI, decoder_log_likelihoods, evidence_lower_bound,  # noqa: E402
                             importance_weighted_log_likelihood, log_likelihood_by_quadrature)
 from vae.priors import GaussianPrior  # noqa: E402
 from vae.saving import save_json  # noqa: E402
@@ -252,7 +252,7 @@ def one_decode_estimate(vae, prior, images, samples, seed=2):
         epsilon = rng.standard_normal((len(mean), samples, mean.shape[1]))
         z = mean[:, None, :] + np.exp(0.5 * log_var)[:, None, :] * epsilon
         log_prior = prior.log_density(z.reshape(-1, z.shape[-1])).reshape(z.shape[:2])
-        log_posterior = -0.5 * (np.log(2 * np.pi) * mean.shape[1] + log_var.sum(axis=1)[:, None]
+        log_posterior = -0.5 * (LOG_2PI * mean.shape[1] + log_var.sum(axis=1)[:, None]
                                 + (epsilon ** 2).sum(axis=-1))
         ratio = log_prior - log_posterior
         top = ratio.max(axis=1)
@@ -288,7 +288,7 @@ def run_one(name, seed, data, max_epochs, remeasure=False):
               learning_rate=None, seed=seed + 1000 * state["epoch"], verbose=0, callbacks=callbacks,
               initial_epoch=state["epoch"])
         state = run.load_state()
-    if not finished(state, row, ROWS[name]["max_epochs"]):
+    if not finished(state, row, row["max_epochs"]):
         print(f"{what}: stopped after epoch {state['epoch']} of at most {row['max_epochs']} (--max-epochs); "
               f"run again without it to go on")
         return None
